@@ -1,0 +1,492 @@
+//! The in-memory R-tree over site footprints and the proximity queries on it.
+//!
+//! Footprints are indexed as 3-D boxes around their caps on the unit sphere, where
+//! straight-line distance orders like great-circle distance and the antimeridian
+//! and the poles need no special cases. The tree answers with candidates; exact
+//! geodesic metres on WGS84 decide.
+
+use crate::geodesy::{
+    self, SphericalShape, angle_of_chord, chord_of_angle, max_angle_for_distance,
+    min_distance_for_angle,
+};
+use crate::model::{
+    BBox, CountryCode, Declaration, LonLat, Meters, Site, SiteId, SiteKind, Status,
+};
+use rstar::{AABB, PointDistance, RTree, RTreeObject};
+use std::cmp::Ordering;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::Arc;
+
+/// One footprint's box in the tree, pointing at its site by position.
+#[derive(Debug, Clone)]
+struct Entry {
+    slot: u32,
+    envelope: AABB<[f64; 3]>,
+}
+
+impl RTreeObject for Entry {
+    type Envelope = AABB<[f64; 3]>;
+    fn envelope(&self) -> Self::Envelope {
+        self.envelope
+    }
+}
+
+impl PointDistance for Entry {
+    fn distance_2(&self, point: &[f64; 3]) -> f64 {
+        self.envelope.distance_2(point)
+    }
+}
+
+/// Which sites a query may return. An empty list means "any".
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Filter {
+    pub declaration: Vec<Declaration>,
+    pub kind: Vec<SiteKind>,
+    pub status: Vec<Status>,
+    pub country: Vec<CountryCode>,
+}
+
+impl Filter {
+    pub fn matches(&self, s: &Site) -> bool {
+        fn ok<T: PartialEq>(set: &[T], v: &T) -> bool {
+            set.is_empty() || set.contains(v)
+        }
+        ok(&self.declaration, &s.declaration)
+            && ok(&self.kind, &s.kind)
+            && ok(&self.status, &s.status)
+            && ok(&self.country, &s.country)
+    }
+}
+
+/// A site with its distance from the query point.
+#[derive(Debug, Clone)]
+pub struct Hit {
+    pub site: Arc<Site>,
+    pub distance: Meters,
+}
+
+/// Orders hits by distance, then id, as every proximity answer is sorted.
+fn by_distance_then_id(a: &Hit, b: &Hit) -> Ordering {
+    a.distance
+        .get()
+        .total_cmp(&b.distance.get())
+        .then_with(|| a.site.id.cmp(&b.site.id))
+}
+
+/// A max-heap element keyed on (distance, id), so the worst of the best k is on top.
+struct Worst(Hit);
+impl PartialEq for Worst {
+    fn eq(&self, o: &Self) -> bool {
+        by_distance_then_id(&self.0, &o.0) == Ordering::Equal
+    }
+}
+impl Eq for Worst {}
+impl PartialOrd for Worst {
+    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Worst {
+    fn cmp(&self, o: &Self) -> Ordering {
+        by_distance_then_id(&self.0, &o.0)
+    }
+}
+
+/// An immutable snapshot of the catalogue's live sites and the tree over them.
+/// Writers build a new one and swap it in; readers keep the one they started with.
+#[derive(Debug, Default)]
+pub struct SiteIndex {
+    /// Sorted by id.
+    sites: Vec<Arc<Site>>,
+    by_id: HashMap<SiteId, u32>,
+    tree: RTree<Entry>,
+}
+
+impl SiteIndex {
+    /// Bulk-loads the tree from a set of sites (ids must be unique; the last wins).
+    pub fn build(sites: impl IntoIterator<Item = Arc<Site>>) -> Self {
+        let mut sites: Vec<Arc<Site>> = sites.into_iter().collect();
+        sites.sort_by(|a, b| a.id.cmp(&b.id));
+        sites.dedup_by(|later, earlier| {
+            let same = later.id == earlier.id;
+            if same {
+                std::mem::swap(later, earlier);
+            }
+            same
+        });
+        let by_id = sites
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.id.clone(), i as u32))
+            .collect();
+        let entries = sites
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let (lo, hi) = s.footprint.shape().envelope();
+                Entry {
+                    slot: i as u32,
+                    envelope: AABB::from_corners(lo, hi),
+                }
+            })
+            .collect();
+        Self {
+            sites,
+            by_id,
+            tree: RTree::bulk_load(entries),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.sites.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sites.is_empty()
+    }
+
+    pub fn get(&self, id: &SiteId) -> Option<&Arc<Site>> {
+        self.by_id.get(id).map(|&i| &self.sites[i as usize])
+    }
+
+    /// Every site passing the filter, in id order.
+    pub fn all<'a>(&'a self, filter: &'a Filter) -> impl Iterator<Item = &'a Arc<Site>> + 'a {
+        self.sites.iter().filter(move |s| filter.matches(s))
+    }
+
+    fn shape(&self, slot: u32) -> &SphericalShape {
+        self.sites[slot as usize].footprint.shape()
+    }
+
+    /// Every site whose footprint lies within `radius` of `point`, nearest first
+    /// (ties by id), at most `limit`.
+    pub fn nearby(&self, point: LonLat, radius: Meters, filter: &Filter, limit: usize) -> Vec<Hit> {
+        let p = geodesy::to_unit(point.to_array());
+        let chord = chord_of_angle(max_angle_for_distance(radius.get()));
+        let mut hits: Vec<Hit> = self
+            .tree
+            .locate_within_distance(p, chord * chord)
+            .filter_map(|e| {
+                let site = &self.sites[e.slot as usize];
+                if !filter.matches(site) {
+                    return None;
+                }
+                let shape = self.shape(e.slot);
+                if min_distance_for_angle(shape.min_angle_to(p)) > radius.get() {
+                    return None;
+                }
+                let d = shape.distance_m(point.to_array());
+                (d <= radius.get()).then(|| Hit {
+                    site: site.clone(),
+                    distance: Meters::from_computed(d),
+                })
+            })
+            .collect();
+        hits.sort_by(by_distance_then_id);
+        hits.truncate(limit);
+        hits
+    }
+
+    /// The `k` sites nearest to `point`, nearest first (ties by id).
+    pub fn nearest(&self, point: LonLat, k: usize, filter: &Filter) -> Vec<Hit> {
+        if k == 0 {
+            return Vec::new();
+        }
+        let ll = point.to_array();
+        let p = geodesy::to_unit(ll);
+        let mut best: BinaryHeap<Worst> = BinaryHeap::with_capacity(k + 1);
+        for (e, d2) in self.tree.nearest_neighbor_iter_with_distance_2(&p) {
+            // Boxes come in order of their distance, a lower bound for every later one.
+            let bound = min_distance_for_angle(angle_of_chord(d2.sqrt()));
+            if best.len() == k && bound > best.peek().map_or(f64::INFINITY, |w| w.0.distance.get())
+            {
+                break;
+            }
+            let site = &self.sites[e.slot as usize];
+            if !filter.matches(site) {
+                continue;
+            }
+            let shape = self.shape(e.slot);
+            if best.len() == k {
+                let worst = best.peek().map_or(f64::INFINITY, |w| w.0.distance.get());
+                if min_distance_for_angle(shape.min_angle_to(p)) > worst {
+                    continue;
+                }
+            }
+            let hit = Hit {
+                site: site.clone(),
+                distance: Meters::from_computed(shape.distance_m(ll)),
+            };
+            best.push(Worst(hit));
+            if best.len() > k {
+                best.pop();
+            }
+        }
+        let mut hits: Vec<Hit> = best.into_iter().map(|w| w.0).collect();
+        hits.sort_by(by_distance_then_id);
+        hits
+    }
+
+    /// Every site whose footprint meets the lon/lat box, in id order.
+    pub fn bbox(&self, bbox: &BBox, filter: &Filter) -> Vec<Arc<Site>> {
+        let mut slots: Vec<u32> = Vec::new();
+        for [w, s, e, n] in bbox.pieces() {
+            let (lo, hi) = geodesy::lonlat_rect_envelope(w, s, e, n);
+            for entry in self
+                .tree
+                .locate_in_envelope_intersecting(&AABB::from_corners(lo, hi))
+            {
+                let site = &self.sites[entry.slot as usize];
+                if filter.matches(site) && footprint_meets_rect(site, [w, s, e, n]) {
+                    slots.push(entry.slot);
+                }
+            }
+        }
+        slots.sort_unstable();
+        slots.dedup();
+        slots
+            .into_iter()
+            .map(|i| self.sites[i as usize].clone())
+            .collect()
+    }
+
+    /// Every site whose footprint shares a point with `shape`, in id order.
+    pub fn intersects(&self, shape: &SphericalShape, filter: &Filter) -> Vec<Arc<Site>> {
+        let (lo, hi) = shape.envelope();
+        let mut slots: Vec<u32> = self
+            .tree
+            .locate_in_envelope_intersecting(&AABB::from_corners(lo, hi))
+            .filter(|e| {
+                filter.matches(&self.sites[e.slot as usize]) && self.shape(e.slot).intersects(shape)
+            })
+            .map(|e| e.slot)
+            .collect();
+        slots.sort_unstable();
+        slots
+            .into_iter()
+            .map(|i| self.sites[i as usize].clone())
+            .collect()
+    }
+}
+
+/// Whether a footprint meets a lon/lat rectangle that does not cross the
+/// antimeridian, in the plane of longitude and latitude (the reading of `bbox`
+/// that OGC API clients and PostGIS's `&&` share). Rings that cross the
+/// antimeridian are unwrapped and tested against the rectangle shifted by 360°.
+fn footprint_meets_rect(site: &Site, [w, s, e, n]: [f64; 4]) -> bool {
+    use geo::{Coord, Intersects, LineString, Polygon, Rect};
+    site.footprint.parts().iter().any(|rings| {
+        let unwrap = |ring: &Vec<[f64; 2]>| {
+            let mut prev = ring[0][0];
+            let mut offset = 0.0;
+            LineString::from(
+                ring.iter()
+                    .map(|&[lon, lat]| {
+                        let step = lon + offset - prev;
+                        if step > 180.0 {
+                            offset -= 360.0;
+                        } else if step < -180.0 {
+                            offset += 360.0;
+                        }
+                        prev = lon + offset;
+                        Coord {
+                            x: lon + offset,
+                            y: lat,
+                        }
+                    })
+                    .collect::<Vec<_>>(),
+            )
+        };
+        let poly = Polygon::new(unwrap(&rings[0]), rings[1..].iter().map(unwrap).collect());
+        [-360.0, 0.0, 360.0].iter().any(|shift| {
+            let rect = Rect::new(Coord { x: w + shift, y: s }, Coord { x: e + shift, y: n });
+            poly.intersects(&rect)
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::IdPolicy;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    fn site(id: &str, lon: f64, lat: f64, half_deg: f64, kind: &str) -> Arc<Site> {
+        let ring = json!([
+            [lon - half_deg, lat - half_deg],
+            [lon + half_deg, lat - half_deg],
+            [lon + half_deg, lat + half_deg],
+            [lon - half_deg, lat + half_deg],
+            [lon - half_deg, lat - half_deg]
+        ]);
+        let f = json!({"type": "Feature", "id": id, "geometry": {"type": "Polygon", "coordinates": [ring]},
+            "properties": {"name": id, "country": "ZZZ", "kind": kind}});
+        Arc::new(Site::from_feature(&f, IdPolicy::Required).unwrap())
+    }
+
+    fn ll(lon: f64, lat: f64) -> LonLat {
+        LonLat::parse("p", lon, lat).unwrap()
+    }
+
+    /// Seeded random sites anywhere on Earth, many straddling the antimeridian and near the poles.
+    fn random_sites(seed: u64, n: usize) -> Vec<Arc<Site>> {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        (0..n)
+            .map(|i| {
+                let lon: f64 = match i % 3 {
+                    0 => rng.random_range(-179.9..179.9),
+                    _ => {
+                        rng.random_range(179.6..179.9)
+                            * if rng.random_bool(0.5) { 1.0 } else { -1.0 }
+                    }
+                };
+                let lat = match i % 4 {
+                    0 => rng.random_range(85.0..88.5),
+                    1 => rng.random_range(-88.5..-85.0),
+                    _ => rng.random_range(-60.0..60.0),
+                };
+                let half = rng.random_range(0.002..0.05);
+                let kind = if i % 2 == 0 {
+                    "reactor"
+                } else {
+                    "missile_base"
+                };
+                site(&format!("s{i:04}"), lon, lat, half, kind)
+            })
+            .collect()
+    }
+
+    fn brute(sites: &[Arc<Site>], p: LonLat, filter: &Filter) -> Vec<(SiteId, f64)> {
+        let mut all: Vec<(SiteId, f64)> = sites
+            .iter()
+            .filter(|s| filter.matches(s))
+            .map(|s| (s.id.clone(), s.footprint.shape().distance_m(p.to_array())))
+            .collect();
+        all.sort_by(|a, b| a.1.total_cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
+        all
+    }
+
+    fn ids(hits: &[Hit]) -> Vec<(SiteId, f64)> {
+        hits.iter()
+            .map(|h| (h.site.id.clone(), h.distance.get()))
+            .collect()
+    }
+
+    #[test]
+    fn a_point_inside_a_footprint_finds_it_first_at_zero_metres() {
+        let idx = SiteIndex::build([
+            site("a", 125.75, 39.8, 0.02, "reactor"),
+            site("b", 125.9, 39.8, 0.02, "reactor"),
+        ]);
+        let hits = idx.nearest(ll(125.751, 39.801), 2, &Filter::default());
+        assert_eq!(hits[0].site.id.as_str(), "a");
+        assert_eq!(hits[0].distance.get(), 0.0);
+        assert!(hits[1].distance.get() > 9_000.0);
+    }
+
+    #[test]
+    fn nearest_finds_sites_across_the_antimeridian() {
+        let idx = SiteIndex::build([
+            site("east", 179.95, 0.0, 0.01, "reactor"),
+            site("far", 170.0, 0.0, 0.01, "reactor"),
+        ]);
+        let hits = idx.nearest(ll(-179.95, 0.0), 1, &Filter::default());
+        assert_eq!(hits[0].site.id.as_str(), "east");
+        let to_edge = geodesy::geodesic_distance([-179.95, 0.0], [179.96, 0.0]);
+        assert!(
+            (hits[0].distance.get() - to_edge).abs() < 1.0,
+            "{} vs {to_edge}",
+            hits[0].distance.get()
+        );
+    }
+
+    #[test]
+    fn a_bbox_across_the_antimeridian_finds_sites_on_both_sides() {
+        let idx = SiteIndex::build([
+            site("w", -179.5, 0.0, 0.1, "reactor"),
+            site("e", 179.5, 0.0, 0.1, "reactor"),
+            site("mid", 0.0, 0.0, 0.1, "reactor"),
+        ]);
+        let got: Vec<_> = idx
+            .bbox(
+                &BBox::parse("bbox", &[179.0, -1.0, -179.0, 1.0]).unwrap(),
+                &Filter::default(),
+            )
+            .iter()
+            .map(|s| s.id.to_string())
+            .collect();
+        assert_eq!(got, ["e", "w"]);
+    }
+
+    #[test]
+    fn filters_restrict_every_query() {
+        let idx = SiteIndex::build([
+            site("r", 0.0, 0.0, 0.01, "reactor"),
+            site("m", 0.05, 0.0, 0.01, "missile_base"),
+        ]);
+        let f = Filter {
+            kind: vec![SiteKind::MissileBase],
+            ..Filter::default()
+        };
+        assert_eq!(idx.nearest(ll(0.0, 0.0), 5, &f).len(), 1);
+        assert_eq!(
+            idx.nearby(ll(0.0, 0.0), Meters::parse("r", 50_000.0).unwrap(), &f, 10)
+                .len(),
+            1
+        );
+        assert_eq!(
+            idx.bbox(&BBox::parse("b", &[-1.0, -1.0, 1.0, 1.0]).unwrap(), &f)
+                .len(),
+            1
+        );
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        #[test]
+        fn nearby_matches_a_brute_force_scan(seed in 0u64..1000, lon in -180.0f64..180.0, lat in -90.0f64..90.0, radius in 0.0f64..400_000.0) {
+            let sites = random_sites(seed, 300);
+            let idx = SiteIndex::build(sites.clone());
+            let p = ll(lon, lat);
+            let filter = Filter::default();
+            let want: Vec<_> = brute(&sites, p, &filter).into_iter().filter(|(_, d)| *d <= radius).collect();
+            let got = ids(&idx.nearby(p, Meters::parse("r", radius).unwrap(), &filter, usize::MAX));
+            prop_assert_eq!(got, want);
+        }
+
+        #[test]
+        fn nearest_matches_a_brute_force_scan(seed in 0u64..1000, lon in -180.0f64..180.0, lat in -90.0f64..90.0, k in 1usize..12, filtered in any::<bool>()) {
+            let sites = random_sites(seed, 300);
+            let idx = SiteIndex::build(sites.clone());
+            let p = ll(lon, lat);
+            let filter = if filtered { Filter { kind: vec![SiteKind::MissileBase], ..Filter::default() } } else { Filter::default() };
+            let want: Vec<_> = brute(&sites, p, &filter).into_iter().take(k).collect();
+            prop_assert_eq!(ids(&idx.nearest(p, k, &filter)), want);
+        }
+
+        #[test]
+        fn bbox_matches_a_brute_force_scan(seed in 0u64..1000, w in -180.0f64..180.0, s in -90.0f64..80.0, dw in 0.1f64..40.0, dh in 0.1f64..10.0) {
+            let sites = random_sites(seed, 300);
+            let idx = SiteIndex::build(sites.clone());
+            let e = if w + dw > 180.0 { w + dw - 360.0 } else { w + dw };
+            let b = BBox::parse("bbox", &[w, s, e, (s + dh).min(90.0)]).unwrap();
+            let want: Vec<SiteId> = sites.iter().filter(|site| b.pieces().into_iter().any(|r| footprint_meets_rect(site, r))).map(|s| s.id.clone()).collect();
+            let got: Vec<SiteId> = idx.bbox(&b, &Filter::default()).iter().map(|s| s.id.clone()).collect();
+            prop_assert_eq!(got, want);
+        }
+
+        #[test]
+        fn intersects_matches_a_brute_force_scan(seed in 0u64..1000, lon in -176.9f64..176.9, lat in -80.0f64..80.0, half in 0.01f64..3.0) {
+            let sites = random_sites(seed, 300);
+            let idx = SiteIndex::build(sites.clone());
+            let query = site("q", lon, lat, half, "other");
+            let q = query.footprint.shape();
+            let want: Vec<SiteId> = sites.iter().filter(|s| s.footprint.shape().intersects(q)).map(|s| s.id.clone()).collect();
+            let got: Vec<SiteId> = idx.intersects(q, &Filter::default()).iter().map(|s| s.id.clone()).collect();
+            prop_assert_eq!(got, want);
+        }
+    }
+}

@@ -1,0 +1,271 @@
+//! A site's footprint: a GeoJSON Polygon or MultiPolygon on WGS84, checked once and
+//! carried with its unit-sphere shape so that every query can use it directly.
+
+use super::{FieldError, LonLat};
+use crate::geodesy::{ShapeError, SphericalShape};
+use geo::{Coord, LineString, MultiPolygon, Polygon, Validation};
+use serde_json::{Value, json};
+
+/// A valid footprint. Rings are closed, have at least four positions, hold finite
+/// in-range coordinates, do not cross themselves, and fit in a cap of
+/// [`crate::geodesy::MAX_CAP_DEGREES`].
+#[derive(Debug, Clone)]
+pub struct Footprint {
+    /// Parts, each a list of rings (exterior first) of `[lon, lat]`.
+    parts: Vec<Vec<Vec<[f64; 2]>>>,
+    multi: bool,
+    shape: SphericalShape,
+}
+
+impl PartialEq for Footprint {
+    fn eq(&self, other: &Self) -> bool {
+        self.parts == other.parts && self.multi == other.multi
+    }
+}
+
+fn number_array<'a>(field: &str, v: &'a Value) -> Result<&'a Vec<Value>, FieldError> {
+    v.as_array()
+        .ok_or_else(|| FieldError::new(field, format!("expected an array, found {}", kind_of(v))))
+}
+
+pub(crate) fn kind_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Reads one `[lon, lat]` (an optional altitude is accepted and dropped).
+pub(crate) fn parse_position(field: &str, v: &Value) -> Result<[f64; 2], FieldError> {
+    let arr = number_array(field, v)?;
+    if !(2..=3).contains(&arr.len()) {
+        return Err(FieldError::new(
+            field,
+            format!("a position needs 2 or 3 numbers, found {}", arr.len()),
+        ));
+    }
+    let num = |i: usize| {
+        arr[i].as_f64().ok_or_else(|| {
+            FieldError::new(
+                field,
+                format!("expected a number, found {}", kind_of(&arr[i])),
+            )
+        })
+    };
+    Ok(LonLat::parse(field, num(0)?, num(1)?)?.to_array())
+}
+
+fn parse_ring(field: &str, v: &Value) -> Result<Vec<[f64; 2]>, FieldError> {
+    let arr = number_array(field, v)?;
+    let ring = arr
+        .iter()
+        .enumerate()
+        .map(|(i, p)| parse_position(&format!("{field}[{i}]"), p))
+        .collect::<Result<Vec<_>, _>>()?;
+    if ring.len() < 4 {
+        return Err(FieldError::new(
+            field,
+            format!("a ring needs at least 4 positions, found {}", ring.len()),
+        ));
+    }
+    if ring.first() != ring.last() {
+        return Err(FieldError::new(
+            field,
+            "ring is not closed: its first and last positions differ",
+        ));
+    }
+    Ok(ring)
+}
+
+fn parse_polygon(field: &str, v: &Value) -> Result<Vec<Vec<[f64; 2]>>, FieldError> {
+    let rings = number_array(field, v)?;
+    if rings.is_empty() {
+        return Err(FieldError::new(field, "a polygon needs at least one ring"));
+    }
+    rings
+        .iter()
+        .enumerate()
+        .map(|(i, r)| parse_ring(&format!("{field}[{i}]"), r))
+        .collect()
+}
+
+impl Footprint {
+    /// Parses a GeoJSON geometry object; `field` is its path, used in errors.
+    pub fn parse(field: &str, v: &Value) -> Result<Self, FieldError> {
+        let obj = v.as_object().ok_or_else(|| {
+            FieldError::new(
+                field,
+                format!("expected a GeoJSON geometry object, found {}", kind_of(v)),
+            )
+        })?;
+        let kind = obj.get("type").and_then(Value::as_str).unwrap_or("");
+        let coords_field = format!("{field}.coordinates");
+        let coords = obj
+            .get("coordinates")
+            .ok_or_else(|| FieldError::new(&coords_field, "missing"))?;
+        let (parts, multi) = match kind {
+            "Polygon" => (vec![parse_polygon(&coords_field, coords)?], false),
+            "MultiPolygon" => {
+                let polys = number_array(&coords_field, coords)?;
+                if polys.is_empty() {
+                    return Err(FieldError::new(
+                        &coords_field,
+                        "a MultiPolygon needs at least one polygon",
+                    ));
+                }
+                let parts = polys
+                    .iter()
+                    .enumerate()
+                    .map(|(i, p)| parse_polygon(&format!("{coords_field}[{i}]"), p))
+                    .collect::<Result<Vec<_>, _>>()?;
+                (parts, true)
+            }
+            other => {
+                return Err(FieldError::new(
+                    format!("{field}.type"),
+                    format!("a footprint must be a Polygon or MultiPolygon, found {other:?}"),
+                ));
+            }
+        };
+        Self::from_parts(&coords_field, parts, multi)
+    }
+
+    fn from_parts(
+        field: &str,
+        parts: Vec<Vec<Vec<[f64; 2]>>>,
+        multi: bool,
+    ) -> Result<Self, FieldError> {
+        let shape = SphericalShape::new(parts.iter().map(|rings| rings.iter().map(Vec::as_slice)))
+            .map_err(|e: ShapeError| FieldError::new(field, format!("footprint {e}")))?;
+        // Great-circle edges are straight in the gnomonic plane, so planar validity
+        // there is validity on the sphere, antimeridian and poles included.
+        let projected: Vec<Polygon> = {
+            let mut polys: Vec<Vec<LineString>> = vec![Vec::new(); parts.len()];
+            for (part, pts) in shape.projected_rings() {
+                polys[part as usize].push(LineString::from(
+                    pts.into_iter()
+                        .map(|[x, y]| Coord { x, y })
+                        .collect::<Vec<_>>(),
+                ));
+            }
+            polys
+                .into_iter()
+                .map(|mut rings| {
+                    let ext = rings.remove(0);
+                    Polygon::new(ext, rings)
+                })
+                .collect()
+        };
+        if let Some(problem) = MultiPolygon::new(projected)
+            .validation_errors()
+            .into_iter()
+            .next()
+        {
+            return Err(FieldError::new(
+                field,
+                format!("invalid footprint: {problem}"),
+            ));
+        }
+        Ok(Self {
+            parts,
+            multi,
+            shape,
+        })
+    }
+
+    /// The shape on the unit sphere, for containment and distance.
+    pub fn shape(&self) -> &SphericalShape {
+        &self.shape
+    }
+
+    /// Parts, each a list of rings of `[lon, lat]`, exterior first.
+    pub fn parts(&self) -> &[Vec<Vec<[f64; 2]>>] {
+        &self.parts
+    }
+
+    pub fn vertex_count(&self) -> usize {
+        self.parts.iter().flatten().map(Vec::len).sum()
+    }
+
+    /// The footprint as an RFC 7946 geometry object.
+    pub fn to_geojson(&self) -> Value {
+        if self.multi {
+            json!({"type": "MultiPolygon", "coordinates": self.parts})
+        } else {
+            json!({"type": "Polygon", "coordinates": self.parts[0]})
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(v: Value) -> Result<Footprint, FieldError> {
+        Footprint::parse("geometry", &v)
+    }
+
+    #[test]
+    fn a_closed_polygon_round_trips_to_the_same_geojson() {
+        let g = json!({"type": "Polygon", "coordinates": [[[125.0, 39.0], [125.1, 39.0], [125.1, 39.1], [125.0, 39.0]]]});
+        assert_eq!(parse(g.clone()).unwrap().to_geojson(), g);
+    }
+
+    #[test]
+    fn an_unclosed_ring_is_refused_naming_the_ring() {
+        let e = parse(json!({"type": "Polygon", "coordinates": [[[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]]]})).unwrap_err();
+        assert_eq!(e.field, "geometry.coordinates[0]");
+        assert!(e.reason.contains("not closed"));
+    }
+
+    #[test]
+    fn a_ring_of_three_positions_is_refused() {
+        let e = parse(
+            json!({"type": "Polygon", "coordinates": [[[0.0, 0.0], [1.0, 0.0], [0.0, 0.0]]]}),
+        )
+        .unwrap_err();
+        assert!(e.reason.contains("at least 4"), "{e}");
+    }
+
+    #[test]
+    fn a_coordinate_out_of_range_names_its_position() {
+        let e = parse(json!({"type": "Polygon", "coordinates": [[[0.0, 0.0], [1.0, 0.0], [1.0, 95.0], [0.0, 0.0]]]})).unwrap_err();
+        assert_eq!(e.field, "geometry.coordinates[0][2]");
+        assert!(e.reason.contains("latitude"));
+    }
+
+    #[test]
+    fn a_self_intersecting_ring_is_refused() {
+        let e = parse(json!({"type": "Polygon", "coordinates": [[[0.0, 0.0], [1.0, 1.0], [1.0, 0.0], [0.0, 1.0], [0.0, 0.0]]]})).unwrap_err();
+        assert!(e.reason.contains("self-intersection"), "{e}");
+    }
+
+    #[test]
+    fn a_point_is_not_a_footprint() {
+        let e = parse(json!({"type": "Point", "coordinates": [0.0, 0.0]})).unwrap_err();
+        assert_eq!(e.field, "geometry.type");
+    }
+
+    #[test]
+    fn a_polygon_across_the_antimeridian_is_valid() {
+        let g = json!({"type": "Polygon", "coordinates": [[[179.9, 0.0], [-179.9, 0.0], [-179.9, 0.1], [179.9, 0.1], [179.9, 0.0]]]});
+        assert!(parse(g).is_ok());
+    }
+
+    #[test]
+    fn a_multipolygon_keeps_its_parts_and_holes() {
+        let g = json!({"type": "MultiPolygon", "coordinates": [
+            [[[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0], [0.0, 0.0]], [[0.2, 0.2], [0.2, 0.8], [0.8, 0.8], [0.8, 0.2], [0.2, 0.2]]],
+            [[[3.0, 3.0], [4.0, 3.0], [4.0, 4.0], [3.0, 3.0]]]
+        ]});
+        let f = parse(g.clone()).unwrap();
+        assert_eq!(f.parts().len(), 2);
+        assert_eq!(f.to_geojson(), g);
+        assert!(!f.shape().contains(crate::geodesy::to_unit([0.5, 0.5])));
+        assert!(f.shape().contains(crate::geodesy::to_unit([0.1, 0.1])));
+    }
+}
