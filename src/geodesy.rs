@@ -272,10 +272,11 @@ impl SphericalShape {
             let mut prev = self.project(ring[0]);
             for &w in &ring[1..] {
                 let cur = self.project(w);
-                if let (Some([x1, y1]), Some([x2, y2])) = (prev, cur) {
-                    if (y1 > y) != (y2 > y) && x < x1 + (y - y1) * (x2 - x1) / (y2 - y1) {
-                        inside = !inside;
-                    }
+                if let (Some([x1, y1]), Some([x2, y2])) = (prev, cur)
+                    && (y1 > y) != (y2 > y)
+                    && x < x1 + (y - y1) * (x2 - x1) / (y2 - y1)
+                {
+                    inside = !inside;
                 }
                 prev = cur;
             }

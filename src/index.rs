@@ -10,7 +10,7 @@ use crate::geodesy::{
     min_distance_for_angle,
 };
 use crate::model::{
-    BBox, CountryCode, Declaration, LonLat, Meters, Site, SiteId, SiteKind, Status,
+    BBox, CountryCode, Declaration, FieldError, LonLat, Meters, Site, SiteId, SiteKind, Status,
 };
 use rstar::{AABB, PointDistance, RTree, RTreeObject};
 use std::cmp::Ordering;
@@ -47,6 +47,27 @@ pub struct Filter {
 }
 
 impl Filter {
+    /// Builds a filter from comma-separated lists of values, one per field name
+    /// (`declaration`, `kind`, `status`, `country`); `lists` returns `None` for a
+    /// field that is not restricted.
+    pub fn from_lists<'a>(lists: impl Fn(&str) -> Option<&'a str>) -> Result<Self, FieldError> {
+        fn list<T>(
+            field: &str,
+            raw: Option<&str>,
+            parse: impl Fn(&str, &str) -> Result<T, FieldError>,
+        ) -> Result<Vec<T>, FieldError> {
+            raw.map_or(Ok(Vec::new()), |r| {
+                r.split(',').map(|v| parse(field, v.trim())).collect()
+            })
+        }
+        Ok(Self {
+            declaration: list("declaration", lists("declaration"), Declaration::parse)?,
+            kind: list("kind", lists("kind"), SiteKind::parse)?,
+            status: list("status", lists("status"), Status::parse)?,
+            country: list("country", lists("country"), CountryCode::parse)?,
+        })
+    }
+
     pub fn matches(&self, s: &Site) -> bool {
         fn ok<T: PartialEq>(set: &[T], v: &T) -> bool {
             set.is_empty() || set.contains(v)

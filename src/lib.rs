@@ -1,9 +1,16 @@
 //! sitewatch: a catalogue of nuclear and missile sites with geodesic proximity
 //! queries, change history and an HTTP API.
 //!
-//! Dependencies point one way: [`model`] <- [`index`], [`store`] <- [`catalogue`]
-//! <- [`api`] <- the binary.
+//! Dependencies point one way: [`model`] <- [`index`], [`store`], [`import`] <-
+//! [`catalogue`] <- [`api`] <- the binary. [`geodesy`] is plain mathematics
+//! beneath them all.
 
+pub mod api;
+pub mod catalogue;
 pub mod geodesy;
+pub mod import;
 pub mod index;
 pub mod model;
+pub mod render;
+pub mod store;
+pub mod synth;

@@ -197,22 +197,22 @@ fn parse_sources(field: &str, v: Option<&Value>) -> Result<Vec<Source>, FieldErr
             })?;
             let title = required_text(&format!("{f}.title"), obj.get("title"), 1000)?;
             let url = optional_text(&format!("{f}.url"), obj.get("url"), 2000)?;
-            if let Some(u) = &url {
-                if !(u.starts_with("https://") || u.starts_with("http://")) {
-                    return Err(FieldError::new(
-                        format!("{f}.url"),
-                        "must be an http or https URL",
-                    ));
-                }
+            if let Some(u) = &url
+                && !(u.starts_with("https://") || u.starts_with("http://"))
+            {
+                return Err(FieldError::new(
+                    format!("{f}.url"),
+                    "must be an http or https URL",
+                ));
             }
             let date = optional_text(&format!("{f}.date"), obj.get("date"), 10)?;
-            if let Some(d) = &date {
-                if chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").is_err() {
-                    return Err(FieldError::new(
-                        format!("{f}.date"),
-                        format!("{d:?} is not a YYYY-MM-DD date"),
-                    ));
-                }
+            if let Some(d) = &date
+                && chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").is_err()
+            {
+                return Err(FieldError::new(
+                    format!("{f}.date"),
+                    format!("{d:?} is not a YYYY-MM-DD date"),
+                ));
             }
             Ok(Source { title, url, date })
         })

@@ -1,0 +1,123 @@
+//! The one error type of the HTTP layer, rendered as RFC 9457 problem details.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde_json::json;
+use std::fmt;
+
+#[derive(Debug)]
+pub enum ApiError {
+    /// A query parameter or body field is wrong; `param` names it.
+    BadRequest {
+        param: String,
+        detail: String,
+    },
+    NotFound {
+        detail: String,
+    },
+    /// A well-formed body whose content cannot be accepted (e.g. invalid features).
+    Unprocessable {
+        detail: String,
+        problems: serde_json::Value,
+    },
+    /// Something failed inside the server. The cause is logged, never sent.
+    Internal(anyhow::Error),
+}
+
+impl ApiError {
+    pub fn bad(param: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self::BadRequest {
+            param: param.into(),
+            detail: detail.into(),
+        }
+    }
+
+    pub fn internal(e: impl Into<anyhow::Error>) -> Self {
+        Self::Internal(e.into())
+    }
+}
+
+impl From<crate::model::FieldError> for ApiError {
+    fn from(e: crate::model::FieldError) -> Self {
+        Self::BadRequest {
+            detail: e.to_string(),
+            param: e.field,
+        }
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ApiError::BadRequest { detail, .. }
+            | ApiError::NotFound { detail }
+            | ApiError::Unprocessable { detail, .. } => f.write_str(detail),
+            ApiError::Internal(e) => write!(f, "internal error: {e:#}"),
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
+            ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        let title = status.canonical_reason().unwrap_or("Error");
+        let mut body = json!({"type": "about:blank", "title": title, "status": status.as_u16()});
+        match self {
+            ApiError::BadRequest { param, detail } => {
+                body["detail"] = json!(detail);
+                body["parameter"] = json!(param);
+            }
+            ApiError::NotFound { detail } => body["detail"] = json!(detail),
+            ApiError::Unprocessable { detail, problems } => {
+                body["detail"] = json!(detail);
+                body["problems"] = problems.clone();
+            }
+            ApiError::Internal(e) => {
+                tracing::error!(error = format!("{e:#}"), "request failed");
+                body["detail"] =
+                    json!("the server could not complete the request; the cause is in its log");
+            }
+        }
+        HttpResponse::build(status)
+            .content_type("application/problem+json")
+            .json(body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::body::MessageBody;
+
+    #[test]
+    fn an_internal_error_tells_the_client_nothing_of_its_cause() {
+        let e = ApiError::internal(anyhow::anyhow!("disk /var/secret/path is full"));
+        let resp = e.error_response();
+        assert_eq!(resp.status(), 500);
+        let body = resp.into_body().try_into_bytes().unwrap();
+        let text = String::from_utf8(body.to_vec()).unwrap();
+        assert!(!text.contains("secret"), "{text}");
+    }
+
+    #[test]
+    fn a_bad_parameter_names_the_parameter() {
+        let resp = ApiError::bad("lat", "latitude 91 is outside [-90, 90]").error_response();
+        assert_eq!(resp.status(), 400);
+        assert_eq!(
+            resp.headers().get("content-type").unwrap(),
+            "application/problem+json"
+        );
+        let text = String::from_utf8(resp.into_body().try_into_bytes().unwrap().to_vec()).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["parameter"], "lat");
+    }
+}

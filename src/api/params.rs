@@ -1,0 +1,226 @@
+//! Query-string parameters turned into domain values, with errors naming the
+//! parameter.
+
+use super::error::ApiError;
+use crate::index::Filter;
+use crate::model::{BBox, LonLat, Meters};
+
+/// The raw `key=value` pairs of a query string.
+pub struct Params(Vec<(String, String)>);
+
+impl Params {
+    pub fn parse(query: &str) -> Result<Self, ApiError> {
+        serde_urlencoded::from_str::<Vec<(String, String)>>(query)
+            .map(Self)
+            .map_err(|e| ApiError::bad("query", format!("the query string cannot be read: {e}")))
+    }
+
+    /// The value of a parameter; giving one twice is an error, not a guess.
+    pub fn get(&self, name: &str) -> Result<Option<&str>, ApiError> {
+        let mut found = self
+            .0
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str());
+        let first = found.next();
+        if found.next().is_some() {
+            return Err(ApiError::bad(
+                name,
+                format!("{name} is given more than once"),
+            ));
+        }
+        Ok(first.filter(|v| !v.is_empty()))
+    }
+
+    pub fn f64(&self, name: &str) -> Result<Option<f64>, ApiError> {
+        self.get(name)?
+            .map(|v| match v.trim().parse::<f64>() {
+                Ok(x) if x.is_finite() => Ok(x),
+                _ => Err(ApiError::bad(
+                    name,
+                    format!("{name} must be a finite number, got {v:?}"),
+                )),
+            })
+            .transpose()
+    }
+
+    pub fn required_f64(&self, name: &str) -> Result<f64, ApiError> {
+        self.f64(name)?
+            .ok_or_else(|| ApiError::bad(name, format!("{name} is required")))
+    }
+
+    /// A count of results: at least 1; above `max` it is clamped to `max`.
+    pub fn limit(&self, default: usize, max: usize) -> Result<usize, ApiError> {
+        match self.get("limit")? {
+            None => Ok(default),
+            Some(v) => match v.trim().parse::<u64>() {
+                Ok(0) => Err(ApiError::bad("limit", "limit must be at least 1")),
+                Ok(n) => Ok(n.min(max as u64) as usize),
+                Err(_) => Err(ApiError::bad(
+                    "limit",
+                    format!("limit must be a positive whole number, got {v:?}"),
+                )),
+            },
+        }
+    }
+
+    pub fn point(&self) -> Result<LonLat, ApiError> {
+        let lon = self.required_f64("lon")?;
+        let lat = self.required_f64("lat")?;
+        LonLat::parse("lon", lon, 0.0)?;
+        Ok(LonLat::parse("lat", lon, lat)?)
+    }
+
+    pub fn metres(&self, name: &str) -> Result<Option<Meters>, ApiError> {
+        self.f64(name)?
+            .map(|m| Meters::parse(name, m).map_err(ApiError::from))
+            .transpose()
+    }
+
+    pub fn bbox(&self) -> Result<Option<BBox>, ApiError> {
+        let Some(raw) = self.get("bbox")? else {
+            return Ok(None);
+        };
+        let nums = raw
+            .split(',')
+            .map(|p| {
+                p.trim().parse::<f64>().map_err(|_| {
+                    ApiError::bad(
+                        "bbox",
+                        format!("bbox must be 4 comma-separated numbers, got {raw:?}"),
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Some(BBox::parse("bbox", &nums)?))
+    }
+
+    /// The site filters shared by every site query.
+    pub fn filter(&self) -> Result<Filter, ApiError> {
+        let mut lists = std::collections::HashMap::new();
+        for name in ["declaration", "kind", "status", "country"] {
+            if let Some(v) = self.get(name)? {
+                lists.insert(name, v);
+            }
+        }
+        Ok(Filter::from_lists(|name| lists.get(name).copied())?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Declaration;
+
+    fn param_of(e: ApiError) -> String {
+        match e {
+            ApiError::BadRequest { param, .. } => param,
+            other => panic!("not a bad request: {other}"),
+        }
+    }
+
+    #[test]
+    fn a_latitude_of_91_is_refused_naming_lat() {
+        assert_eq!(
+            param_of(Params::parse("lon=0&lat=91").unwrap().point().unwrap_err()),
+            "lat"
+        );
+        assert_eq!(
+            param_of(Params::parse("lon=200&lat=1").unwrap().point().unwrap_err()),
+            "lon"
+        );
+    }
+
+    #[test]
+    fn a_bbox_of_three_numbers_is_refused() {
+        assert_eq!(
+            param_of(Params::parse("bbox=1,2,3").unwrap().bbox().unwrap_err()),
+            "bbox"
+        );
+        assert_eq!(
+            param_of(Params::parse("bbox=a,b,c,d").unwrap().bbox().unwrap_err()),
+            "bbox"
+        );
+    }
+
+    #[test]
+    fn limits_must_be_positive_numbers_and_large_ones_are_clamped() {
+        assert_eq!(
+            param_of(
+                Params::parse("limit=abc")
+                    .unwrap()
+                    .limit(10, 100)
+                    .unwrap_err()
+            ),
+            "limit"
+        );
+        assert_eq!(
+            param_of(
+                Params::parse("limit=0")
+                    .unwrap()
+                    .limit(10, 100)
+                    .unwrap_err()
+            ),
+            "limit"
+        );
+        assert_eq!(
+            Params::parse("limit=1000000000000")
+                .unwrap()
+                .limit(10, 100)
+                .unwrap(),
+            100
+        );
+        assert_eq!(Params::parse("").unwrap().limit(10, 100).unwrap(), 10);
+    }
+
+    #[test]
+    fn a_negative_radius_and_nan_are_refused() {
+        assert_eq!(
+            param_of(
+                Params::parse("radius_m=-5")
+                    .unwrap()
+                    .metres("radius_m")
+                    .unwrap_err()
+            ),
+            "radius_m"
+        );
+        assert_eq!(
+            param_of(
+                Params::parse("radius_m=NaN")
+                    .unwrap()
+                    .metres("radius_m")
+                    .unwrap_err()
+            ),
+            "radius_m"
+        );
+    }
+
+    #[test]
+    fn filters_take_comma_separated_values_and_refuse_unknown_ones() {
+        let f = Params::parse("declaration=declared,undeclared&kind=reactor")
+            .unwrap()
+            .filter()
+            .unwrap();
+        assert_eq!(
+            f.declaration,
+            [Declaration::Declared, Declaration::Undeclared]
+        );
+        assert_eq!(
+            param_of(Params::parse("status=busy").unwrap().filter().unwrap_err()),
+            "status"
+        );
+    }
+
+    #[test]
+    fn a_parameter_given_twice_is_refused() {
+        assert_eq!(
+            param_of(
+                Params::parse("lat=1&lat=2")
+                    .unwrap()
+                    .get("lat")
+                    .unwrap_err()
+            ),
+            "lat"
+        );
+    }
+}

@@ -1,0 +1,148 @@
+//! The catalogue as a service, independent of any front end: the store as truth,
+//! the index as a snapshot derived from it and swapped in after each commit.
+
+use crate::import::{ImportError, parse_sites};
+use crate::index::SiteIndex;
+use crate::model::{IdPolicy, SiteId};
+use crate::store::{ApplyReport, Provenance, Revision, Store, StoreError};
+use arc_swap::ArcSwap;
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+/// The seed catalogue, built into the binary so `serve` works from any folder.
+pub const SEED_SITES: &str = include_str!("../data/sites.geojson");
+
+const SEEDED_KEY: &str = "seeded_at";
+
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogueError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the built-in seed catalogue is invalid: {0}")]
+    Seed(ImportError),
+}
+
+/// An open catalogue. Reads take the current index snapshot and never wait for a
+/// writer; writes are serialised and become visible all at once after commit.
+pub struct Catalogue {
+    store: Mutex<Store>,
+    index: ArcSwap<SiteIndex>,
+}
+
+/// What opening a catalogue did, for the caller to report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Opened {
+    /// Sites created from the built-in seed, when the database was new.
+    pub seeded: Option<usize>,
+    pub live_sites: usize,
+}
+
+impl Catalogue {
+    /// Opens the database (creating it if needed), seeds a new one from the
+    /// built-in catalogue, and builds the index.
+    pub fn open(path: &Path) -> Result<(Self, Opened), CatalogueError> {
+        Self::from_store(Store::open(path)?)
+    }
+
+    pub fn from_store(mut store: Store) -> Result<(Self, Opened), CatalogueError> {
+        let mut seeded = None;
+        if store.meta(SEEDED_KEY)?.is_none() && store.site_count()? == 0 {
+            let sites =
+                parse_sites(SEED_SITES, IdPolicy::Required).map_err(CatalogueError::Seed)?;
+            let by = Provenance {
+                actor: "seed".into(),
+                reason: Some("initial catalogue from data/sites.geojson".into()),
+            };
+            let report = store.apply_sites(&sites, &by)?;
+            store.set_meta(SEEDED_KEY, &crate::model::Timestamp::now().to_rfc3339())?;
+            seeded = Some(report.created.len());
+        }
+        let index = SiteIndex::build(store.live_sites()?.into_iter().map(Arc::new));
+        let opened = Opened {
+            seeded,
+            live_sites: index.len(),
+        };
+        Ok((
+            Self {
+                store: Mutex::new(store),
+                index: ArcSwap::from_pointee(index),
+            },
+            opened,
+        ))
+    }
+
+    /// The current snapshot of live sites. Cheap; hold it for one request.
+    pub fn index(&self) -> Arc<SiteIndex> {
+        self.index.load_full()
+    }
+
+    fn store(&self) -> MutexGuard<'_, Store> {
+        // A panic while holding the lock cannot leave SQLite half-written (an open
+        // transaction rolls back when dropped), so a poisoned lock is still sound.
+        self.store.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Parses a FeatureCollection of sites and applies it in one transaction; the
+    /// index is rebuilt from the store and swapped in only after the commit.
+    pub fn import_sites(
+        &self,
+        json: &str,
+        by: &Provenance,
+    ) -> Result<ApplyReport, ImportSitesError> {
+        let sites = parse_sites(json, IdPolicy::Required)?;
+        let mut store = self.store();
+        let report = store.apply_sites(&sites, by)?;
+        if !report.created.is_empty() || !report.updated.is_empty() {
+            let index = SiteIndex::build(store.live_sites()?.into_iter().map(Arc::new));
+            self.index.store(Arc::new(index));
+        }
+        Ok(report)
+    }
+
+    /// Every revision of a site, oldest first.
+    pub fn revisions(&self, id: &SiteId) -> Result<Vec<Revision>, StoreError> {
+        self.store().revisions(id)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImportSitesError {
+    #[error(transparent)]
+    Invalid(#[from] ImportError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_database_is_seeded_once_with_the_built_in_catalogue() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.db");
+        let (cat, opened) = Catalogue::open(&path).unwrap();
+        assert!(opened.seeded.unwrap() >= 35);
+        assert_eq!(cat.index().len(), opened.seeded.unwrap());
+        drop(cat);
+        let (_, again) = Catalogue::open(&path).unwrap();
+        assert_eq!(again.seeded, None);
+        assert_eq!(again.live_sites, opened.live_sites);
+    }
+
+    #[test]
+    fn an_invalid_batch_changes_neither_the_store_nor_the_index() {
+        let (cat, _) = Catalogue::from_store(Store::open_in_memory().unwrap()).unwrap();
+        let before = cat.index().len();
+        let bad = r#"{"type":"FeatureCollection","features":[{"type":"Feature","id":"x","geometry":null,"properties":{"name":"x","country":"ZZZ","kind":"other"}}]}"#;
+        let by = Provenance {
+            actor: "t".into(),
+            reason: None,
+        };
+        assert!(matches!(
+            cat.import_sites(bad, &by),
+            Err(ImportSitesError::Invalid(_))
+        ));
+        assert_eq!(cat.index().len(), before);
+    }
+}

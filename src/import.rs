@@ -1,0 +1,108 @@
+//! Reading batches of GeoJSON into domain values: the whole batch is checked
+//! before anything is stored, and every bad feature is reported by its index.
+
+use crate::model::{FieldError, IdPolicy, Site};
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::HashSet;
+
+/// One rejected feature: where it is in the batch, which field, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FeatureProblem {
+    pub index: usize,
+    pub field: String,
+    pub reason: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error("the body is not valid JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("{0}")]
+    NotACollection(String),
+    #[error("{} feature(s) are invalid; nothing was stored (first: feature {}: {}: {})",
+        .0.len(), .0[0].index, .0[0].field, .0[0].reason)]
+    Invalid(Vec<FeatureProblem>),
+}
+
+/// The `features` array of a FeatureCollection.
+fn features(doc: &Value) -> Result<&Vec<Value>, ImportError> {
+    if doc.get("type").and_then(Value::as_str) != Some("FeatureCollection") {
+        return Err(ImportError::NotACollection(
+            "type: expected \"FeatureCollection\"".into(),
+        ));
+    }
+    doc.get("features")
+        .and_then(Value::as_array)
+        .ok_or_else(|| {
+            ImportError::NotACollection("features: expected an array of Features".into())
+        })
+}
+
+/// Parses a FeatureCollection of sites. Fails, listing every bad feature, if any
+/// feature is invalid or repeats an id seen earlier in the batch.
+pub fn parse_sites(json: &str, ids: IdPolicy) -> Result<Vec<Site>, ImportError> {
+    let doc: Value = serde_json::from_str(json)?;
+    let mut problems = Vec::new();
+    let mut seen = HashSet::new();
+    let mut sites = Vec::new();
+    for (index, f) in features(&doc)?.iter().enumerate() {
+        match Site::from_feature(f, ids) {
+            Ok(site) if !seen.insert(site.id.clone()) => problems.push(FeatureProblem {
+                index,
+                field: "id".into(),
+                reason: format!("{} appears more than once in the batch", site.id),
+            }),
+            Ok(site) => sites.push(site),
+            Err(FieldError { field, reason }) => problems.push(FeatureProblem {
+                index,
+                field,
+                reason,
+            }),
+        }
+    }
+    if problems.is_empty() {
+        Ok(sites)
+    } else {
+        Err(ImportError::Invalid(problems))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn feature(id: &str, kind: &str) -> String {
+        format!(
+            r#"{{"type":"Feature","id":"{id}","geometry":{{"type":"Polygon","coordinates":[[[0,0],[1,0],[1,1],[0,0]]]}},"properties":{{"name":"n","country":"ZZZ","kind":"{kind}"}}}}"#
+        )
+    }
+
+    #[test]
+    fn every_bad_feature_is_reported_with_its_index_and_field() {
+        let body = format!(
+            r#"{{"type":"FeatureCollection","features":[{},{},{}]}}"#,
+            feature("a", "reactor"),
+            feature("b", "volcano"),
+            feature("a", "reactor")
+        );
+        let Err(ImportError::Invalid(p)) = parse_sites(&body, IdPolicy::Required) else {
+            panic!("accepted")
+        };
+        assert_eq!(p.len(), 2);
+        assert_eq!((p[0].index, p[0].field.as_str()), (1, "properties.kind"));
+        assert_eq!((p[1].index, p[1].field.as_str()), (2, "id"));
+    }
+
+    #[test]
+    fn a_feature_that_is_not_in_a_collection_is_refused() {
+        assert!(matches!(
+            parse_sites(&feature("a", "reactor"), IdPolicy::Required),
+            Err(ImportError::NotACollection(_))
+        ));
+        assert!(matches!(
+            parse_sites("{", IdPolicy::Required),
+            Err(ImportError::Json(_))
+        ));
+    }
+}

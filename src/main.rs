@@ -1,0 +1,247 @@
+//! The `sitewatch` command line: parses arguments and dispatches to the library.
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde_json::{Map, json};
+use sitewatch::catalogue::{Catalogue, ImportSitesError};
+use sitewatch::import::ImportError;
+use sitewatch::index::Filter;
+use sitewatch::model::{LonLat, Meters};
+use sitewatch::store::Provenance;
+use sitewatch::{api, render};
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(Parser)]
+#[command(
+    name = "sitewatch",
+    version,
+    about = "A catalogue of nuclear and missile sites: geodesic proximity, history, GeoJSON over HTTP"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args)]
+struct DbArg {
+    /// The SQLite catalogue file; created and seeded from the built-in catalogue if it does not exist.
+    #[arg(long, env = "SITEWATCH_DB", default_value = "sitewatch.db")]
+    db: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the HTTP API.
+    Serve {
+        #[command(flatten)]
+        db: DbArg,
+        /// Address to listen on (port 0 picks a free port).
+        #[arg(long, env = "SITEWATCH_BIND", default_value = "127.0.0.1:8080")]
+        bind: String,
+    },
+    /// Import a GeoJSON FeatureCollection into the catalogue.
+    Import {
+        #[command(subcommand)]
+        what: ImportWhat,
+    },
+    /// Sites near a point, nearest first, with geodesic distances in metres.
+    Nearby {
+        #[command(flatten)]
+        db: DbArg,
+        #[arg(long, allow_hyphen_values = true)]
+        lon: f64,
+        #[arg(long, allow_hyphen_values = true)]
+        lat: f64,
+        /// Every site within this many metres; without it, the `--limit` nearest.
+        #[arg(long)]
+        radius_m: Option<f64>,
+        /// How many sites at most (default 10 nearest, or 1000 within a radius).
+        #[arg(long)]
+        limit: Option<usize>,
+        #[command(flatten)]
+        filter: FilterArgs,
+        #[arg(long, value_enum, default_value_t = Format::Geojson)]
+        format: Format,
+    },
+    /// Write the catalogue to stdout.
+    Export {
+        #[command(subcommand)]
+        what: ExportWhat,
+    },
+}
+
+#[derive(Subcommand)]
+enum ImportWhat {
+    /// Add or update sites; a changed site gets a new revision, an unchanged one is left alone.
+    Sites {
+        #[command(flatten)]
+        db: DbArg,
+        /// A GeoJSON FeatureCollection of sites (`-` for stdin).
+        file: PathBuf,
+        /// Why these sites are being imported; kept with each revision.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ExportWhat {
+    /// Every live site as a GeoJSON FeatureCollection.
+    Sites {
+        #[command(flatten)]
+        db: DbArg,
+    },
+}
+
+#[derive(Args)]
+struct FilterArgs {
+    /// Comma-separated declarations (declared, acknowledged, undeclared, unknown).
+    #[arg(long)]
+    declaration: Option<String>,
+    /// Comma-separated kinds (reactor, enrichment, missile_base, ...).
+    #[arg(long)]
+    kind: Option<String>,
+    /// Comma-separated statuses (active, inactive, ...).
+    #[arg(long)]
+    status: Option<String>,
+    /// Comma-separated ISO 3166-1 alpha-3 country codes.
+    #[arg(long)]
+    country: Option<String>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Geojson,
+    Table,
+}
+
+fn open(db: &DbArg) -> Result<Catalogue> {
+    let (cat, opened) =
+        Catalogue::open(&db.db).with_context(|| format!("opening {}", db.db.display()))?;
+    if let Some(n) = opened.seeded {
+        tracing::info!(db = %db.db.display(), sites = n, "new catalogue seeded from the built-in data");
+    }
+    Ok(cat)
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    if let Err(e) = run(Cli::parse()) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Serve { db, bind } => {
+            let cat = Arc::new(open(&db)?);
+            let listener =
+                std::net::TcpListener::bind(&bind).with_context(|| format!("binding {bind}"))?;
+            let addr = listener.local_addr()?;
+            tracing::info!(sites = cat.index().len(), db = %db.db.display(), "catalogue ready");
+            // Tests and scripts read the address from this line when they ask for port 0.
+            println!("sitewatch listening on http://{addr}");
+            std::io::stdout().flush()?;
+            api::serve(cat, listener)?;
+        }
+        Command::Import {
+            what: ImportWhat::Sites { db, file, reason },
+        } => {
+            let text = if file.as_os_str() == "-" {
+                std::io::read_to_string(std::io::stdin())?
+            } else {
+                std::fs::read_to_string(&file)
+                    .with_context(|| format!("reading {}", file.display()))?
+            };
+            let cat = open(&db)?;
+            let by = Provenance {
+                actor: format!("cli import {}", file.display()),
+                reason,
+            };
+            match cat.import_sites(&text, &by) {
+                Ok(report) => println!("{}", serde_json::to_string_pretty(&report)?),
+                Err(ImportSitesError::Invalid(ImportError::Invalid(problems))) => {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(
+                            &json!({"stored": false, "rejected": problems})
+                        )?
+                    );
+                    bail!(
+                        "{} feature(s) are invalid; nothing was stored",
+                        problems.len()
+                    );
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Command::Nearby {
+            db,
+            lon,
+            lat,
+            radius_m,
+            limit,
+            filter,
+            format,
+        } => {
+            let point = LonLat::parse("--lon/--lat", lon, lat)?;
+            let filter = Filter::from_lists(|name| match name {
+                "declaration" => filter.declaration.as_deref(),
+                "kind" => filter.kind.as_deref(),
+                "status" => filter.status.as_deref(),
+                "country" => filter.country.as_deref(),
+                _ => None,
+            })?;
+            let cat = open(&db)?;
+            let index = cat.index();
+            let hits = match radius_m {
+                Some(r) => index.nearby(
+                    point,
+                    Meters::parse("--radius-m", r)?,
+                    &filter,
+                    limit.unwrap_or(1000),
+                ),
+                None => index.nearest(point, limit.unwrap_or(10), &filter),
+            };
+            match format {
+                Format::Geojson => println!("{}", render::hits_collection(&hits, Map::new())),
+                Format::Table => {
+                    println!(
+                        "{:>10}  {:<18}  {:<12}  {:<14}  NAME",
+                        "KM", "ID", "DECLARATION", "KIND"
+                    );
+                    for h in &hits {
+                        let s = &h.site;
+                        println!(
+                            "{:>10.3}  {:<18}  {:<12}  {:<14}  {}",
+                            h.distance.get() / 1000.0,
+                            s.id,
+                            s.declaration,
+                            s.kind,
+                            s.name
+                        );
+                    }
+                }
+            }
+        }
+        Command::Export {
+            what: ExportWhat::Sites { db },
+        } => {
+            let cat = open(&db)?;
+            let index = cat.index();
+            let doc = render::sites_collection(index.all(&Filter::default()), Map::new());
+            let mut out = std::io::stdout().lock();
+            serde_json::to_writer_pretty(&mut out, &doc)?;
+            writeln!(out)?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,38 @@
+//! GeoJSON documents for answers (RFC 7946), shared by the HTTP API and the CLI.
+
+use crate::index::Hit;
+use crate::model::Site;
+use serde_json::{Map, Value, json};
+use std::sync::Arc;
+
+/// A FeatureCollection of sites, with any top-level members in `extra`.
+pub fn sites_collection<'a>(
+    sites: impl IntoIterator<Item = &'a Arc<Site>>,
+    extra: Map<String, Value>,
+) -> Value {
+    let features: Vec<Value> = sites.into_iter().map(|s| s.to_feature()).collect();
+    collection(features, extra)
+}
+
+/// A FeatureCollection of proximity hits, each with `properties.distance_m`.
+pub fn hits_collection(hits: &[Hit], extra: Map<String, Value>) -> Value {
+    let features = hits
+        .iter()
+        .map(|h| {
+            // Centimetres are beyond any footprint's accuracy.
+            let d = (h.distance.get() * 100.0).round() / 100.0;
+            h.site
+                .to_feature_with([("distance_m".to_string(), json!(d))])
+        })
+        .collect();
+    collection(features, extra)
+}
+
+fn collection(features: Vec<Value>, extra: Map<String, Value>) -> Value {
+    let mut doc = Map::new();
+    doc.insert("type".into(), json!("FeatureCollection"));
+    doc.insert("numberReturned".into(), json!(features.len()));
+    doc.extend(extra);
+    doc.insert("features".into(), Value::Array(features));
+    Value::Object(doc)
+}
