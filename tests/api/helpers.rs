@@ -1,0 +1,84 @@
+//! Starting the real server on port 0 with a fresh database, and talking to it.
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_sitewatch");
+
+pub struct Server {
+    child: Child,
+    pub base: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    /// Starts `sitewatch serve` on a free port with a new database seeded from the built-in data.
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = dir.path().join("catalogue.db");
+        let mut child = Command::new(BIN)
+            .args(["serve", "--bind", "127.0.0.1:0", "--db"])
+            .arg(&db)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn sitewatch serve");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("read address line");
+        let base = line.trim().rsplit(' ').next().expect("address").to_string();
+        assert!(
+            base.starts_with("http://127.0.0.1:"),
+            "unexpected first line {line:?}"
+        );
+        Self {
+            child,
+            base,
+            _dir: dir,
+        }
+    }
+
+    pub fn get(&self, path_and_query: &str) -> reqwest::blocking::Response {
+        reqwest::blocking::get(format!("{}{path_and_query}", self.base)).expect("request")
+    }
+
+    /// GET that must succeed with `content_type`; returns the JSON body.
+    pub fn get_json(&self, path_and_query: &str, content_type: &str) -> Value {
+        let resp = self.get(path_and_query);
+        assert_eq!(resp.status(), 200, "GET {path_and_query}");
+        assert_eq!(
+            resp.headers()["content-type"],
+            content_type,
+            "GET {path_and_query}"
+        );
+        resp.json().expect("json body")
+    }
+
+    pub fn geojson(&self, path_and_query: &str) -> Value {
+        self.get_json(path_and_query, "application/geo+json")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn ids(collection: &Value) -> Vec<String> {
+    collection["features"]
+        .as_array()
+        .expect("features")
+        .iter()
+        .map(|f| f["id"].as_str().expect("id").to_string())
+        .collect()
+}
+
+/// The seed catalogue as shipped in `data/`.
+pub fn seed() -> Value {
+    serde_json::from_str(include_str!("../../data/sites.geojson")).expect("seed parses")
+}

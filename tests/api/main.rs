@@ -1,0 +1,7 @@
+//! End-to-end tests: the real `sitewatch` binary, a fresh temp database each, and
+//! HTTP over loopback.
+
+mod cli;
+mod helpers;
+mod proximity;
+mod sites;
