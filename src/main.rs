@@ -40,6 +40,12 @@ enum Command {
         /// Address to listen on (port 0 picks a free port).
         #[arg(long, env = "SITEWATCH_BIND", default_value = "127.0.0.1:8080")]
         bind: String,
+        /// Bearer token that writes must carry. Without one, only loopback clients may write.
+        #[arg(long, env = "SITEWATCH_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// Allow serving on a non-loopback address with no token (anyone who can reach it may write).
+        #[arg(long)]
+        insecure_open_writes: bool,
     },
     /// Import a GeoJSON FeatureCollection into the catalogue.
     Import {
@@ -141,16 +147,34 @@ fn main() {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Serve { db, bind } => {
-            let cat = Arc::new(open(&db)?);
+        Command::Serve {
+            db,
+            bind,
+            token,
+            insecure_open_writes,
+        } => {
+            let auth = api::WriteAuth::new(token);
             let listener =
                 std::net::TcpListener::bind(&bind).with_context(|| format!("binding {bind}"))?;
             let addr = listener.local_addr()?;
+            if !auth.has_token() && !addr.ip().is_loopback() && !insecure_open_writes {
+                bail!(
+                    "refusing to serve on {addr} with no write token: set --token (or SITEWATCH_TOKEN), or pass --insecure-open-writes"
+                );
+            }
+            let cat = Arc::new(open(&db)?);
+            if auth.has_token() {
+                tracing::info!("writes need the bearer token");
+            } else {
+                tracing::warn!(
+                    "no write token set: writes are accepted from loopback clients only"
+                );
+            }
             tracing::info!(sites = cat.index().len(), db = %db.db.display(), "catalogue ready");
             // Tests and scripts read the address from this line when they ask for port 0.
             println!("sitewatch listening on http://{addr}");
             std::io::stdout().flush()?;
-            api::serve(cat, listener)?;
+            api::serve(cat, auth, listener)?;
         }
         Command::Import {
             what: ImportWhat::Sites { db, file, reason },

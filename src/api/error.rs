@@ -15,6 +15,14 @@ pub enum ApiError {
     NotFound {
         detail: String,
     },
+    /// A write without the authority to make it.
+    Unauthorized {
+        detail: String,
+    },
+    /// The request conflicts with the current state (e.g. a site that already exists).
+    Conflict {
+        detail: String,
+    },
     /// A well-formed body whose content cannot be accepted (e.g. invalid features).
     Unprocessable {
         detail: String,
@@ -51,6 +59,8 @@ impl fmt::Display for ApiError {
         match self {
             ApiError::BadRequest { detail, .. }
             | ApiError::NotFound { detail }
+            | ApiError::Unauthorized { detail }
+            | ApiError::Conflict { detail }
             | ApiError::Unprocessable { detail, .. } => f.write_str(detail),
             ApiError::Internal(e) => write!(f, "internal error: {e:#}"),
         }
@@ -62,6 +72,8 @@ impl ResponseError for ApiError {
         match self {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
+            ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -76,7 +88,9 @@ impl ResponseError for ApiError {
                 body["detail"] = json!(detail);
                 body["parameter"] = json!(param);
             }
-            ApiError::NotFound { detail } => body["detail"] = json!(detail),
+            ApiError::NotFound { detail }
+            | ApiError::Unauthorized { detail }
+            | ApiError::Conflict { detail } => body["detail"] = json!(detail),
             ApiError::Unprocessable { detail, problems } => {
                 body["detail"] = json!(detail);
                 body["problems"] = problems.clone();
@@ -87,9 +101,11 @@ impl ResponseError for ApiError {
                     json!("the server could not complete the request; the cause is in its log");
             }
         }
-        HttpResponse::build(status)
-            .content_type("application/problem+json")
-            .json(body)
+        let mut resp = HttpResponse::build(status);
+        if status == StatusCode::UNAUTHORIZED {
+            resp.insert_header(("WWW-Authenticate", "Bearer"));
+        }
+        resp.content_type("application/problem+json").json(body)
     }
 }
 

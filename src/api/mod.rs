@@ -1,10 +1,13 @@
 //! The HTTP API (actix-web): GeoJSON in and out, problem+json for errors. All of
 //! actix lives under this module.
 
+mod auth;
+mod edits;
 mod error;
 mod params;
 mod routes;
 
+pub use auth::WriteAuth;
 pub use error::ApiError;
 
 use crate::catalogue::Catalogue;
@@ -24,17 +27,24 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             "/api/collections/sites/items/{id}",
             web::get().to(routes::site_item),
         )
-        .route("/api/nearby", web::get().to(routes::nearby));
+        .route("/api/nearby", web::get().to(routes::nearby))
+        .configure(edits::configure);
 }
 
 /// Serves the catalogue on an already bound listener until the process is told
 /// to stop (SIGINT or SIGTERM finish in-flight requests first).
-pub fn serve(catalogue: Arc<Catalogue>, listener: TcpListener) -> std::io::Result<()> {
+pub fn serve(
+    catalogue: Arc<Catalogue>,
+    auth: WriteAuth,
+    listener: TcpListener,
+) -> std::io::Result<()> {
     actix_web::rt::System::new().block_on(async move {
         let data = web::Data::new(catalogue);
+        let auth = web::Data::new(auth);
         HttpServer::new(move || {
             App::new()
                 .app_data(data.clone())
+                .app_data(auth.clone())
                 .wrap(DefaultHeaders::new().add(("X-Content-Type-Options", "nosniff")))
                 .wrap(
                     actix_web::middleware::Logger::new("%a \"%r\" %s %Dms")

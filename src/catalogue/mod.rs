@@ -10,7 +10,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 /// The seed catalogue, built into the binary so `serve` works from any folder.
-pub const SEED_SITES: &str = include_str!("../data/sites.geojson");
+pub const SEED_SITES: &str = include_str!("../../data/sites.geojson");
 
 const SEEDED_KEY: &str = "seeded_at";
 
