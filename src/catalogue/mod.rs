@@ -1,6 +1,8 @@
 //! The catalogue as a service, independent of any front end: the store as truth,
 //! the index as a snapshot derived from it and swapped in after each commit.
 
+mod edits;
+
 use crate::import::{ImportError, parse_sites};
 use crate::index::SiteIndex;
 use crate::model::{IdPolicy, SiteId};

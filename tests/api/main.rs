@@ -2,6 +2,7 @@
 //! HTTP over loopback.
 
 mod cli;
+mod edits;
 mod helpers;
 mod proximity;
 mod sites;

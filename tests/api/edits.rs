@@ -1,0 +1,1 @@
+//! Site edits over HTTP: create, replace, retire, with write authority.
