@@ -4,7 +4,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::{Map, json};
 use sitewatch::catalogue::{Catalogue, ImportSitesError};
-use sitewatch::import::ImportError;
+use sitewatch::import::{ImportError, ImportMode, ImportOptions};
 use sitewatch::index::Filter;
 use sitewatch::model::{LonLat, Meters};
 use sitewatch::store::Provenance;
@@ -90,6 +90,50 @@ enum ImportWhat {
         #[arg(long)]
         reason: Option<String>,
     },
+    /// Import an observation batch: all or nothing unless --partial; prints the JSON report.
+    Observations {
+        #[command(flatten)]
+        db: DbArg,
+        /// A GeoJSON FeatureCollection of observations (`-` for stdin).
+        file: PathBuf,
+        /// Store the valid features even if some are invalid.
+        #[arg(long)]
+        partial: bool,
+        /// Check and match everything, report, and store nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        matching: MatchArgs,
+    },
+}
+
+#[derive(Args)]
+struct MatchArgs {
+    /// An observation outside every footprint links to the nearest site within this distance.
+    #[arg(long, default_value_t = 1000.0)]
+    match_radius_m: f64,
+    /// Unmatched observations within this distance of each other can form a candidate site.
+    #[arg(long, default_value_t = 1000.0)]
+    cluster_radius_m: f64,
+    /// How many different days of unmatched observations form a candidate site.
+    #[arg(long, default_value_t = 2)]
+    cluster_min_days: usize,
+}
+
+impl MatchArgs {
+    fn options(&self, partial: bool, dry_run: bool) -> Result<ImportOptions> {
+        Ok(ImportOptions {
+            mode: if partial {
+                ImportMode::Partial
+            } else {
+                ImportMode::Atomic
+            },
+            dry_run,
+            match_radius: Meters::parse("--match-radius-m", self.match_radius_m)?,
+            cluster_radius: Meters::parse("--cluster-radius-m", self.cluster_radius_m)?,
+            cluster_min_days: self.cluster_min_days,
+        })
+    }
 }
 
 #[derive(Subcommand)]
@@ -130,6 +174,25 @@ fn open(db: &DbArg) -> Result<Catalogue> {
         tracing::info!(db = %db.db.display(), sites = n, "new catalogue seeded from the built-in data");
     }
     Ok(cat)
+}
+
+/// A progress bar on stderr when it is a terminal: bytes read against the file
+/// size give the rate and the time left. Piped, there is none.
+fn progress_bar(size: Option<u64>) -> Option<indicatif::ProgressBar> {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = match size {
+        Some(n) => indicatif::ProgressBar::new(n).with_style(
+            indicatif::ProgressStyle::with_template(
+                "{msg} {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        ),
+        None => indicatif::ProgressBar::new_spinner(),
+    };
+    Some(bar)
 }
 
 fn main() {
@@ -205,6 +268,52 @@ fn run(cli: Cli) -> Result<()> {
                     );
                 }
                 Err(e) => return Err(e.into()),
+            }
+        }
+        Command::Import {
+            what:
+                ImportWhat::Observations {
+                    db,
+                    file,
+                    partial,
+                    dry_run,
+                    matching,
+                },
+        } => {
+            let opts = matching.options(partial, dry_run)?;
+            let cat = open(&db)?;
+            let (reader, size): (Box<dyn std::io::Read>, Option<u64>) = if file.as_os_str() == "-" {
+                (Box::new(std::io::stdin().lock()), None)
+            } else {
+                let f = std::fs::File::open(&file)
+                    .with_context(|| format!("opening {}", file.display()))?;
+                let size = f.metadata().ok().map(|m| m.len());
+                (Box::new(f), size)
+            };
+            let bar = progress_bar(size);
+            let report = cat
+                .import_observations(
+                    reader,
+                    &file.display().to_string(),
+                    &opts,
+                    |features, bytes| {
+                        if let Some(bar) = &bar {
+                            bar.set_position(bytes);
+                            bar.set_message(format!("{features} features"));
+                        }
+                    },
+                )
+                .with_context(|| format!("importing {}", file.display()))?;
+            if let Some(bar) = bar {
+                bar.finish_and_clear();
+                eprintln!("{}", report.summary);
+            }
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            if opts.mode == ImportMode::Atomic && report.rejected > 0 {
+                bail!(
+                    "{} feature(s) are invalid; nothing was stored",
+                    report.rejected
+                );
             }
         }
         Command::Nearby {

@@ -2,12 +2,17 @@
 //! the index as a snapshot derived from it and swapped in after each commit.
 
 mod edits;
+mod observations;
+
+pub use observations::ObservationImportError;
 
 use crate::import::{ImportError, parse_sites};
 use crate::index::SiteIndex;
 use crate::model::{IdPolicy, SiteId};
+use crate::store::ObservationStats;
 use crate::store::{ApplyReport, Provenance, Revision, Store, StoreError};
 use arc_swap::ArcSwap;
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -29,6 +34,8 @@ pub enum CatalogueError {
 pub struct Catalogue {
     store: Mutex<Store>,
     index: ArcSwap<SiteIndex>,
+    /// When each site was last observed and how often; replaced after each batch.
+    stats: ArcSwap<HashMap<SiteId, ObservationStats>>,
 }
 
 /// What opening a catalogue did, for the caller to report.
@@ -60,17 +67,17 @@ impl Catalogue {
             seeded = Some(report.created.len());
         }
         let index = SiteIndex::build(store.live_sites()?.into_iter().map(Arc::new));
+        let stats = store.observation_stats()?;
         let opened = Opened {
             seeded,
             live_sites: index.len(),
         };
-        Ok((
-            Self {
-                store: Mutex::new(store),
-                index: ArcSwap::from_pointee(index),
-            },
-            opened,
-        ))
+        let catalogue = Self {
+            store: Mutex::new(store),
+            index: ArcSwap::from_pointee(index),
+            stats: ArcSwap::from_pointee(stats),
+        };
+        Ok((catalogue, opened))
     }
 
     /// The current snapshot of live sites. Cheap; hold it for one request.

@@ -187,6 +187,11 @@ impl Footprint {
         &self.parts
     }
 
+    /// The first position of the first ring.
+    pub fn first_position(&self) -> [f64; 2] {
+        self.parts[0][0][0]
+    }
+
     pub fn vertex_count(&self) -> usize {
         self.parts.iter().flatten().map(Vec::len).sum()
     }

@@ -5,45 +5,6 @@ use super::{CountryCode, FieldError, Footprint, SiteId};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-/// Declares a closed set of snake_case values with one parser and one spelling.
-macro_rules! string_enum {
-    ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        pub enum $name { $($variant),+ }
-
-        impl $name {
-            pub const ALL: &'static [$name] = &[$($name::$variant),+];
-
-            pub fn as_str(self) -> &'static str {
-                match self { $($name::$variant => $text),+ }
-            }
-
-            pub fn parse(field: &str, raw: &str) -> Result<Self, FieldError> {
-                match raw {
-                    $($text => Ok($name::$variant),)+
-                    _ => Err(FieldError::new(field, format!(
-                        "unknown value {raw:?}; expected one of {}",
-                        [$($text),+].join(", ")
-                    ))),
-                }
-            }
-        }
-
-        impl Serialize for $name {
-            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.serialize_str(self.as_str())
-            }
-        }
-
-        impl std::fmt::Display for $name {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-    };
-}
-
 string_enum!(
     /// What a site is for.
     SiteKind {

@@ -123,6 +123,11 @@ impl Timestamp {
         Self(Utc::now())
     }
 
+    /// The calendar day in UTC.
+    pub fn date(self) -> chrono::NaiveDate {
+        self.0.date_naive()
+    }
+
     pub fn to_rfc3339(self) -> String {
         self.0.to_rfc3339_opts(SecondsFormat::Micros, true)
     }
@@ -164,6 +169,15 @@ impl LonLat {
             ));
         }
         Ok(Self { lon, lat })
+    }
+
+    /// For positions the program computed itself (centres, projections): clamped
+    /// into range, which only rounding could have left.
+    pub(crate) fn from_computed(lon: f64, lat: f64) -> Self {
+        Self {
+            lon: lon.clamp(-180.0, 180.0),
+            lat: lat.clamp(-90.0, 90.0),
+        }
     }
 
     pub fn lon(self) -> f64 {

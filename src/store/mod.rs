@@ -1,6 +1,7 @@
 //! SQLite storage: the one source of truth. Sites keep their current state and
 //! every revision; nothing is overwritten or physically deleted. All SQL lives here.
 
+mod observations;
 mod schema;
 mod sites;
 
@@ -9,6 +10,10 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 use std::path::Path;
 
+pub use observations::{
+    BatchRecord, BatchTx, Candidate, LinkHow, ObservationStats, SiteLink, StoredObservation,
+    Unmatched,
+};
 pub use schema::{CURRENT_VERSION, MigrationError};
 
 #[derive(Debug, thiserror::Error)]

@@ -31,6 +31,66 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (site_id, revision)
     ) STRICT;
     CREATE INDEX site_revisions_by_time ON site_revisions(recorded_at);",
+    // 2: observation batches, observations, their links to sites, and candidates.
+    "CREATE TABLE batches (
+        id           TEXT PRIMARY KEY,
+        received_at  TEXT NOT NULL,
+        origin       TEXT NOT NULL,
+        content_hash TEXT NOT NULL,
+        mode         TEXT NOT NULL CHECK (mode IN ('atomic', 'partial')),
+        stored       INTEGER NOT NULL CHECK (stored IN (0, 1)),
+        report       TEXT NOT NULL
+    ) STRICT;
+    CREATE INDEX batches_by_hash ON batches(content_hash) WHERE stored = 1;
+    CREATE TABLE candidates (
+        id         TEXT PRIMARY KEY,
+        created_at TEXT NOT NULL,
+        batch_id   TEXT NOT NULL REFERENCES batches(id),
+        lon        REAL NOT NULL,
+        lat        REAL NOT NULL,
+        state      TEXT NOT NULL DEFAULT 'open' CHECK (state IN ('open', 'promoted', 'dismissed')),
+        decided_at TEXT,
+        site_id    TEXT REFERENCES sites(id),
+        note       TEXT
+    ) STRICT;
+    CREATE INDEX candidates_by_time ON candidates(created_at);
+    CREATE TABLE observations (
+        id            TEXT PRIMARY KEY,
+        batch_id      TEXT NOT NULL REFERENCES batches(id),
+        feature_index INTEGER NOT NULL,
+        observed_at   TEXT NOT NULL,
+        recorded_at   TEXT NOT NULL,
+        sensor        TEXT NOT NULL,
+        finding       TEXT NOT NULL,
+        confidence    TEXT NOT NULL,
+        geometry      TEXT NOT NULL,
+        lon           REAL NOT NULL,
+        lat           REAL NOT NULL,
+        west          REAL NOT NULL,
+        south         REAL NOT NULL,
+        east          REAL NOT NULL,
+        north         REAL NOT NULL,
+        site_id       TEXT,
+        description   TEXT,
+        image_ref     TEXT,
+        source        TEXT,
+        external_id   TEXT,
+        matched       INTEGER NOT NULL CHECK (matched IN (0, 1)),
+        candidate_id  TEXT REFERENCES candidates(id)
+    ) STRICT;
+    CREATE UNIQUE INDEX observations_by_external_id
+        ON observations(coalesce(source, ''), external_id) WHERE external_id IS NOT NULL;
+    CREATE INDEX observations_by_time ON observations(observed_at);
+    CREATE INDEX observations_unmatched ON observations(lat, lon) WHERE matched = 0;
+    CREATE INDEX observations_by_candidate ON observations(candidate_id) WHERE candidate_id IS NOT NULL;
+    CREATE TABLE observation_sites (
+        observation_id TEXT NOT NULL REFERENCES observations(id),
+        site_id        TEXT NOT NULL REFERENCES sites(id),
+        how            TEXT NOT NULL CHECK (how IN ('named', 'intersects', 'nearest', 'promoted')),
+        distance_m     REAL NOT NULL,
+        PRIMARY KEY (observation_id, site_id)
+    ) STRICT, WITHOUT ROWID;
+    CREATE INDEX observation_sites_by_site ON observation_sites(site_id, observation_id);",
 ];
 
 /// The schema version this build writes.

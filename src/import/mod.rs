@@ -1,6 +1,16 @@
 //! Reading batches of GeoJSON into domain values: the whole batch is checked
 //! before anything is stored, and every bad feature is reported by its index.
 
+mod matching;
+mod observations;
+mod stream;
+
+pub use matching::match_place;
+pub use observations::{
+    ImportMode, ImportOptions, ImportOutcome, ImportReport, RunError, run_import,
+};
+pub use stream::{StreamError, for_each_feature};
+
 use crate::model::{FieldError, IdPolicy, Site};
 use serde::Serialize;
 use serde_json::Value;

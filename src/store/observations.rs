@@ -1,0 +1,614 @@
+//! Observation batches, observations, their links to sites, and candidate
+//! undeclared sites. A batch is written inside one transaction, [`BatchTx`],
+//! which commits all of it or none.
+
+use super::{Store, StoreError};
+use crate::model::{LonLat, Observation, SiteId, Timestamp};
+use rusqlite::{OptionalExtension, Transaction, params};
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::HashMap;
+
+/// How an observation came to be linked to a site.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkHow {
+    /// The observation named the site.
+    Named,
+    /// The observed place meets the footprint.
+    Intersects,
+    /// The site was the nearest within the match radius.
+    Nearest,
+    /// The observation belonged to a candidate that became this site.
+    Promoted,
+}
+
+impl LinkHow {
+    fn as_str(self) -> &'static str {
+        match self {
+            LinkHow::Named => "named",
+            LinkHow::Intersects => "intersects",
+            LinkHow::Nearest => "nearest",
+            LinkHow::Promoted => "promoted",
+        }
+    }
+}
+
+/// A link from an observation to a site, with the distance between them.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SiteLink {
+    pub site_id: SiteId,
+    pub how: LinkHow,
+    pub distance_m: f64,
+}
+
+/// The record of one import attempt.
+#[derive(Debug, Clone, Serialize)]
+pub struct BatchRecord {
+    pub id: String,
+    pub received_at: Timestamp,
+    pub origin: String,
+    pub content_hash: String,
+    pub mode: String,
+    pub stored: bool,
+    pub report: Value,
+}
+
+/// An unmatched observation near a place, for clustering.
+#[derive(Debug, Clone)]
+pub struct Unmatched {
+    pub id: String,
+    pub anchor: LonLat,
+    pub observed_at: Timestamp,
+    pub candidate_id: Option<String>,
+    /// Whether the candidate it belongs to is still open.
+    pub candidate_open: bool,
+}
+
+/// A stored observation, as history and change queries return it.
+#[derive(Debug, Clone, Serialize)]
+pub struct StoredObservation {
+    pub id: String,
+    pub batch_id: String,
+    pub recorded_at: Timestamp,
+    pub observed_at: Timestamp,
+    pub sensor: String,
+    pub finding: String,
+    pub confidence: String,
+    pub geometry: Value,
+    pub site_id: Option<String>,
+    pub description: Option<String>,
+    pub image_ref: Option<String>,
+    pub source: Option<String>,
+    pub external_id: Option<String>,
+    pub candidate_id: Option<String>,
+    pub sites: Vec<SiteLink>,
+}
+
+/// A candidate undeclared site: a cluster of unmatched observations.
+#[derive(Debug, Clone, Serialize)]
+pub struct Candidate {
+    pub id: String,
+    pub created_at: Timestamp,
+    pub batch_id: String,
+    pub lon: f64,
+    pub lat: f64,
+    pub state: String,
+    pub decided_at: Option<Timestamp>,
+    pub site_id: Option<String>,
+    pub note: Option<String>,
+    pub observation_ids: Vec<String>,
+    pub first_observed_at: Option<Timestamp>,
+    pub last_observed_at: Option<Timestamp>,
+}
+
+/// When a site was last observed and how often.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ObservationStats {
+    pub last_observed_at: Timestamp,
+    pub count: u64,
+}
+
+fn ts(field: &str, raw: String) -> rusqlite::Result<Timestamp> {
+    Timestamp::parse(field, &raw).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
+fn json_col(raw: String) -> rusqlite::Result<Value> {
+    serde_json::from_str(&raw).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
+/// Metres per degree of latitude, at least; used to widen SQL range prefilters.
+const MIN_METRES_PER_DEGREE: f64 = 110_500.0;
+
+/// The lon/lat ranges (one, or two across the antimeridian) that hold every
+/// point within `radius_m` of `p`.
+fn search_ranges(p: LonLat, radius_m: f64) -> (f64, f64, Vec<(f64, f64)>) {
+    let dlat = radius_m / MIN_METRES_PER_DEGREE + 1e-9;
+    let (south, north) = ((p.lat() - dlat).max(-90.0), (p.lat() + dlat).min(90.0));
+    let max_abs_lat = south.abs().max(north.abs());
+    if max_abs_lat >= 89.0 {
+        return (south, north, vec![(-180.0, 180.0)]);
+    }
+    let dlon = dlat / max_abs_lat.to_radians().cos();
+    let (w, e) = (p.lon() - dlon, p.lon() + dlon);
+    let ranges = if dlon >= 180.0 {
+        vec![(-180.0, 180.0)]
+    } else if w < -180.0 {
+        vec![(w + 360.0, 180.0), (-180.0, e)]
+    } else if e > 180.0 {
+        vec![(w, 180.0), (-180.0, e - 360.0)]
+    } else {
+        vec![(w, e)]
+    };
+    (south, north, ranges)
+}
+
+/// An open batch: everything written through it lands on commit, or not at all.
+pub struct BatchTx<'a> {
+    tx: Transaction<'a>,
+    batch_id: String,
+    recorded_at: String,
+}
+
+impl Store {
+    /// The stored batch with this content hash, if one was stored before.
+    pub fn stored_batch_with_hash(&self, hash: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .conn
+            .query_row("SELECT id FROM batches WHERE content_hash = ?1 AND stored = 1 ORDER BY received_at LIMIT 1", [hash], |r| r.get(0))
+            .optional()?)
+    }
+
+    /// Starts writing a batch. Nothing is visible to others until [`BatchTx::commit`].
+    pub fn begin_batch(
+        &mut self,
+        batch_id: &str,
+        received_at: Timestamp,
+    ) -> Result<BatchTx<'_>, StoreError> {
+        let tx = self.conn.transaction()?;
+        let recorded_at = received_at.to_rfc3339();
+        // The row is completed at commit; observations reference it meanwhile.
+        tx.execute(
+            "INSERT INTO batches (id, received_at, origin, content_hash, mode, stored, report) VALUES (?1, ?2, '', '', 'atomic', 0, '{}')",
+            params![batch_id, recorded_at],
+        )?;
+        Ok(BatchTx {
+            tx,
+            batch_id: batch_id.to_owned(),
+            recorded_at,
+        })
+    }
+
+    /// Records an import attempt that stored nothing (invalid, or already imported).
+    pub fn record_batch(&mut self, rec: &BatchRecord) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO batches (id, received_at, origin, content_hash, mode, stored, report) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![rec.id, rec.received_at.to_rfc3339(), rec.origin, rec.content_hash, rec.mode, rec.stored as i64, rec.report.to_string()],
+        )?;
+        Ok(())
+    }
+
+    /// Batches, newest first, at most `limit`, received before `before` if given.
+    pub fn batches(
+        &self,
+        limit: usize,
+        before: Option<&str>,
+    ) -> Result<Vec<BatchRecord>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, received_at, origin, content_hash, mode, stored, report FROM batches
+             WHERE (?1 IS NULL OR received_at < ?1) AND content_hash != '' ORDER BY received_at DESC, id DESC LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![before, limit as i64], |r| {
+            Ok(BatchRecord {
+                id: r.get(0)?,
+                received_at: ts("received_at", r.get(1)?)?,
+                origin: r.get(2)?,
+                content_hash: r.get(3)?,
+                mode: r.get(4)?,
+                stored: r.get::<_, i64>(5)? != 0,
+                report: json_col(r.get(6)?)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Per site: the latest observation time and the number of observations.
+    pub fn observation_stats(&self) -> Result<HashMap<SiteId, ObservationStats>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT l.site_id, max(o.observed_at), count(*) FROM observation_sites l JOIN observations o ON o.id = l.observation_id GROUP BY l.site_id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        })?;
+        let mut out = HashMap::new();
+        for row in rows {
+            let (id, last, count) = row?;
+            let corrupt = |reason: String| StoreError::Corrupt {
+                id: id.clone(),
+                reason,
+            };
+            let site = SiteId::parse("site_id", &id).map_err(|e| corrupt(e.to_string()))?;
+            let last =
+                Timestamp::parse("observed_at", &last).map_err(|e| corrupt(e.to_string()))?;
+            out.insert(
+                site,
+                ObservationStats {
+                    last_observed_at: last,
+                    count: count as u64,
+                },
+            );
+        }
+        Ok(out)
+    }
+
+    fn links_of(&self, observation_id: &str) -> Result<Vec<SiteLink>, StoreError> {
+        let mut stmt = self.conn.prepare_cached("SELECT site_id, how, distance_m FROM observation_sites WHERE observation_id = ?1 ORDER BY site_id")?;
+        let rows = stmt.query_map([observation_id], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, f64>(2)?,
+            ))
+        })?;
+        let mut links = Vec::new();
+        for row in rows {
+            let (site, how, distance_m) = row?;
+            let how = match how.as_str() {
+                "named" => LinkHow::Named,
+                "intersects" => LinkHow::Intersects,
+                "nearest" => LinkHow::Nearest,
+                _ => LinkHow::Promoted,
+            };
+            let site_id = SiteId::parse("site_id", &site).map_err(|e| StoreError::Corrupt {
+                id: observation_id.to_owned(),
+                reason: e.to_string(),
+            })?;
+            links.push(SiteLink {
+                site_id,
+                how,
+                distance_m,
+            });
+        }
+        Ok(links)
+    }
+
+    fn read_observations(
+        &self,
+        sql: &str,
+        args: &[&dyn rusqlite::ToSql],
+    ) -> Result<Vec<StoredObservation>, StoreError> {
+        let mut stmt = self.conn.prepare(sql)?;
+        let rows = stmt.query_map(args, |r| {
+            Ok(StoredObservation {
+                id: r.get(0)?,
+                batch_id: r.get(1)?,
+                recorded_at: ts("recorded_at", r.get(2)?)?,
+                observed_at: ts("observed_at", r.get(3)?)?,
+                sensor: r.get(4)?,
+                finding: r.get(5)?,
+                confidence: r.get(6)?,
+                geometry: json_col(r.get(7)?)?,
+                site_id: r.get(8)?,
+                description: r.get(9)?,
+                image_ref: r.get(10)?,
+                source: r.get(11)?,
+                external_id: r.get(12)?,
+                candidate_id: r.get(13)?,
+                sites: Vec::new(),
+            })
+        })?;
+        let mut out: Vec<StoredObservation> = rows.collect::<Result<_, _>>()?;
+        for o in &mut out {
+            o.sites = self.links_of(&o.id)?;
+        }
+        Ok(out)
+    }
+
+    /// Observations linked to a site, oldest first, observed within `[from, to]`.
+    pub fn site_observations(
+        &self,
+        site: &SiteId,
+        from: Option<Timestamp>,
+        to: Option<Timestamp>,
+    ) -> Result<Vec<StoredObservation>, StoreError> {
+        let (from, to) = (
+            from.map(Timestamp::to_rfc3339),
+            to.map(Timestamp::to_rfc3339),
+        );
+        self.read_observations(
+            &format!(
+                "SELECT {OBS_COLUMNS} FROM observations o JOIN observation_sites l ON l.observation_id = o.id
+                 WHERE l.site_id = ?1 AND (?2 IS NULL OR o.observed_at >= ?2) AND (?3 IS NULL OR o.observed_at <= ?3)
+                 ORDER BY o.observed_at, o.id"
+            ),
+            &[&site.as_str(), &from, &to],
+        )
+    }
+
+    /// Observations whose bounds meet `[west, south, east, north]` (west <= east),
+    /// observed within `[since, until]`, newest first, strictly before the
+    /// `(observed_at, id)` cursor, at most `limit`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn observations_in(
+        &self,
+        rect: Option<[f64; 4]>,
+        since: Option<Timestamp>,
+        until: Option<Timestamp>,
+        finding: &[String],
+        before: Option<(&str, &str)>,
+        limit: usize,
+    ) -> Result<Vec<StoredObservation>, StoreError> {
+        let [w, s, e, n] = rect.unwrap_or([-180.0, -90.0, 180.0, 90.0]);
+        let findings = serde_json::to_string(finding).unwrap_or_else(|_| "[]".into());
+        let (since, until) = (
+            since.map(Timestamp::to_rfc3339),
+            until.map(Timestamp::to_rfc3339),
+        );
+        let (bt, bid) = before.map_or((None, None), |(t, i)| {
+            (Some(t.to_owned()), Some(i.to_owned()))
+        });
+        self.read_observations(
+            &format!(
+                "SELECT {OBS_COLUMNS} FROM observations o
+                 WHERE o.east >= ?1 AND o.west <= ?3 AND o.north >= ?2 AND o.south <= ?4
+                   AND (?5 IS NULL OR o.observed_at >= ?5) AND (?6 IS NULL OR o.observed_at <= ?6)
+                   AND (json_array_length(?7) = 0 OR o.finding IN (SELECT value FROM json_each(?7)))
+                   AND (?8 IS NULL OR o.observed_at < ?8 OR (o.observed_at = ?8 AND o.id < ?9))
+                 ORDER BY o.observed_at DESC, o.id DESC LIMIT ?10"
+            ),
+            &[
+                &w,
+                &s,
+                &e,
+                &n,
+                &since,
+                &until,
+                &findings,
+                &bt,
+                &bid,
+                &(limit as i64),
+            ],
+        )
+    }
+
+    /// Candidates, newest first; only those in `state` if given.
+    pub fn candidates(&self, state: Option<&str>) -> Result<Vec<Candidate>, StoreError> {
+        let ids: Vec<String> = {
+            let mut stmt = self.conn.prepare("SELECT id FROM candidates WHERE ?1 IS NULL OR state = ?1 ORDER BY created_at DESC, id DESC")?;
+            stmt.query_map([state], |r| r.get(0))?
+                .collect::<Result<_, _>>()?
+        };
+        ids.iter()
+            .filter_map(|id| self.candidate(id).transpose())
+            .collect()
+    }
+
+    pub fn candidate(&self, id: &str) -> Result<Option<Candidate>, StoreError> {
+        let Some(mut c) = self
+            .conn
+            .query_row(
+                "SELECT id, created_at, batch_id, lon, lat, state, decided_at, site_id, note FROM candidates WHERE id = ?1",
+                [id],
+                |r| {
+                    Ok(Candidate {
+                        id: r.get(0)?,
+                        created_at: ts("created_at", r.get(1)?)?,
+                        batch_id: r.get(2)?,
+                        lon: r.get(3)?,
+                        lat: r.get(4)?,
+                        state: r.get(5)?,
+                        decided_at: r.get::<_, Option<String>>(6)?.map(|t| ts("decided_at", t)).transpose()?,
+                        site_id: r.get(7)?,
+                        note: r.get(8)?,
+                        observation_ids: Vec::new(),
+                        first_observed_at: None,
+                        last_observed_at: None,
+                    })
+                },
+            )
+            .optional()?
+        else {
+            return Ok(None);
+        };
+        let mut stmt = self.conn.prepare("SELECT id, observed_at FROM observations WHERE candidate_id = ?1 ORDER BY observed_at, id")?;
+        let members: Vec<(String, String)> = stmt
+            .query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        c.first_observed_at = members
+            .first()
+            .map(|m| ts("observed_at", m.1.clone()))
+            .transpose()?;
+        c.last_observed_at = members
+            .last()
+            .map(|m| ts("observed_at", m.1.clone()))
+            .transpose()?;
+        c.observation_ids = members.into_iter().map(|m| m.0).collect();
+        Ok(Some(c))
+    }
+
+    /// Marks an open candidate dismissed. Returns false if it is not open.
+    pub fn dismiss_candidate(&mut self, id: &str, note: Option<&str>) -> Result<bool, StoreError> {
+        let n = self.conn.execute(
+            "UPDATE candidates SET state = 'dismissed', decided_at = ?2, note = ?3 WHERE id = ?1 AND state = 'open'",
+            params![id, Timestamp::now().to_rfc3339(), note],
+        )?;
+        Ok(n == 1)
+    }
+}
+
+const OBS_COLUMNS: &str = "o.id, o.batch_id, o.recorded_at, o.observed_at, o.sensor, o.finding, o.confidence, o.geometry, o.site_id, o.description, o.image_ref, o.source, o.external_id, o.candidate_id";
+
+impl BatchTx<'_> {
+    pub fn batch_id(&self) -> &str {
+        &self.batch_id
+    }
+
+    /// The stored batch with this content hash, if one was stored before.
+    pub fn stored_batch_with_hash(&self, hash: &str) -> Result<Option<String>, StoreError> {
+        let mut stmt = self.tx.prepare_cached(
+            "SELECT id FROM batches WHERE content_hash = ?1 AND stored = 1 ORDER BY received_at LIMIT 1",
+        )?;
+        Ok(stmt.query_row([hash], |r| r.get(0)).optional()?)
+    }
+
+    /// The id of an already stored observation with this sender id, if any.
+    pub fn existing_external(
+        &self,
+        source: Option<&str>,
+        external_id: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let mut stmt = self.tx.prepare_cached("SELECT id FROM observations WHERE coalesce(source, '') = coalesce(?1, '') AND external_id = ?2")?;
+        Ok(stmt
+            .query_row(params![source, external_id], |r| r.get(0))
+            .optional()?)
+    }
+
+    /// Stores one observation and its links; returns its new id.
+    pub fn insert_observation(
+        &self,
+        feature_index: usize,
+        obs: &Observation,
+        links: &[SiteLink],
+    ) -> Result<String, StoreError> {
+        let id = format!(
+            "obs-{}",
+            ulid::Ulid::generate().to_string().to_ascii_lowercase()
+        );
+        let anchor = obs.place.anchor();
+        let [w, s, e, n] = obs.place.lonlat_bounds();
+        let mut stmt = self.tx.prepare_cached(
+            "INSERT INTO observations (id, batch_id, feature_index, observed_at, recorded_at, sensor, finding, confidence, geometry,
+                lon, lat, west, south, east, north, site_id, description, image_ref, source, external_id, matched)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
+        )?;
+        stmt.execute(params![
+            id,
+            self.batch_id,
+            feature_index as i64,
+            obs.observed_at.to_rfc3339(),
+            self.recorded_at,
+            obs.sensor,
+            obs.finding.as_str(),
+            obs.confidence.as_str(),
+            obs.place.to_geojson().to_string(),
+            anchor.lon(),
+            anchor.lat(),
+            w,
+            s,
+            e,
+            n,
+            obs.site_id.as_ref().map(SiteId::as_str),
+            obs.description,
+            obs.image_ref,
+            obs.source,
+            obs.external_id,
+            !links.is_empty() as i64,
+        ])?;
+        let mut link = self.tx.prepare_cached("INSERT INTO observation_sites (observation_id, site_id, how, distance_m) VALUES (?1, ?2, ?3, ?4)")?;
+        for l in links {
+            link.execute(params![
+                id,
+                l.site_id.as_str(),
+                l.how.as_str(),
+                l.distance_m
+            ])?;
+        }
+        Ok(id)
+    }
+
+    /// Unmatched observations whose anchors may lie within `radius_m` of `p`
+    /// (a superset: the caller measures exactly).
+    pub fn unmatched_near(&self, p: LonLat, radius_m: f64) -> Result<Vec<Unmatched>, StoreError> {
+        let (south, north, ranges) = search_ranges(p, radius_m);
+        let mut stmt = self.tx.prepare_cached(
+            "SELECT o.id, o.lon, o.lat, o.observed_at, o.candidate_id, c.state FROM observations o
+             LEFT JOIN candidates c ON c.id = o.candidate_id
+             WHERE o.matched = 0 AND o.lat BETWEEN ?1 AND ?2 AND o.lon BETWEEN ?3 AND ?4",
+        )?;
+        let mut out = Vec::new();
+        for (w, e) in ranges {
+            let rows = stmt.query_map(params![south, north, w, e], |r| {
+                Ok(Unmatched {
+                    id: r.get(0)?,
+                    anchor: LonLat::from_computed(r.get(1)?, r.get(2)?),
+                    observed_at: ts("observed_at", r.get(3)?)?,
+                    candidate_id: r.get(4)?,
+                    candidate_open: r.get::<_, Option<String>>(5)?.as_deref() == Some("open"),
+                })
+            })?;
+            for row in rows {
+                out.push(row?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Creates a candidate at `at` holding the given observations.
+    pub fn create_candidate(&self, at: LonLat, members: &[String]) -> Result<String, StoreError> {
+        let id = format!(
+            "cand-{}",
+            ulid::Ulid::generate().to_string().to_ascii_lowercase()
+        );
+        self.tx.execute(
+            "INSERT INTO candidates (id, created_at, batch_id, lon, lat) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![id, self.recorded_at, self.batch_id, at.lon(), at.lat()],
+        )?;
+        self.add_to_candidate(&id, members)?;
+        Ok(id)
+    }
+
+    pub fn add_to_candidate(&self, candidate: &str, members: &[String]) -> Result<(), StoreError> {
+        let mut stmt = self
+            .tx
+            .prepare_cached("UPDATE observations SET candidate_id = ?1 WHERE id = ?2")?;
+        for m in members {
+            stmt.execute(params![candidate, m])?;
+        }
+        Ok(())
+    }
+
+    /// Completes the batch record and commits everything written through it.
+    pub fn commit(
+        self,
+        origin: &str,
+        content_hash: &str,
+        mode: &str,
+        report: &Value,
+    ) -> Result<(), StoreError> {
+        self.tx.execute(
+            "UPDATE batches SET origin = ?2, content_hash = ?3, mode = ?4, stored = 1, report = ?5 WHERE id = ?1",
+            params![self.batch_id, origin, content_hash, mode, report.to_string()],
+        )?;
+        self.tx.commit()?;
+        Ok(())
+    }
+
+    /// Discards everything written through it.
+    pub fn rollback(self) -> Result<(), StoreError> {
+        self.tx.rollback()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn search_ranges_split_at_the_antimeridian_and_cover_the_poles() {
+        let (_, _, r) = search_ranges(LonLat::parse("p", 179.999, 0.0).unwrap(), 1000.0);
+        assert_eq!(r.len(), 2);
+        let (_, _, r) = search_ranges(LonLat::parse("p", 10.0, 89.5).unwrap(), 1000.0);
+        assert_eq!(r, [(-180.0, 180.0)]);
+        let (s, n, r) = search_ranges(LonLat::parse("p", 10.0, 45.0).unwrap(), 1000.0);
+        assert!(s < 45.0 && n > 45.0 && r.len() == 1 && r[0].0 < 10.0 && r[0].1 > 10.0);
+    }
+}
