@@ -46,6 +46,9 @@ enum Command {
         /// Allow serving on a non-loopback address with no token (anyone who can reach it may write).
         #[arg(long)]
         insecure_open_writes: bool,
+        /// Largest request body in bytes (observation batches over HTTP).
+        #[arg(long, default_value_t = api::DEFAULT_MAX_BODY)]
+        max_body: usize,
     },
     /// Import a GeoJSON FeatureCollection into the catalogue.
     Import {
@@ -215,6 +218,7 @@ fn run(cli: Cli) -> Result<()> {
             bind,
             token,
             insecure_open_writes,
+            max_body,
         } => {
             let auth = api::WriteAuth::new(token);
             let listener =
@@ -237,7 +241,7 @@ fn run(cli: Cli) -> Result<()> {
             // Tests and scripts read the address from this line when they ask for port 0.
             println!("sitewatch listening on http://{addr}");
             std::io::stdout().flush()?;
-            api::serve(cat, auth, listener)?;
+            api::serve(cat, auth, max_body, listener)?;
         }
         Command::Import {
             what: ImportWhat::Sites { db, file, reason },

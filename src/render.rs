@@ -2,6 +2,7 @@
 
 use crate::index::Hit;
 use crate::model::Site;
+use crate::store::Candidate;
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
 
@@ -35,4 +36,20 @@ fn collection(features: Vec<Value>, extra: Map<String, Value>) -> Value {
     doc.extend(extra);
     doc.insert("features".into(), Value::Array(features));
     Value::Object(doc)
+}
+
+/// A candidate as a GeoJSON Feature at the centre of its cluster.
+pub fn candidate_feature(c: &Candidate) -> Value {
+    json!({
+        "type": "Feature",
+        "id": c.id,
+        "geometry": {"type": "Point", "coordinates": [c.lon, c.lat]},
+        "properties": {
+            "id": c.id, "state": c.state, "created_at": c.created_at, "batch_id": c.batch_id,
+            "declaration": "undeclared", "status": "unknown", "confidence": "low",
+            "observation_ids": c.observation_ids, "observation_count": c.observation_ids.len(),
+            "first_observed_at": c.first_observed_at, "last_observed_at": c.last_observed_at,
+            "decided_at": c.decided_at, "site_id": c.site_id, "note": c.note,
+        }
+    })
 }

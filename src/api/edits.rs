@@ -1,6 +1,337 @@
-//! Writes to the site catalogue: create, replace and retire sites.
+//! Writes to the site catalogue (create, replace and retire sites) and the view
+//! of the record that site reads take: `as_of` a moment, `include_retired`.
 
-use actix_web::web;
+use super::auth::WriteAuth;
+use super::error::ApiError;
+use super::params::Params;
+use super::routes::GEOJSON;
+use crate::catalogue::{Catalogue, EditError};
+use crate::index::SiteIndex;
+use crate::model::{Site, SiteId, Timestamp};
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+const ITEMS: &str = "/api/collections/sites/items";
+const ITEM: &str = "/api/collections/sites/items/{id}";
+
+/// The largest site Feature a write accepts; far above any real footprint.
+const MAX_FEATURE_BYTES: usize = 16 * 1024 * 1024;
 
 /// Registers the site-edit routes.
-pub fn configure(_cfg: &mut web::ServiceConfig) {}
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    // `route` lifts each method guard onto its own resource, so a request the
+    // GET resources for these paths do not take falls through to these.
+    cfg.route(ITEMS, web::post().to(create))
+        .route(ITEM, web::put().to(replace))
+        .route(ITEM, web::delete().to(retire));
+}
+
+impl From<EditError> for ApiError {
+    fn from(e: EditError) -> Self {
+        match e {
+            EditError::Invalid(field) => field.into(),
+            EditError::Exists(id) => ApiError::Conflict {
+                detail: format!("a site with id {id:?} already exists; replace it with PUT"),
+            },
+            EditError::NotFound(id) => not_found(id.as_str()),
+            EditError::Store(e) => ApiError::internal(e),
+        }
+    }
+}
+
+fn not_found(raw: &str) -> ApiError {
+    ApiError::NotFound {
+        detail: format!("no site with id {raw:?}"),
+    }
+}
+
+/// An id from the path; one that cannot be a site id names no site.
+fn path_id(raw: &str) -> Result<SiteId, ApiError> {
+    SiteId::parse("id", raw).map_err(|_| not_found(raw))
+}
+
+/// Refuses a body that does not say it is JSON.
+pub(super) fn require_json(req: &HttpRequest) -> Result<(), ApiError> {
+    let given = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = given.split(';').next().unwrap_or("").trim();
+    if ["application/geo+json", "application/json"]
+        .iter()
+        .any(|t| essence.eq_ignore_ascii_case(t))
+    {
+        Ok(())
+    } else {
+        Err(ApiError::UnsupportedMediaType {
+            detail: format!(
+                "the body must be application/geo+json or application/json, not {given:?}"
+            ),
+        })
+    }
+}
+
+/// Reads the body as JSON. It is read only after the write is authorised, so a
+/// client without authority cannot make the server buffer anything.
+async fn read_json(req: &HttpRequest, body: web::Payload) -> Result<Value, ApiError> {
+    require_json(req)?;
+    let bytes = body
+        .to_bytes_limited(MAX_FEATURE_BYTES)
+        .await
+        .map_err(|_| {
+            ApiError::bad(
+                "body",
+                format!(
+                    "the body is larger than {} MiB",
+                    MAX_FEATURE_BYTES / 1024 / 1024
+                ),
+            )
+        })?
+        .map_err(|e| ApiError::bad("body", format!("the body could not be read: {e}")))?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::bad("body", format!("the body is not valid JSON: {e}")))
+}
+
+/// Runs catalogue work that touches SQLite off the async workers.
+async fn blocking<T: Send + 'static, E: Into<ApiError> + Send + 'static>(
+    cat: &Arc<Catalogue>,
+    work: impl FnOnce(&Catalogue) -> Result<T, E> + Send + 'static,
+) -> Result<T, ApiError> {
+    let cat = cat.clone();
+    web::block(move || work(&cat))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(Into::into)
+}
+
+fn feature_response(mut resp: actix_web::HttpResponseBuilder, site: &Site) -> HttpResponse {
+    resp.content_type(GEOJSON).json(site.to_feature())
+}
+
+/// `POST /api/collections/sites/items`: a new site from a Feature.
+async fn create(
+    req: HttpRequest,
+    body: web::Payload,
+    cat: web::Data<Arc<Catalogue>>,
+    auth: web::Data<WriteAuth>,
+) -> Result<HttpResponse, ApiError> {
+    let by = auth.authorize(&req)?;
+    let feature = read_json(&req, body).await?;
+    let site = blocking(&cat, move |c| c.create_site(&feature, &by)).await?;
+    let mut resp = HttpResponse::Created();
+    resp.insert_header((header::LOCATION, format!("{ITEMS}/{}", site.id)));
+    Ok(feature_response(resp, &site))
+}
+
+/// `PUT /api/collections/sites/items/{id}`: a live site replaced by a Feature.
+async fn replace(
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Payload,
+    cat: web::Data<Arc<Catalogue>>,
+    auth: web::Data<WriteAuth>,
+) -> Result<HttpResponse, ApiError> {
+    let by = auth.authorize(&req)?;
+    let id = path_id(&path)?;
+    let feature = read_json(&req, body).await?;
+    let site = blocking(&cat, move |c| c.replace_site(&id, &feature, &by)).await?;
+    Ok(feature_response(HttpResponse::Ok(), &site))
+}
+
+/// `DELETE /api/collections/sites/items/{id}`: the site is retired, not erased.
+async fn retire(
+    req: HttpRequest,
+    path: web::Path<String>,
+    cat: web::Data<Arc<Catalogue>>,
+    auth: web::Data<WriteAuth>,
+) -> Result<HttpResponse, ApiError> {
+    let by = auth.authorize(&req)?;
+    let id = path_id(&path)?;
+    blocking(&cat, move |c| c.retire_site(&id, &by)).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Which part of the record a site read looks at: the catalogue as recorded at
+/// `as_of` (default: now), with or without the sites retired by then.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) struct RecordView {
+    as_of: Option<Timestamp>,
+    include_retired: bool,
+}
+
+impl RecordView {
+    pub(super) fn parse(p: &Params) -> Result<Self, ApiError> {
+        let as_of = p
+            .get("as_of")?
+            .map(|t| Timestamp::parse("as_of", t))
+            .transpose()?;
+        let include_retired = match p.get("include_retired")? {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(other) => {
+                return Err(ApiError::bad(
+                    "include_retired",
+                    format!("include_retired must be true or false, got {other:?}"),
+                ));
+            }
+        };
+        Ok(Self {
+            as_of,
+            include_retired,
+        })
+    }
+
+    /// The live sites in this view and, when asked for, the retired ones. The
+    /// present live sites are the shared snapshot; anything else is read from
+    /// the store for this request.
+    pub(super) async fn indexes(
+        &self,
+        cat: &Arc<Catalogue>,
+    ) -> Result<(Arc<SiteIndex>, Option<SiteIndex>), ApiError> {
+        let live = match self.as_of {
+            None => cat.index(),
+            Some(t) => Arc::new(
+                blocking(cat, move |c| c.sites_as_of(t).map_err(ApiError::internal)).await?,
+            ),
+        };
+        let retired = if self.include_retired {
+            let at = self.as_of;
+            Some(
+                blocking(cat, move |c| {
+                    c.retired_sites(at).map_err(ApiError::internal)
+                })
+                .await?,
+            )
+        } else {
+            None
+        };
+        Ok((live, retired))
+    }
+
+    /// One site in this view, and whether it is retired.
+    pub(super) async fn site(
+        &self,
+        cat: &Arc<Catalogue>,
+        id: SiteId,
+    ) -> Result<Option<(Arc<Site>, bool)>, ApiError> {
+        let live = match self.as_of {
+            None => cat.index().get(&id).cloned(),
+            Some(t) => {
+                let id = id.clone();
+                blocking(cat, move |c| {
+                    c.site_as_of(&id, t).map_err(ApiError::internal)
+                })
+                .await?
+            }
+        };
+        if let Some(site) = live {
+            return Ok(Some((site, false)));
+        }
+        if !self.include_retired {
+            return Ok(None);
+        }
+        let at = self.as_of;
+        let retired = blocking(cat, move |c| {
+            c.retired_site(&id, at).map_err(ApiError::internal)
+        })
+        .await?;
+        Ok(retired.map(|s| (s, true)))
+    }
+
+    /// A site as a Feature; with `include_retired`, its properties say whether
+    /// it is retired.
+    pub(super) fn feature(&self, site: &Site, retired: bool) -> Value {
+        if self.include_retired {
+            site.to_feature_with([("retired".to_string(), json!(retired))])
+        } else {
+            site.to_feature()
+        }
+    }
+
+    /// Adds `properties.retired` to the features of a collection rendered from
+    /// sites whose retired flags are `flags`, in the same order.
+    pub(super) fn mark_retired(&self, doc: &mut Value, flags: impl IntoIterator<Item = bool>) {
+        if !self.include_retired {
+            return;
+        }
+        let features = doc["features"].as_array_mut().into_iter().flatten();
+        for (f, retired) in features.zip(flags) {
+            f["properties"]["retired"] = json!(retired);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::ResponseError;
+    use actix_web::test::TestRequest;
+
+    fn view(query: &str) -> Result<RecordView, ApiError> {
+        RecordView::parse(&Params::parse(query).unwrap())
+    }
+
+    fn param_of(e: ApiError) -> String {
+        match e {
+            ApiError::BadRequest { param, .. } => param,
+            other => panic!("not a bad request: {other}"),
+        }
+    }
+
+    #[test]
+    fn as_of_must_be_an_rfc3339_time_and_include_retired_a_boolean() {
+        let v = view("as_of=2024-05-01T00:00:00Z&include_retired=true").unwrap();
+        assert_eq!(
+            v.as_of.map(Timestamp::to_rfc3339).as_deref(),
+            Some("2024-05-01T00:00:00.000000Z")
+        );
+        assert!(v.include_retired);
+        assert_eq!(view("").unwrap().as_of, None);
+        assert_eq!(param_of(view("as_of=2024-05-01").unwrap_err()), "as_of");
+        assert_eq!(
+            param_of(view("include_retired=yes").unwrap_err()),
+            "include_retired"
+        );
+    }
+
+    #[test]
+    fn a_body_must_be_declared_as_json_or_geojson() {
+        for ok in [
+            "application/geo+json",
+            "application/json",
+            "application/json; charset=utf-8",
+            "Application/JSON",
+        ] {
+            let req = TestRequest::default()
+                .insert_header((header::CONTENT_TYPE, ok))
+                .to_http_request();
+            assert!(require_json(&req).is_ok(), "{ok}");
+        }
+        for bad in [Some("text/plain"), Some("application/jsonx"), None] {
+            let mut req = TestRequest::default();
+            if let Some(ct) = bad {
+                req = req.insert_header((header::CONTENT_TYPE, ct));
+            }
+            let e = require_json(&req.to_http_request()).unwrap_err();
+            assert_eq!(e.status_code(), 415, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn edit_errors_become_the_matching_http_statuses() {
+        let id = SiteId::parse("id", "x").unwrap();
+        let status = |e: EditError| ApiError::from(e).status_code().as_u16();
+        assert_eq!(
+            status(EditError::Invalid(crate::model::FieldError::new(
+                "properties.kind",
+                "unknown"
+            ))),
+            400
+        );
+        assert_eq!(status(EditError::Exists(id.clone())), 409);
+        assert_eq!(status(EditError::NotFound(id)), 404);
+    }
+}

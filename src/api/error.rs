@@ -23,10 +23,15 @@ pub enum ApiError {
     Conflict {
         detail: String,
     },
+    /// The body is not in a media type the endpoint reads.
+    UnsupportedMediaType {
+        detail: String,
+    },
     /// A well-formed body whose content cannot be accepted (e.g. invalid features).
     Unprocessable {
         detail: String,
-        problems: serde_json::Value,
+        /// Extension members added to the problem document (RFC 9457 §3.2).
+        extra: serde_json::Map<String, serde_json::Value>,
     },
     /// Something failed inside the server. The cause is logged, never sent.
     Internal(anyhow::Error),
@@ -61,6 +66,7 @@ impl fmt::Display for ApiError {
             | ApiError::NotFound { detail }
             | ApiError::Unauthorized { detail }
             | ApiError::Conflict { detail }
+            | ApiError::UnsupportedMediaType { detail }
             | ApiError::Unprocessable { detail, .. } => f.write_str(detail),
             ApiError::Internal(e) => write!(f, "internal error: {e:#}"),
         }
@@ -74,6 +80,7 @@ impl ResponseError for ApiError {
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -90,10 +97,13 @@ impl ResponseError for ApiError {
             }
             ApiError::NotFound { detail }
             | ApiError::Unauthorized { detail }
-            | ApiError::Conflict { detail } => body["detail"] = json!(detail),
-            ApiError::Unprocessable { detail, problems } => {
+            | ApiError::Conflict { detail }
+            | ApiError::UnsupportedMediaType { detail } => body["detail"] = json!(detail),
+            ApiError::Unprocessable { detail, extra } => {
                 body["detail"] = json!(detail);
-                body["problems"] = problems.clone();
+                for (k, v) in extra {
+                    body[k] = v.clone();
+                }
             }
             ApiError::Internal(e) => {
                 tracing::error!(error = format!("{e:#}"), "request failed");

@@ -4,6 +4,8 @@
 mod auth;
 mod edits;
 mod error;
+mod history;
+mod observations;
 mod params;
 mod routes;
 
@@ -28,14 +30,20 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::get().to(routes::site_item),
         )
         .route("/api/nearby", web::get().to(routes::nearby))
-        .configure(edits::configure);
+        .configure(edits::configure)
+        .configure(observations::configure)
+        .configure(history::configure);
 }
 
 /// Serves the catalogue on an already bound listener until the process is told
 /// to stop (SIGINT or SIGTERM finish in-flight requests first).
+/// Largest request body accepted unless the server is told otherwise.
+pub const DEFAULT_MAX_BODY: usize = 64 * 1024 * 1024;
+
 pub fn serve(
     catalogue: Arc<Catalogue>,
     auth: WriteAuth,
+    max_body: usize,
     listener: TcpListener,
 ) -> std::io::Result<()> {
     actix_web::rt::System::new().block_on(async move {
@@ -45,6 +53,7 @@ pub fn serve(
             App::new()
                 .app_data(data.clone())
                 .app_data(auth.clone())
+                .app_data(web::PayloadConfig::new(max_body))
                 .wrap(DefaultHeaders::new().add(("X-Content-Type-Options", "nosniff")))
                 .wrap(
                     actix_web::middleware::Logger::new("%a \"%r\" %s %Dms")

@@ -77,6 +77,13 @@ impl Params {
             .transpose()
     }
 
+    pub fn timestamp(&self, name: &str) -> Result<Option<crate::model::Timestamp>, ApiError> {
+        Ok(self
+            .get(name)?
+            .map(|v| crate::model::Timestamp::parse(name, v))
+            .transpose()?)
+    }
+
     pub fn bbox(&self) -> Result<Option<BBox>, ApiError> {
         let Some(raw) = self.get("bbox")? else {
             return Ok(None);

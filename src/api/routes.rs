@@ -1,9 +1,11 @@
 //! Handlers: each parses its parameters, asks the catalogue, renders GeoJSON.
 
+use super::edits::RecordView;
 use super::error::ApiError;
 use super::params::Params;
 use crate::catalogue::Catalogue;
-use crate::model::{Footprint, SiteId};
+use crate::index::SiteIndex;
+use crate::model::{Footprint, Site, SiteId};
 use crate::render;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::{Map, Value, json};
@@ -29,7 +31,7 @@ pub async fn healthz(cat: web::Data<Arc<Catalogue>>) -> HttpResponse {
 }
 
 /// The base URL the client used, so links work behind the same host name.
-fn base_url(req: &HttpRequest) -> String {
+pub fn base_url(req: &HttpRequest) -> String {
     let info = req.connection_info();
     format!("{}://{}", info.scheme(), info.host())
 }
@@ -58,28 +60,39 @@ pub async fn site_items(
             Footprint::parse("intersects", &v).map_err(ApiError::from)
         })
         .transpose()?;
-    let index = cat.index();
-    let matched: Vec<Arc<crate::model::Site>> = match (&bbox, &intersects) {
-        (Some(b), None) => index.bbox(b, &filter),
-        (None, Some(g)) => index.intersects(g.shape(), &filter),
-        (Some(b), Some(g)) => {
-            let in_box: std::collections::HashSet<SiteId> = index
-                .bbox(b, &filter)
-                .into_iter()
-                .map(|s| s.id.clone())
-                .collect();
-            index
-                .intersects(g.shape(), &filter)
-                .into_iter()
-                .filter(|s| in_box.contains(&s.id))
-                .collect()
+    let view = RecordView::parse(&p)?;
+    let query = |index: &SiteIndex| -> Vec<Arc<Site>> {
+        match (&bbox, &intersects) {
+            (Some(b), None) => index.bbox(b, &filter),
+            (None, Some(g)) => index.intersects(g.shape(), &filter),
+            (Some(b), Some(g)) => {
+                let in_box: std::collections::HashSet<SiteId> = index
+                    .bbox(b, &filter)
+                    .into_iter()
+                    .map(|s| s.id.clone())
+                    .collect();
+                index
+                    .intersects(g.shape(), &filter)
+                    .into_iter()
+                    .filter(|s| in_box.contains(&s.id))
+                    .collect()
+            }
+            (None, None) => index.all(&filter).cloned().collect(),
         }
-        (None, None) => index.all(&filter).cloned().collect(),
     };
+    let (live, retired) = view.indexes(&cat).await?;
+    // Each site paired with whether it is retired; a site is live or retired at
+    // any one moment, never both.
+    let mut matched: Vec<(Arc<Site>, bool)> =
+        query(&live).into_iter().map(|s| (s, false)).collect();
+    if let Some(retired) = &retired {
+        matched.extend(query(retired).into_iter().map(|s| (s, true)));
+        matched.sort_by(|a, b| a.0.id.cmp(&b.0.id));
+    }
     let number_matched = matched.len();
-    let page: Vec<&Arc<crate::model::Site>> = matched
+    let page: Vec<&(Arc<Site>, bool)> = matched
         .iter()
-        .filter(|s| after.as_ref().is_none_or(|a| &s.id > a))
+        .filter(|(s, _)| after.as_ref().is_none_or(|a| &s.id > a))
         .take(limit)
         .collect();
     let mut extra = Map::new();
@@ -87,8 +100,8 @@ pub async fn site_items(
     let mut links = vec![
         json!({"rel": "self", "type": GEOJSON, "href": format!("{}{}", base_url(&req), req.uri())}),
     ];
-    if let Some(last) = page.last() {
-        let has_more = matched.iter().any(|s| s.id > last.id);
+    if let Some((last, _)) = page.last() {
+        let has_more = matched.iter().any(|(s, _)| s.id > last.id);
         if has_more {
             let query: Vec<(String, String)> =
                 serde_urlencoded::from_str::<Vec<(String, String)>>(req.query_string())
@@ -102,21 +115,24 @@ pub async fn site_items(
         }
     }
     extra.insert("links".into(), Value::Array(links));
-    Ok(geojson(render::sites_collection(page, extra)))
+    let mut doc = render::sites_collection(page.iter().map(|(s, _)| s), extra);
+    view.mark_retired(&mut doc, page.iter().map(|(_, retired)| *retired));
+    Ok(geojson(doc))
 }
 
 pub async fn site_item(
+    req: HttpRequest,
     path: web::Path<String>,
     cat: web::Data<Arc<Catalogue>>,
 ) -> Result<HttpResponse, ApiError> {
+    let view = RecordView::parse(&Params::parse(req.query_string())?)?;
     let raw = path.into_inner();
     let not_found = || ApiError::NotFound {
         detail: format!("no site with id {raw:?}"),
     };
     let id = SiteId::parse("id", &raw).map_err(|_| not_found())?;
-    let index = cat.index();
-    let site = index.get(&id).ok_or_else(not_found)?;
-    Ok(geojson(site.to_feature()))
+    let (site, retired) = view.site(&cat, id).await?.ok_or_else(not_found)?;
+    Ok(geojson(view.feature(&site, retired)))
 }
 
 pub async fn nearby(

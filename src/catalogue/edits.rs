@@ -1,2 +1,285 @@
 //! Site edits through the catalogue: create, replace, retire, and reading the
 //! catalogue as it was recorded at an earlier moment.
+
+use super::Catalogue;
+use crate::index::SiteIndex;
+use crate::model::{FieldError, IdPolicy, Site, SiteId, Timestamp};
+use crate::store::{Provenance, Revision, StoreError};
+use serde_json::Value;
+use std::sync::Arc;
+
+/// Why an edit was not made. Nothing is stored when any of these is returned.
+#[derive(Debug, thiserror::Error)]
+pub enum EditError {
+    #[error("invalid site: {0}")]
+    Invalid(#[from] FieldError),
+    #[error("a site with id {0} already exists")]
+    Exists(SiteId),
+    #[error("no live site with id {0}")]
+    NotFound(SiteId),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl Catalogue {
+    /// Adds a site from a GeoJSON Feature; one without an id gets a generated
+    /// one. A retired site with the same id is restored with the new content.
+    pub fn create_site(&self, feature: &Value, by: &Provenance) -> Result<Arc<Site>, EditError> {
+        let site = Site::from_feature(feature, IdPolicy::Generate)?;
+        let mut store = self.store();
+        if store.create_site(&site, by)?.is_none() {
+            return Err(EditError::Exists(site.id));
+        }
+        self.refresh_index(&store)?;
+        Ok(Arc::new(site))
+    }
+
+    /// Replaces a live site with a GeoJSON Feature. The feature may leave out
+    /// the id; if it gives one, it must be `id`. A feature identical to the
+    /// stored site records no revision.
+    pub fn replace_site(
+        &self,
+        id: &SiteId,
+        feature: &Value,
+        by: &Provenance,
+    ) -> Result<Arc<Site>, EditError> {
+        let named_in = ["/id", "/properties/id"]
+            .into_iter()
+            .find(|p| feature.pointer(p).is_some_and(|v| !v.is_null()));
+        let mut site = Site::from_feature(feature, IdPolicy::Generate)?;
+        match named_in {
+            // The generated id is discarded: the path names the site.
+            None => site.id = id.clone(),
+            Some(pointer) if site.id != *id => {
+                let field = pointer.trim_start_matches('/').replace('/', ".");
+                return Err(EditError::Invalid(FieldError::new(
+                    field,
+                    format!("{} differs from the id in the path, {id}", site.id),
+                )));
+            }
+            Some(_) => {}
+        }
+        let mut store = self.store();
+        if store.replace_site(&site, by)?.is_none() {
+            return Err(EditError::NotFound(site.id));
+        }
+        self.refresh_index(&store)?;
+        Ok(Arc::new(site))
+    }
+
+    /// Retires a live site: it leaves every query but its record and history
+    /// stay, and creating it again restores it.
+    pub fn retire_site(&self, id: &SiteId, by: &Provenance) -> Result<Revision, EditError> {
+        let mut store = self.store();
+        let revision = store
+            .retire_site(id, by)?
+            .ok_or_else(|| EditError::NotFound(id.clone()))?;
+        self.refresh_index(&store)?;
+        Ok(revision)
+    }
+
+    /// The live sites as recorded at `t`, indexed so that every query works on
+    /// them. Built on each call.
+    pub fn sites_as_of(&self, t: Timestamp) -> Result<SiteIndex, StoreError> {
+        let sites = self.store().sites_as_of(t)?;
+        Ok(SiteIndex::build(sites.into_iter().map(Arc::new)))
+    }
+
+    /// One site as recorded at `t`; `None` if it did not exist or was retired then.
+    pub fn site_as_of(&self, id: &SiteId, t: Timestamp) -> Result<Option<Arc<Site>>, StoreError> {
+        Ok(self.store().site_as_of(id, t)?.map(Arc::new))
+    }
+
+    /// The sites retired now, or at `at`, as they were when retired, indexed so
+    /// that every query works on them. Built on each call.
+    pub fn retired_sites(&self, at: Option<Timestamp>) -> Result<SiteIndex, StoreError> {
+        let sites = match at {
+            None => self.store().retired_sites()?,
+            Some(t) => self.store().retired_sites_as_of(t)?,
+        };
+        Ok(SiteIndex::build(sites.into_iter().map(Arc::new)))
+    }
+
+    /// One site retired now, or at `at`; `None` if it was live or unknown.
+    pub fn retired_site(
+        &self,
+        id: &SiteId,
+        at: Option<Timestamp>,
+    ) -> Result<Option<Arc<Site>>, StoreError> {
+        let site = match at {
+            None => self.store().retired_site(id)?,
+            Some(t) => self.store().retired_site_as_of(id, t)?,
+        };
+        Ok(site.map(Arc::new))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::Filter;
+    use crate::store::{Change, Store};
+    use serde_json::json;
+
+    fn catalogue() -> Catalogue {
+        Catalogue::from_store(Store::open_in_memory().unwrap())
+            .unwrap()
+            .0
+    }
+
+    fn by() -> Provenance {
+        Provenance {
+            actor: "test".into(),
+            reason: Some("unit test".into()),
+        }
+    }
+
+    fn feature(id: Option<&str>, status: &str) -> Value {
+        let mut f = json!({"type": "Feature",
+            "geometry": {"type": "Polygon", "coordinates": [[[10.0, 10.0], [10.1, 10.0], [10.1, 10.1], [10.0, 10.0]]]},
+            "properties": {"name": "Test site", "country": "ZZZ", "kind": "research", "status": status}});
+        if let Some(id) = id {
+            f["id"] = json!(id);
+        }
+        f
+    }
+
+    fn id(raw: &str) -> SiteId {
+        SiteId::parse("id", raw).unwrap()
+    }
+
+    #[test]
+    fn a_created_site_gets_a_generated_id_and_is_in_the_index_after_the_commit() {
+        let cat = catalogue();
+        let before = cat.index().len();
+        let site = cat.create_site(&feature(None, "active"), &by()).unwrap();
+        assert!(site.id.as_str().starts_with("site-"));
+        assert_eq!(cat.index().len(), before + 1);
+        assert_eq!(cat.index().get(&site.id), Some(&site));
+        assert_eq!(
+            cat.revisions(&site.id).unwrap()[0].reason.as_deref(),
+            Some("unit test")
+        );
+    }
+
+    #[test]
+    fn creating_a_live_id_is_refused_as_existing_and_changes_nothing() {
+        let cat = catalogue();
+        cat.create_site(&feature(Some("t"), "active"), &by())
+            .unwrap();
+        let e = cat
+            .create_site(&feature(Some("t"), "inactive"), &by())
+            .unwrap_err();
+        assert!(
+            matches!(e, EditError::Exists(ref i) if i.as_str() == "t"),
+            "{e}"
+        );
+        assert_eq!(cat.index().get(&id("t")).unwrap().status.as_str(), "active");
+    }
+
+    #[test]
+    fn an_invalid_feature_names_its_field_and_changes_nothing() {
+        let cat = catalogue();
+        let before = cat.index().len();
+        let mut bad = feature(Some("t"), "active");
+        bad["properties"]["kind"] = json!("volcano");
+        let Err(EditError::Invalid(e)) = cat.create_site(&bad, &by()) else {
+            panic!("accepted");
+        };
+        assert_eq!(e.field, "properties.kind");
+        assert_eq!(cat.index().len(), before);
+        assert!(cat.revisions(&id("t")).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_replacement_may_leave_out_the_id_but_may_not_name_another() {
+        let cat = catalogue();
+        cat.create_site(&feature(Some("t"), "active"), &by())
+            .unwrap();
+        let site = cat
+            .replace_site(&id("t"), &feature(None, "inactive"), &by())
+            .unwrap();
+        assert_eq!((site.id.as_str(), site.status.as_str()), ("t", "inactive"));
+        assert_eq!(cat.index().get(&id("t")), Some(&site));
+        let Err(EditError::Invalid(e)) =
+            cat.replace_site(&id("t"), &feature(Some("other"), "active"), &by())
+        else {
+            panic!("accepted");
+        };
+        assert_eq!(e.field, "id");
+        let mut in_props = feature(None, "active");
+        in_props["properties"]["id"] = json!("other");
+        let Err(EditError::Invalid(e)) = cat.replace_site(&id("t"), &in_props, &by()) else {
+            panic!("accepted");
+        };
+        assert_eq!(e.field, "properties.id");
+        assert_eq!(
+            cat.index().get(&id("t")).unwrap().status.as_str(),
+            "inactive"
+        );
+    }
+
+    #[test]
+    fn replacing_or_retiring_a_site_that_is_not_live_is_not_found() {
+        let cat = catalogue();
+        assert!(matches!(
+            cat.replace_site(&id("t"), &feature(None, "active"), &by()),
+            Err(EditError::NotFound(_))
+        ));
+        assert!(matches!(
+            cat.retire_site(&id("t"), &by()),
+            Err(EditError::NotFound(_))
+        ));
+        cat.create_site(&feature(Some("t"), "active"), &by())
+            .unwrap();
+        cat.retire_site(&id("t"), &by()).unwrap();
+        assert!(matches!(
+            cat.retire_site(&id("t"), &by()),
+            Err(EditError::NotFound(_))
+        ));
+        assert!(matches!(
+            cat.replace_site(&id("t"), &feature(None, "active"), &by()),
+            Err(EditError::NotFound(_))
+        ));
+    }
+
+    #[test]
+    fn a_retired_site_leaves_the_index_but_stays_readable_as_retired_and_as_of_before() {
+        let cat = catalogue();
+        cat.create_site(&feature(Some("t"), "active"), &by())
+            .unwrap();
+        let before = cat.index().len();
+        std::thread::sleep(std::time::Duration::from_millis(3));
+        let live_then = Timestamp::now();
+        std::thread::sleep(std::time::Duration::from_millis(3));
+        let r = cat.retire_site(&id("t"), &by()).unwrap();
+        assert_eq!(r.change, Change::Retired);
+        assert_eq!(cat.index().len(), before - 1);
+        assert!(cat.index().get(&id("t")).is_none());
+
+        let retired = cat.retired_sites(None).unwrap();
+        assert_eq!(retired.all(&Filter::default()).count(), 1);
+        assert!(cat.retired_site(&id("t"), None).unwrap().is_some());
+        assert!(
+            cat.retired_site(&id("t"), Some(live_then))
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            cat.retired_sites(Some(Timestamp::now()))
+                .unwrap()
+                .get(&id("t"))
+                .is_some()
+        );
+
+        let then = cat.sites_as_of(live_then).unwrap();
+        assert_eq!(then.len(), before);
+        assert!(then.get(&id("t")).is_some());
+        assert!(cat.site_as_of(&id("t"), live_then).unwrap().is_some());
+        assert!(
+            cat.site_as_of(&id("t"), Timestamp::now())
+                .unwrap()
+                .is_none()
+        );
+    }
+}

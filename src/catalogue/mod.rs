@@ -2,7 +2,11 @@
 //! the index as a snapshot derived from it and swapped in after each commit.
 
 mod edits;
+mod history;
 mod observations;
+
+pub use edits::EditError;
+pub use history::{ChangesQuery, Cursor, EventKind, Page};
 
 pub use observations::ObservationImportError;
 
@@ -18,6 +22,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 /// The seed catalogue, built into the binary so `serve` works from any folder.
 pub const SEED_SITES: &str = include_str!("../../data/sites.geojson");
+/// Publicly reported events at the seed sites, imported with them so that
+/// history is not empty on first start.
+pub const SEED_OBSERVATIONS: &str = include_str!("../../data/observations.geojson");
 
 const SEEDED_KEY: &str = "seeded_at";
 
@@ -27,6 +34,8 @@ pub enum CatalogueError {
     Store(#[from] StoreError),
     #[error("the built-in seed catalogue is invalid: {0}")]
     Seed(ImportError),
+    #[error("the built-in seed observations could not be imported: {0}")]
+    SeedObservations(String),
 }
 
 /// An open catalogue. Reads take the current index snapshot and never wait for a
@@ -77,6 +86,20 @@ impl Catalogue {
             index: ArcSwap::from_pointee(index),
             stats: ArcSwap::from_pointee(stats),
         };
+        if seeded.is_some() {
+            let opts = crate::import::ImportOptions::default();
+            let report = catalogue
+                .import_observations(
+                    SEED_OBSERVATIONS.as_bytes(),
+                    "seed: data/observations.geojson",
+                    &opts,
+                    |_, _| {},
+                )
+                .map_err(|e| CatalogueError::SeedObservations(e.to_string()))?;
+            if !report.stored {
+                return Err(CatalogueError::SeedObservations(report.summary));
+            }
+        }
         Ok((catalogue, opened))
     }
 
@@ -102,10 +125,17 @@ impl Catalogue {
         let mut store = self.store();
         let report = store.apply_sites(&sites, by)?;
         if !report.created.is_empty() || !report.updated.is_empty() {
-            let index = SiteIndex::build(store.live_sites()?.into_iter().map(Arc::new));
-            self.index.store(Arc::new(index));
+            self.refresh_index(&store)?;
         }
         Ok(report)
+    }
+
+    /// Rebuilds the index from the store and swaps it in; called after each
+    /// commit while the store is still locked, so snapshots follow commit order.
+    fn refresh_index(&self, store: &Store) -> Result<(), StoreError> {
+        let index = SiteIndex::build(store.live_sites()?.into_iter().map(Arc::new));
+        self.index.store(Arc::new(index));
+        Ok(())
     }
 
     /// Every revision of a site, oldest first.

@@ -203,18 +203,18 @@ pub fn run_import<R: Read>(
                 return Ok(());
             }
         };
-        if let Some(ext) = &obs.external_id {
-            if let Some(existing) = tx.existing_external(obs.source.as_deref(), ext)? {
-                r.duplicates += 1;
-                let dup = Duplicate {
-                    index: i,
-                    source: obs.source.clone(),
-                    external_id: ext.clone(),
-                    existing,
-                };
-                push_capped(&mut r.duplicate_features, &mut r.lists_truncated, dup);
-                return Ok(());
-            }
+        if let Some(ext) = &obs.external_id
+            && let Some(existing) = tx.existing_external(obs.source.as_deref(), ext)?
+        {
+            r.duplicates += 1;
+            let dup = Duplicate {
+                index: i,
+                source: obs.source.clone(),
+                external_id: ext.clone(),
+                existing,
+            };
+            push_capped(&mut r.duplicate_features, &mut r.lists_truncated, dup);
+            return Ok(());
         }
         let id = tx.insert_observation(i, &obs, &links)?;
         r.accepted += 1;

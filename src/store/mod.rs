@@ -1,6 +1,7 @@
 //! SQLite storage: the one source of truth. Sites keep their current state and
 //! every revision; nothing is overwritten or physically deleted. All SQL lives here.
 
+mod history;
 mod observations;
 mod schema;
 mod sites;
@@ -10,6 +11,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 use std::path::Path;
 
+pub use history::{Before, RevisionRow, revision_key};
 pub use observations::{
     BatchRecord, BatchTx, Candidate, LinkHow, ObservationStats, SiteLink, StoredObservation,
     Unmatched,

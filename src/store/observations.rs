@@ -2,7 +2,7 @@
 //! undeclared sites. A batch is written inside one transaction, [`BatchTx`],
 //! which commits all of it or none.
 
-use super::{Store, StoreError};
+use super::{Before, Store, StoreError};
 use crate::model::{LonLat, Observation, SiteId, Timestamp};
 use rusqlite::{OptionalExtension, Transaction, params};
 use serde::Serialize;
@@ -343,7 +343,7 @@ impl Store {
         since: Option<Timestamp>,
         until: Option<Timestamp>,
         finding: &[String],
-        before: Option<(&str, &str)>,
+        before: Option<&Before>,
         limit: usize,
     ) -> Result<Vec<StoredObservation>, StoreError> {
         let [w, s, e, n] = rect.unwrap_or([-180.0, -90.0, 180.0, 90.0]);
@@ -352,9 +352,7 @@ impl Store {
             since.map(Timestamp::to_rfc3339),
             until.map(Timestamp::to_rfc3339),
         );
-        let (bt, bid) = before.map_or((None, None), |(t, i)| {
-            (Some(t.to_owned()), Some(i.to_owned()))
-        });
+        let (bt, bid) = (before.map(|b| b.time.clone()), before.map(|b| b.id.clone()));
         self.read_observations(
             &format!(
                 "SELECT {OBS_COLUMNS} FROM observations o

@@ -1,10 +1,10 @@
 //! Sites and their revisions: the current state of each site and every version
-//! ever recorded.
+//! ever recorded, and the catalogue as it stood at any recorded moment.
 
 use super::{ApplyReport, Change, Provenance, Revision, Store, StoreError};
 use crate::model::{FieldChange, IdPolicy, Site, SiteId, Timestamp, diff_sites};
-use rusqlite::{OptionalExtension, params};
-use serde_json::Value;
+use rusqlite::{OptionalExtension, Transaction, params};
+use serde_json::{Value, json};
 
 pub(super) fn parse_stored(id: &str, feature: &str) -> Result<Site, StoreError> {
     let corrupt = |reason: String| StoreError::Corrupt {
@@ -15,18 +15,246 @@ pub(super) fn parse_stored(id: &str, feature: &str) -> Result<Site, StoreError> 
     Site::from_feature(&v, IdPolicy::Required).map_err(|e| corrupt(e.to_string()))
 }
 
+/// Which stored state a create-only or replace-only write requires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    /// No live site with this id (a retired one is restored).
+    NoLiveSite,
+    /// A live site with this id.
+    LiveSite,
+}
+
+/// A site's row in `sites`: its latest revision number, whether it is retired,
+/// and its feature text.
+struct Current {
+    revision: i64,
+    retired: bool,
+    feature: String,
+}
+
+fn current(tx: &Transaction, id: &SiteId) -> Result<Option<Current>, StoreError> {
+    Ok(tx
+        .query_row(
+            "SELECT revision, retired, feature FROM sites WHERE id = ?1",
+            [id.as_str()],
+            |r| {
+                Ok(Current {
+                    revision: r.get(0)?,
+                    retired: r.get::<_, i64>(1)? != 0,
+                    feature: r.get(2)?,
+                })
+            },
+        )
+        .optional()?)
+}
+
+/// The time to record a write at: now, or the latest time already recorded if
+/// the wall clock has stepped back, so that revision order and time order agree
+/// and `as_of` reads never see a later revision without the one before it.
+fn clock(tx: &Transaction) -> Result<(String, Timestamp), StoreError> {
+    let now = Timestamp::now().to_rfc3339();
+    let latest: Option<String> =
+        tx.query_row("SELECT max(recorded_at) FROM site_revisions", [], |r| {
+            r.get(0)
+        })?;
+    let text = latest.filter(|l| *l > now).unwrap_or(now);
+    let at = Timestamp::parse("recorded_at", &text).map_err(|e| StoreError::Corrupt {
+        id: "site_revisions".into(),
+        reason: e.to_string(),
+    })?;
+    Ok((text, at))
+}
+
+/// The one place a revision is written: the row in `site_revisions` and the
+/// site's current state in `sites`, in the caller's transaction.
+struct RevisionWrite<'a> {
+    id: &'a SiteId,
+    /// The site's previous revision number, or `None` for a new site.
+    previous: Option<i64>,
+    retired: bool,
+    change: Change,
+    feature: &'a str,
+    diff: Vec<FieldChange>,
+}
+
+fn write_revision(
+    tx: &Transaction,
+    w: RevisionWrite<'_>,
+    (now, at): &(String, Timestamp),
+    by: &Provenance,
+) -> Result<Revision, StoreError> {
+    let revision = w.previous.map_or(1, |r| r + 1);
+    let diff_json = serde_json::to_string(&w.diff).map_err(|e| StoreError::Corrupt {
+        id: w.id.to_string(),
+        reason: e.to_string(),
+    })?;
+    if w.previous.is_none() {
+        tx.execute(
+            "INSERT INTO sites (id, revision, retired, feature, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+            params![w.id.as_str(), revision, w.retired, w.feature, now],
+        )?;
+    } else {
+        tx.execute(
+            "UPDATE sites SET revision = ?2, retired = ?3, feature = ?4, updated_at = ?5 WHERE id = ?1",
+            params![w.id.as_str(), revision, w.retired, w.feature, now],
+        )?;
+    }
+    tx.execute(
+        "INSERT INTO site_revisions (site_id, revision, recorded_at, actor, reason, change, feature, diff)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![w.id.as_str(), revision, now, by.actor, by.reason, w.change.as_str(), w.feature, diff_json],
+    )?;
+    Ok(Revision {
+        site_id: w.id.clone(),
+        revision,
+        recorded_at: *at,
+        actor: by.actor.clone(),
+        reason: by.reason.clone(),
+        change: w.change,
+        diff: w.diff,
+    })
+}
+
+/// Writes one site over its stored state `current`: a new site is created, a
+/// retired one restored, a live one that differs updated with its field-level
+/// diff. Returns `None` for an identical live site, which is left alone.
+fn write_site(
+    tx: &Transaction,
+    site: &Site,
+    current: Option<Current>,
+    clock: &(String, Timestamp),
+    by: &Provenance,
+) -> Result<Option<Revision>, StoreError> {
+    let old = current
+        .as_ref()
+        .map(|c| parse_stored(site.id.as_str(), &c.feature))
+        .transpose()?;
+    let diff = diff_sites(old.as_ref(), site);
+    let change = match &current {
+        None => Change::Created,
+        Some(c) if c.retired => Change::Restored,
+        Some(_) if diff.is_empty() => return Ok(None),
+        Some(_) => Change::Updated,
+    };
+    let feature = site.to_feature().to_string();
+    let write = RevisionWrite {
+        id: &site.id,
+        previous: current.map(|c| c.revision),
+        retired: false,
+        change,
+        feature: &feature,
+        diff,
+    };
+    write_revision(tx, write, clock, by).map(Some)
+}
+
+/// The latest revision of a site, read back for a write that changed nothing.
+fn latest_revision(tx: &Transaction, id: &SiteId) -> Result<Option<Revision>, StoreError> {
+    let mut stmt = tx.prepare(
+        "SELECT revision, recorded_at, actor, reason, change, diff FROM site_revisions
+         WHERE site_id = ?1 ORDER BY revision DESC LIMIT 1",
+    )?;
+    let mut rows = stmt.query_map([id.as_str()], RawRevision::from_row)?;
+    rows.next()
+        .transpose()?
+        .map(|raw| raw.into_revision(id))
+        .transpose()
+}
+
+/// A `site_revisions` row as SQLite holds it, before its text is checked.
+struct RawRevision {
+    revision: i64,
+    recorded_at: String,
+    actor: String,
+    reason: Option<String>,
+    change: String,
+    diff: String,
+}
+
+impl RawRevision {
+    /// Reads the columns `revision, recorded_at, actor, reason, change, diff`.
+    fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            revision: r.get(0)?,
+            recorded_at: r.get(1)?,
+            actor: r.get(2)?,
+            reason: r.get(3)?,
+            change: r.get(4)?,
+            diff: r.get(5)?,
+        })
+    }
+
+    fn into_revision(self, id: &SiteId) -> Result<Revision, StoreError> {
+        let corrupt = |reason: String| StoreError::Corrupt {
+            id: id.to_string(),
+            reason,
+        };
+        Ok(Revision {
+            site_id: id.clone(),
+            revision: self.revision,
+            recorded_at: Timestamp::parse("recorded_at", &self.recorded_at)
+                .map_err(|e| corrupt(e.to_string()))?,
+            actor: self.actor,
+            reason: self.reason,
+            change: Change::parse(&self.change)
+                .ok_or_else(|| corrupt(format!("unknown change {:?}", self.change)))?,
+            diff: serde_json::from_str::<Vec<Value>>(&self.diff)
+                .map_err(|e| corrupt(e.to_string()))?
+                .into_iter()
+                .map(|c| FieldChange {
+                    field: c["field"].as_str().unwrap_or_default().to_owned(),
+                    old: c["old"].clone(),
+                    new: c["new"].clone(),
+                })
+                .collect(),
+        })
+    }
+}
+
+/// Parses `(id, feature)` rows into sites.
+fn sites_from_rows(
+    stmt: &mut rusqlite::Statement<'_>,
+    params: impl rusqlite::Params,
+) -> Result<Vec<Site>, StoreError> {
+    let rows = stmt.query_map(params, |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+    })?;
+    rows.map(|row| {
+        let (id, feature) = row?;
+        parse_stored(&id, &feature)
+    })
+    .collect()
+}
+
 impl Store {
     /// Every site that is not retired, in id order.
     pub fn live_sites(&self) -> Result<Vec<Site>, StoreError> {
         let mut stmt = self
             .conn
             .prepare("SELECT id, feature FROM sites WHERE retired = 0 ORDER BY id")?;
-        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
-        rows.map(|row| {
-            let (id, feature) = row?;
-            parse_stored(&id, &feature)
-        })
-        .collect()
+        sites_from_rows(&mut stmt, [])
+    }
+
+    /// Every retired site, as it was when it was retired, in id order.
+    pub fn retired_sites(&self) -> Result<Vec<Site>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, feature FROM sites WHERE retired = 1 ORDER BY id")?;
+        sites_from_rows(&mut stmt, [])
+    }
+
+    /// One retired site, as it was when it was retired; `None` if the site is
+    /// live or unknown.
+    pub fn retired_site(&self, id: &SiteId) -> Result<Option<Site>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT feature FROM sites WHERE id = ?1 AND retired = 1",
+                [id.as_str()],
+                |r| r.get::<_, String>(0),
+            )
+            .optional()?
+            .map(|f| parse_stored(id.as_str(), &f))
+            .transpose()
     }
 
     /// Creates or updates each site in one transaction: a site that differs from
@@ -37,61 +265,152 @@ impl Store {
         sites: &[Site],
         by: &Provenance,
     ) -> Result<ApplyReport, StoreError> {
-        let now = Timestamp::now().to_rfc3339();
         let tx = self.conn.transaction()?;
+        let clock = clock(&tx)?;
         let mut report = ApplyReport::default();
         for site in sites {
-            let current: Option<(i64, bool, String)> = tx
-                .query_row(
-                    "SELECT revision, retired, feature FROM sites WHERE id = ?1",
-                    [site.id.as_str()],
-                    |r| Ok((r.get(0)?, r.get::<_, i64>(1)? != 0, r.get(2)?)),
-                )
-                .optional()?;
-            let old = current
-                .as_ref()
-                .map(|(_, _, f)| parse_stored(site.id.as_str(), f))
-                .transpose()?;
-            let diff = diff_sites(old.as_ref(), site);
-            let retired = current.as_ref().is_some_and(|c| c.1);
-            let change = match (&current, retired) {
-                (None, _) => Change::Created,
-                (Some(_), true) => Change::Restored,
-                (Some(_), false) if diff.is_empty() => {
-                    report.unchanged += 1;
-                    continue;
-                }
-                (Some(_), false) => Change::Updated,
-            };
-            let revision = current.as_ref().map_or(1, |c| c.0 + 1);
-            let feature = site.to_feature().to_string();
-            let diff_json = serde_json::to_string(&diff).map_err(|e| StoreError::Corrupt {
-                id: site.id.to_string(),
-                reason: e.to_string(),
-            })?;
-            if current.is_none() {
-                tx.execute(
-                    "INSERT INTO sites (id, revision, retired, feature, created_at, updated_at) VALUES (?1, ?2, 0, ?3, ?4, ?4)",
-                    params![site.id.as_str(), revision, feature, now],
-                )?;
-            } else {
-                tx.execute(
-                    "UPDATE sites SET revision = ?2, retired = 0, feature = ?3, updated_at = ?4 WHERE id = ?1",
-                    params![site.id.as_str(), revision, feature, now],
-                )?;
-            }
-            tx.execute(
-                "INSERT INTO site_revisions (site_id, revision, recorded_at, actor, reason, change, feature, diff)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![site.id.as_str(), revision, now, by.actor, by.reason, change.as_str(), feature, diff_json],
-            )?;
-            match change {
-                Change::Created => report.created.push(site.id.clone()),
-                _ => report.updated.push(site.id.clone()),
+            let current = current(&tx, &site.id)?;
+            match write_site(&tx, site, current, &clock, by)? {
+                Some(r) if r.change == Change::Created => report.created.push(site.id.clone()),
+                Some(_) => report.updated.push(site.id.clone()),
+                None => report.unchanged += 1,
             }
         }
         tx.commit()?;
         Ok(report)
+    }
+
+    /// Creates a site, or restores a retired one with this id. Returns the new
+    /// revision, or `None`, writing nothing, if a live site already has the id.
+    pub fn create_site(
+        &mut self,
+        site: &Site,
+        by: &Provenance,
+    ) -> Result<Option<Revision>, StoreError> {
+        self.write_one(site, Expect::NoLiveSite, by)
+    }
+
+    /// Replaces a live site. Returns its revision after the write (the previous
+    /// one when nothing differs), or `None`, writing nothing, if no live site has
+    /// the id.
+    pub fn replace_site(
+        &mut self,
+        site: &Site,
+        by: &Provenance,
+    ) -> Result<Option<Revision>, StoreError> {
+        self.write_one(site, Expect::LiveSite, by)
+    }
+
+    fn write_one(
+        &mut self,
+        site: &Site,
+        expect: Expect,
+        by: &Provenance,
+    ) -> Result<Option<Revision>, StoreError> {
+        let tx = self.conn.transaction()?;
+        let current = current(&tx, &site.id)?;
+        let live = current.as_ref().is_some_and(|c| !c.retired);
+        if live != (expect == Expect::LiveSite) {
+            return Ok(None);
+        }
+        let clock = clock(&tx)?;
+        let revision = match write_site(&tx, site, current, &clock, by)? {
+            Some(r) => Some(r),
+            None => latest_revision(&tx, &site.id)?,
+        };
+        tx.commit()?;
+        Ok(revision)
+    }
+
+    /// Retires a live site: a new revision marks it retired and it drops out of
+    /// [`Store::live_sites`]; its record and history stay. Returns that revision,
+    /// or `None`, writing nothing, if the site is unknown or already retired.
+    pub fn retire_site(
+        &mut self,
+        id: &SiteId,
+        by: &Provenance,
+    ) -> Result<Option<Revision>, StoreError> {
+        let tx = self.conn.transaction()?;
+        let Some(current) = current(&tx, id)?.filter(|c| !c.retired) else {
+            return Ok(None);
+        };
+        let clock = clock(&tx)?;
+        let write = RevisionWrite {
+            id,
+            previous: Some(current.revision),
+            retired: true,
+            change: Change::Retired,
+            feature: &current.feature,
+            diff: vec![FieldChange {
+                field: "retired".into(),
+                old: json!(false),
+                new: json!(true),
+            }],
+        };
+        let revision = write_revision(&tx, write, &clock, by)?;
+        tx.commit()?;
+        Ok(Some(revision))
+    }
+
+    /// The catalogue as recorded at `t`: for each site its latest revision
+    /// recorded at or before `t`, leaving out sites that were retired then, in
+    /// id order.
+    pub fn sites_as_of(&self, t: Timestamp) -> Result<Vec<Site>, StoreError> {
+        self.sites_at(t, false)
+    }
+
+    /// The sites that were retired at `t`, as they were when retired, in id order.
+    pub fn retired_sites_as_of(&self, t: Timestamp) -> Result<Vec<Site>, StoreError> {
+        self.sites_at(t, true)
+    }
+
+    fn sites_at(&self, t: Timestamp, retired: bool) -> Result<Vec<Site>, StoreError> {
+        // Recorded times are RFC 3339 UTC with a fixed number of digits, so text
+        // order is time order.
+        let mut stmt = self.conn.prepare(
+            "SELECT r.site_id, r.feature FROM site_revisions r
+             JOIN (SELECT site_id, max(revision) AS revision FROM site_revisions
+                   WHERE recorded_at <= ?1 GROUP BY site_id) latest
+               ON r.site_id = latest.site_id AND r.revision = latest.revision
+             WHERE (r.change = 'retired') = ?2
+             ORDER BY r.site_id",
+        )?;
+        sites_from_rows(&mut stmt, params![t.to_rfc3339(), retired])
+    }
+
+    /// One site as recorded at `t`; `None` if it did not exist yet or was
+    /// retired then.
+    pub fn site_as_of(&self, id: &SiteId, t: Timestamp) -> Result<Option<Site>, StoreError> {
+        Ok(self
+            .site_at(id, t)?
+            .filter(|(_, retired)| !retired)
+            .map(|(s, _)| s))
+    }
+
+    /// One site that was retired at `t`, as it was when retired; `None` if it
+    /// was live or did not exist then.
+    pub fn retired_site_as_of(
+        &self,
+        id: &SiteId,
+        t: Timestamp,
+    ) -> Result<Option<Site>, StoreError> {
+        Ok(self
+            .site_at(id, t)?
+            .filter(|(_, retired)| *retired)
+            .map(|(s, _)| s))
+    }
+
+    fn site_at(&self, id: &SiteId, t: Timestamp) -> Result<Option<(Site, bool)>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT change, feature FROM site_revisions
+                 WHERE site_id = ?1 AND recorded_at <= ?2 ORDER BY revision DESC LIMIT 1",
+                params![id.as_str(), t.to_rfc3339()],
+                |r| Ok((r.get::<_, String>(0)? == "retired", r.get::<_, String>(1)?)),
+            )
+            .optional()?
+            .map(|(retired, f)| Ok((parse_stored(id.as_str(), &f)?, retired)))
+            .transpose()
     }
 
     /// Every revision of a site, oldest first.
@@ -99,43 +418,8 @@ impl Store {
         let mut stmt = self.conn.prepare(
             "SELECT revision, recorded_at, actor, reason, change, diff FROM site_revisions WHERE site_id = ?1 ORDER BY revision",
         )?;
-        let rows = stmt.query_map([id.as_str()], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, String>(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get::<_, String>(4)?,
-                r.get::<_, String>(5)?,
-            ))
-        })?;
-        rows.map(|row| {
-            let (revision, at, actor, reason, change, diff) = row?;
-            let corrupt = |reason: String| StoreError::Corrupt {
-                id: id.to_string(),
-                reason,
-            };
-            Ok(Revision {
-                site_id: id.clone(),
-                revision,
-                recorded_at: Timestamp::parse("recorded_at", &at)
-                    .map_err(|e| corrupt(e.to_string()))?,
-                actor,
-                reason,
-                change: Change::parse(&change)
-                    .ok_or_else(|| corrupt(format!("unknown change {change:?}")))?,
-                diff: serde_json::from_str::<Vec<Value>>(&diff)
-                    .map_err(|e| corrupt(e.to_string()))?
-                    .into_iter()
-                    .map(|c| FieldChange {
-                        field: c["field"].as_str().unwrap_or_default().to_owned(),
-                        old: c["old"].clone(),
-                        new: c["new"].clone(),
-                    })
-                    .collect(),
-            })
-        })
-        .collect()
+        let rows = stmt.query_map([id.as_str()], RawRevision::from_row)?;
+        rows.map(|row| row?.into_revision(id)).collect()
     }
 
     /// How many sites exist, retired ones included.
@@ -218,5 +502,194 @@ mod tests {
             .pragma_query_value(None, "journal_mode", |r| r.get(0))
             .unwrap();
         assert_eq!(mode, "wal");
+    }
+
+    fn id(raw: &str) -> SiteId {
+        SiteId::parse("id", raw).unwrap()
+    }
+
+    fn ids(sites: &[Site]) -> Vec<&str> {
+        sites.iter().map(|s| s.id.as_str()).collect()
+    }
+
+    /// A moment strictly between the writes before and after it.
+    fn pause() -> Timestamp {
+        std::thread::sleep(std::time::Duration::from_millis(3));
+        let t = Timestamp::now();
+        std::thread::sleep(std::time::Duration::from_millis(3));
+        t
+    }
+
+    #[test]
+    fn retiring_a_site_records_a_retired_revision_and_takes_it_out_of_the_live_sites() {
+        let mut s = Store::open_in_memory().unwrap();
+        s.apply_sites(&[site("a", "active"), site("b", "active")], &by())
+            .unwrap();
+        let r = s.retire_site(&id("a"), &by()).unwrap().unwrap();
+        assert_eq!((r.revision, r.change), (2, Change::Retired));
+        assert_eq!(
+            r.diff,
+            [FieldChange {
+                field: "retired".into(),
+                old: json!(false),
+                new: json!(true)
+            }]
+        );
+        assert_eq!(ids(&s.live_sites().unwrap()), ["b"]);
+        assert_eq!(ids(&s.retired_sites().unwrap()), ["a"]);
+        assert_eq!(s.retired_site(&id("a")).unwrap(), Some(site("a", "active")));
+        assert_eq!(s.retired_site(&id("b")).unwrap(), None);
+        assert_eq!(s.site_count().unwrap(), 2, "nothing is deleted");
+        let stored = s.revisions(&id("a")).unwrap();
+        assert_eq!(stored.last().unwrap().change, Change::Retired);
+        assert_eq!(stored.last().unwrap().diff, r.diff);
+    }
+
+    #[test]
+    fn retiring_an_unknown_or_already_retired_site_writes_nothing() {
+        let mut s = Store::open_in_memory().unwrap();
+        s.apply_sites(&[site("a", "active")], &by()).unwrap();
+        assert!(s.retire_site(&id("nowhere"), &by()).unwrap().is_none());
+        s.retire_site(&id("a"), &by()).unwrap().unwrap();
+        assert!(s.retire_site(&id("a"), &by()).unwrap().is_none());
+        assert_eq!(s.revisions(&id("a")).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn create_only_refuses_a_live_id_and_restores_a_retired_one() {
+        let mut s = Store::open_in_memory().unwrap();
+        let first = s.create_site(&site("a", "active"), &by()).unwrap().unwrap();
+        assert_eq!(first.change, Change::Created);
+        assert!(
+            s.create_site(&site("a", "inactive"), &by())
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(s.live_sites().unwrap()[0].status.as_str(), "active");
+        s.retire_site(&id("a"), &by()).unwrap();
+        let again = s
+            .create_site(&site("a", "inactive"), &by())
+            .unwrap()
+            .unwrap();
+        assert_eq!((again.revision, again.change), (3, Change::Restored));
+        assert_eq!(s.live_sites().unwrap()[0].status.as_str(), "inactive");
+    }
+
+    #[test]
+    fn replace_only_refuses_a_missing_or_retired_site() {
+        let mut s = Store::open_in_memory().unwrap();
+        assert!(
+            s.replace_site(&site("a", "active"), &by())
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(s.site_count().unwrap(), 0);
+        s.apply_sites(&[site("a", "active")], &by()).unwrap();
+        let r = s
+            .replace_site(&site("a", "inactive"), &by())
+            .unwrap()
+            .unwrap();
+        assert_eq!((r.revision, r.change), (2, Change::Updated));
+        assert_eq!(r.diff[0].field, "status");
+        s.retire_site(&id("a"), &by()).unwrap();
+        assert!(
+            s.replace_site(&site("a", "active"), &by())
+                .unwrap()
+                .is_none()
+        );
+        assert!(s.live_sites().unwrap().is_empty());
+    }
+
+    #[test]
+    fn replacing_a_site_with_itself_returns_its_current_revision_and_records_nothing() {
+        let mut s = Store::open_in_memory().unwrap();
+        s.apply_sites(&[site("a", "active")], &by()).unwrap();
+        let r = s
+            .replace_site(&site("a", "active"), &by())
+            .unwrap()
+            .unwrap();
+        assert_eq!((r.revision, r.change), (1, Change::Created));
+        assert_eq!(s.revisions(&id("a")).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn sites_as_of_a_moment_are_the_revisions_recorded_by_then_without_the_retired() {
+        let mut s = Store::open_in_memory().unwrap();
+        let before_all = pause();
+        s.apply_sites(&[site("a", "active"), site("b", "active")], &by())
+            .unwrap();
+        let created = pause();
+        s.replace_site(&site("a", "inactive"), &by()).unwrap();
+        let replaced = pause();
+        s.retire_site(&id("b"), &by()).unwrap();
+        let retired = pause();
+        s.create_site(&site("b", "abandoned"), &by()).unwrap();
+
+        assert!(s.sites_as_of(before_all).unwrap().is_empty());
+        let then = s.sites_as_of(created).unwrap();
+        assert_eq!(ids(&then), ["a", "b"]);
+        assert_eq!(then[0].status.as_str(), "active");
+        assert_eq!(
+            s.sites_as_of(replaced).unwrap()[0].status.as_str(),
+            "inactive"
+        );
+        assert_eq!(ids(&s.sites_as_of(retired).unwrap()), ["a"]);
+        assert_eq!(ids(&s.retired_sites_as_of(retired).unwrap()), ["b"]);
+        assert!(s.retired_sites_as_of(replaced).unwrap().is_empty());
+        assert_eq!(
+            s.sites_as_of(Timestamp::now()).unwrap(),
+            s.live_sites().unwrap()
+        );
+    }
+
+    #[test]
+    fn one_site_as_of_a_moment_is_absent_before_it_was_created_and_while_retired() {
+        let mut s = Store::open_in_memory().unwrap();
+        let before = pause();
+        s.apply_sites(&[site("a", "active")], &by()).unwrap();
+        let created = pause();
+        s.retire_site(&id("a"), &by()).unwrap();
+        let retired = pause();
+        s.create_site(&site("a", "inactive"), &by()).unwrap();
+
+        assert_eq!(s.site_as_of(&id("a"), before).unwrap(), None);
+        assert_eq!(
+            s.site_as_of(&id("a"), created).unwrap(),
+            Some(site("a", "active"))
+        );
+        assert_eq!(s.site_as_of(&id("a"), retired).unwrap(), None);
+        assert_eq!(
+            s.retired_site_as_of(&id("a"), retired).unwrap(),
+            Some(site("a", "active"))
+        );
+        assert_eq!(s.retired_site_as_of(&id("a"), created).unwrap(), None);
+        assert_eq!(
+            s.site_as_of(&id("a"), Timestamp::now()).unwrap(),
+            Some(site("a", "inactive"))
+        );
+        assert_eq!(
+            s.site_as_of(&id("nowhere"), Timestamp::now()).unwrap(),
+            None
+        );
+    }
+
+    #[test]
+    fn a_revision_is_never_recorded_before_the_one_it_follows_even_if_the_clock_steps_back() {
+        let mut s = Store::open_in_memory().unwrap();
+        s.apply_sites(&[site("a", "active")], &by()).unwrap();
+        let future = "2999-01-01T00:00:00.000000Z";
+        s.conn
+            .execute("UPDATE site_revisions SET recorded_at = ?1", [future])
+            .unwrap();
+        let r = s
+            .replace_site(&site("a", "inactive"), &by())
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.recorded_at.to_rfc3339(), future);
+        let t = Timestamp::parse("t", future).unwrap();
+        assert_eq!(
+            s.site_as_of(&id("a"), t).unwrap(),
+            Some(site("a", "inactive"))
+        );
     }
 }

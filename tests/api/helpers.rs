@@ -15,12 +15,18 @@ pub struct Server {
 impl Server {
     /// Starts `sitewatch serve` on a free port with a new database seeded from the built-in data.
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Starts the server with extra `serve` arguments (e.g. `--token`).
+    pub fn start_with(extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let db = dir.path().join("catalogue.db");
         let mut child = Command::new(BIN)
             .args(["serve", "--bind", "127.0.0.1:0", "--db"])
             .arg(&db)
-            .env("RUST_LOG", "warn")
+            .args(extra)
+            .env("RUST_LOG", "error")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

@@ -2,7 +2,9 @@
 //! HTTP over loopback.
 
 mod cli;
+mod crash;
 mod edits;
 mod helpers;
+mod observations;
 mod proximity;
 mod sites;

@@ -1,0 +1,111 @@
+//! History over HTTP: a site's timeline and the changes in an area.
+
+use super::error::ApiError;
+use super::params::Params;
+use super::routes::GEOJSON;
+use crate::catalogue::{Catalogue, ChangesQuery, Cursor, EventKind};
+use crate::model::{Declaration, Finding, SiteId};
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/api/sites/{id}/history", web::get().to(site_history))
+        .route("/api/changes", web::get().to(changes));
+}
+
+/// `GET /api/sites/{id}/history?from=&to=`: revisions and observations, oldest first.
+async fn site_history(
+    req: HttpRequest,
+    path: web::Path<String>,
+    cat: web::Data<Arc<Catalogue>>,
+) -> Result<HttpResponse, ApiError> {
+    let raw = path.into_inner();
+    let not_found = || ApiError::NotFound {
+        detail: format!("no site with id {raw:?} was ever recorded"),
+    };
+    let id = SiteId::parse("id", &raw).map_err(|_| not_found())?;
+    let p = Params::parse(req.query_string())?;
+    let (from, to) = (p.timestamp("from")?, p.timestamp("to")?);
+    if let (Some(f), Some(t)) = (from, to)
+        && f > t
+    {
+        return Err(ApiError::bad("from", "from is later than to"));
+    }
+    let cat = cat.get_ref().clone();
+    let site = id.clone();
+    let events = web::block(move || cat.site_history(&site, from, to))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?
+        .ok_or_else(not_found)?;
+    Ok(HttpResponse::Ok().content_type(GEOJSON).json(json!({
+        "type": "FeatureCollection", "site_id": id, "numberReturned": events.len(), "features": events,
+    })))
+}
+
+/// `GET /api/changes?bbox=&since=&until=&finding=&declaration=&type=&limit=&cursor=`:
+/// every event in the area and window, newest first, with a `next` link.
+async fn changes(
+    req: HttpRequest,
+    cat: web::Data<Arc<Catalogue>>,
+) -> Result<HttpResponse, ApiError> {
+    let p = Params::parse(req.query_string())?;
+    let list = |name: &str| -> Result<Vec<String>, ApiError> {
+        Ok(p.get(name)?
+            .map(|v| v.split(',').map(|s| s.trim().to_owned()).collect())
+            .unwrap_or_default())
+    };
+    let q = ChangesQuery {
+        bbox: p.bbox()?,
+        since: p.timestamp("since")?,
+        until: p.timestamp("until")?,
+        finding: list("finding")?
+            .iter()
+            .map(|f| Finding::parse("finding", f))
+            .collect::<Result<_, _>>()?,
+        declaration: list("declaration")?
+            .iter()
+            .map(|d| Declaration::parse("declaration", d))
+            .collect::<Result<_, _>>()?,
+        kinds: list("type")?
+            .iter()
+            .map(|k| {
+                EventKind::parse(k).ok_or_else(|| {
+                    ApiError::bad(
+                        "type",
+                        format!("type must be observation, revision or candidate, got {k:?}"),
+                    )
+                })
+            })
+            .collect::<Result<_, _>>()?,
+        after: p
+            .get("cursor")?
+            .map(|c| {
+                Cursor::decode(c)
+                    .ok_or_else(|| ApiError::bad("cursor", "cursor is not one this server issued"))
+            })
+            .transpose()?,
+        limit: p.limit(100, 1000)?,
+    };
+    let cat = cat.get_ref().clone();
+    let page = web::block(move || cat.changes(&q))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?;
+    let mut links = Vec::new();
+    if let Some(next) = &page.next {
+        let query: Vec<(String, String)> =
+            serde_urlencoded::from_str::<Vec<(String, String)>>(req.query_string())
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|(k, _)| k != "cursor")
+                .chain([("cursor".to_string(), next.encode())])
+                .collect();
+        let qs = serde_urlencoded::to_string(&query).map_err(ApiError::internal)?;
+        links.push(json!({"rel": "next", "type": GEOJSON, "href": format!("{}{}?{qs}", super::routes::base_url(&req), req.path())}));
+    }
+    Ok(HttpResponse::Ok().content_type(GEOJSON).json(json!({
+        "type": "FeatureCollection", "numberReturned": page.events.len(), "links": Value::Array(links), "features": page.events,
+    })))
+}

@@ -1,0 +1,209 @@
+//! Observation batches over HTTP: import, the batch log, and candidate sites.
+
+use super::auth::WriteAuth;
+use super::edits::require_json;
+use super::error::ApiError;
+use super::params::Params;
+use super::routes::GEOJSON;
+use crate::catalogue::{Catalogue, ObservationImportError};
+use crate::import::{ImportMode, ImportOptions};
+use crate::model::Meters;
+use crate::render::candidate_feature;
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+/// Registers the observation, batch and candidate routes.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/api/observations", web::post().to(import))
+        .route("/api/batches", web::get().to(batches))
+        .route("/api/candidates", web::get().to(candidates))
+        .route("/api/candidates/{id}", web::get().to(candidate))
+        .route("/api/candidates/{id}/dismiss", web::post().to(dismiss));
+}
+
+fn import_options(p: &Params) -> Result<ImportOptions, ApiError> {
+    let defaults = ImportOptions::default();
+    let mode = match p.get("mode")? {
+        None | Some("atomic") => ImportMode::Atomic,
+        Some("partial") => ImportMode::Partial,
+        Some(other) => {
+            return Err(ApiError::bad(
+                "mode",
+                format!("mode must be atomic or partial, got {other:?}"),
+            ));
+        }
+    };
+    let dry_run = match p.get("dry_run")? {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(ApiError::bad(
+                "dry_run",
+                format!("dry_run must be true or false, got {other:?}"),
+            ));
+        }
+    };
+    let positive_metres = |name: &str, default: Meters| -> Result<Meters, ApiError> {
+        Ok(p.metres(name)?.unwrap_or(default))
+    };
+    let cluster_min_days = match p.get("cluster_min_days")? {
+        None => defaults.cluster_min_days,
+        Some(v) => v
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=1000).contains(n))
+            .ok_or_else(|| {
+                ApiError::bad(
+                    "cluster_min_days",
+                    format!("cluster_min_days must be a whole number from 1 to 1000, got {v:?}"),
+                )
+            })?,
+    };
+    Ok(ImportOptions {
+        mode,
+        dry_run,
+        match_radius: positive_metres("match_radius_m", defaults.match_radius)?,
+        cluster_radius: positive_metres("cluster_radius_m", defaults.cluster_radius)?,
+        cluster_min_days,
+    })
+}
+
+/// `POST /api/observations`: the same import and report as `sitewatch import observations`.
+async fn import(
+    req: HttpRequest,
+    body: web::Bytes,
+    cat: web::Data<Arc<Catalogue>>,
+    auth: web::Data<WriteAuth>,
+) -> Result<HttpResponse, ApiError> {
+    let by = auth.authorize(&req)?;
+    require_json(&req)?;
+    let opts = import_options(&Params::parse(req.query_string())?)?;
+    let origin = format!(
+        "{} via HTTP from {}",
+        by.actor,
+        req.peer_addr()
+            .map_or("unknown".to_string(), |a| a.ip().to_string())
+    );
+    let cat = cat.get_ref().clone();
+    let mode = opts.mode;
+    let report = web::block(move || cat.import_observations(&body[..], &origin, &opts, |_, _| {}))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(|e| match e {
+            ObservationImportError::Unreadable(detail) => ApiError::bad("body", detail),
+            ObservationImportError::Store(s) => ApiError::internal(s),
+        })?;
+    let report_json = serde_json::to_value(&report).map_err(ApiError::internal)?;
+    if mode == ImportMode::Atomic && report.rejected > 0 {
+        let mut extra = serde_json::Map::new();
+        extra.insert("report".into(), report_json);
+        return Err(ApiError::Unprocessable {
+            detail: report.summary.clone(),
+            extra,
+        });
+    }
+    let status = if report.stored {
+        actix_web::http::StatusCode::CREATED
+    } else {
+        actix_web::http::StatusCode::OK
+    };
+    Ok(HttpResponse::build(status).json(report_json))
+}
+
+/// `GET /api/batches`: every import attempt, newest first.
+async fn batches(
+    req: HttpRequest,
+    cat: web::Data<Arc<Catalogue>>,
+) -> Result<HttpResponse, ApiError> {
+    let p = Params::parse(req.query_string())?;
+    let limit = p.limit(100, 1000)?;
+    let before = p.get("before")?.map(str::to_owned);
+    let cat = cat.get_ref().clone();
+    let list = web::block(move || cat.batches(limit, before.as_deref()))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?;
+    let items: Vec<Value> = list
+        .iter()
+        .map(|b| {
+            json!({
+                "id": b.id, "received_at": b.received_at, "origin": b.origin, "content_hash": b.content_hash,
+                "mode": b.mode, "stored": b.stored,
+                "features": b.report["features"], "accepted": b.report["accepted"], "rejected": b.report["rejected"],
+                "duplicates": b.report["duplicates"], "matched": b.report["matched"], "unmatched": b.report["unmatched"],
+                "candidates_created": b.report["candidates_created"], "summary": b.report["summary"],
+            })
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({"batches": items, "numberReturned": items.len()})))
+}
+
+/// `GET /api/candidates?state=open`: candidate undeclared sites, newest first.
+async fn candidates(
+    req: HttpRequest,
+    cat: web::Data<Arc<Catalogue>>,
+) -> Result<HttpResponse, ApiError> {
+    let p = Params::parse(req.query_string())?;
+    let state = match p.get("state")? {
+        None | Some("all") => None,
+        Some(s @ ("open" | "promoted" | "dismissed")) => Some(s.to_owned()),
+        Some(other) => {
+            return Err(ApiError::bad(
+                "state",
+                format!("state must be open, promoted, dismissed or all, got {other:?}"),
+            ));
+        }
+    };
+    let cat = cat.get_ref().clone();
+    let list = web::block(move || cat.candidates(state.as_deref()))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?;
+    let features: Vec<Value> = list.iter().map(candidate_feature).collect();
+    Ok(HttpResponse::Ok().content_type(GEOJSON).json(json!({"type": "FeatureCollection", "numberReturned": features.len(), "features": features})))
+}
+
+async fn candidate(
+    path: web::Path<String>,
+    cat: web::Data<Arc<Catalogue>>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    let c = cat
+        .candidate(&id)
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::NotFound {
+            detail: format!("no candidate with id {id:?}"),
+        })?;
+    Ok(HttpResponse::Ok()
+        .content_type(GEOJSON)
+        .json(candidate_feature(&c)))
+}
+
+/// `POST /api/candidates/{id}/dismiss[?reason=]`: the analyst judged it nothing.
+async fn dismiss(
+    req: HttpRequest,
+    path: web::Path<String>,
+    cat: web::Data<Arc<Catalogue>>,
+    auth: web::Data<WriteAuth>,
+) -> Result<HttpResponse, ApiError> {
+    let by = auth.authorize(&req)?;
+    let id = path.into_inner();
+    if !cat
+        .dismiss_candidate(&id, by.reason.as_deref())
+        .map_err(ApiError::internal)?
+    {
+        return Err(ApiError::NotFound {
+            detail: format!("no open candidate with id {id:?}"),
+        });
+    }
+    let c = cat
+        .candidate(&id)
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::NotFound {
+            detail: format!("no candidate with id {id:?}"),
+        })?;
+    Ok(HttpResponse::Ok()
+        .content_type(GEOJSON)
+        .json(candidate_feature(&c)))
+}

@@ -1,0 +1,329 @@
+//! History as a query: a site's timeline, and every change in an area over a
+//! time window. Events are GeoJSON Features so a map can draw them directly.
+
+use super::Catalogue;
+use crate::index::footprint_meets_bbox;
+use crate::model::{BBox, Declaration, Finding, IdPolicy, Site, SiteId, Timestamp};
+use crate::render::candidate_feature;
+use crate::store::{Before, RevisionRow, StoreError, StoredObservation};
+use serde_json::{Value, json};
+
+/// The kinds of event, in the order they sort among events of the same instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum EventKind {
+    Observation = 0,
+    Revision = 1,
+    Candidate = 2,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Observation => "observation",
+            EventKind::Revision => "revision",
+            EventKind::Candidate => "candidate",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        Some(match raw {
+            "observation" => EventKind::Observation,
+            "revision" => EventKind::Revision,
+            "candidate" => EventKind::Candidate,
+            _ => return None,
+        })
+    }
+}
+
+/// Where a page of changes ends: the next page starts strictly after it in the
+/// newest-first order of `(time, kind, id)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    pub time: String,
+    pub kind: EventKind,
+    pub id: String,
+}
+
+impl Cursor {
+    pub fn encode(&self) -> String {
+        format!("{}~{}~{}", self.time, self.kind.as_str(), self.id)
+    }
+
+    pub fn decode(raw: &str) -> Option<Self> {
+        let mut parts = raw.splitn(3, '~');
+        let time = parts.next()?;
+        Timestamp::parse("cursor", time).ok()?;
+        let kind = EventKind::parse(parts.next()?)?;
+        Some(Self {
+            time: time.to_owned(),
+            kind,
+            id: parts.next()?.to_owned(),
+        })
+    }
+
+    /// The keyset bound for one kind of event: of the events at the cursor's own
+    /// instant, kinds sorting before the cursor's come next in full, kinds after
+    /// it are already listed.
+    fn bound_for(&self, kind: EventKind) -> Before {
+        let id = match kind.cmp(&self.kind) {
+            std::cmp::Ordering::Less => "~".to_owned(),
+            std::cmp::Ordering::Greater => String::new(),
+            std::cmp::Ordering::Equal => self.id.clone(),
+        };
+        Before {
+            time: self.time.clone(),
+            id,
+        }
+    }
+}
+
+/// What `changes` asks for.
+#[derive(Debug, Clone, Default)]
+pub struct ChangesQuery {
+    pub bbox: Option<BBox>,
+    pub since: Option<Timestamp>,
+    pub until: Option<Timestamp>,
+    /// Only observations with one of these findings (and so no other kinds).
+    pub finding: Vec<Finding>,
+    /// Only events about sites with one of these declarations.
+    pub declaration: Vec<Declaration>,
+    /// Only these kinds; empty means all.
+    pub kinds: Vec<EventKind>,
+    pub after: Option<Cursor>,
+    pub limit: usize,
+}
+
+/// One page of events, newest first, and where the next one starts.
+#[derive(Debug, Clone)]
+pub struct Page {
+    pub events: Vec<Value>,
+    pub next: Option<Cursor>,
+}
+
+struct Event {
+    time: String,
+    kind: EventKind,
+    id: String,
+    feature: Value,
+}
+
+fn observation_event(o: &StoredObservation) -> Event {
+    let feature = json!({
+        "type": "Feature",
+        "id": o.id,
+        "geometry": o.geometry,
+        "properties": {
+            "event": "observation", "time": o.observed_at, "id": o.id,
+            "observed_at": o.observed_at, "recorded_at": o.recorded_at, "batch_id": o.batch_id,
+            "sensor": o.sensor, "finding": o.finding, "confidence": o.confidence,
+            "site_id": o.site_id, "description": o.description, "image_ref": o.image_ref,
+            "source": o.source, "external_id": o.external_id, "candidate_id": o.candidate_id,
+            "sites": o.sites,
+        }
+    });
+    Event {
+        time: o.observed_at.to_rfc3339(),
+        kind: EventKind::Observation,
+        id: o.id.clone(),
+        feature,
+    }
+}
+
+fn revision_event(r: &RevisionRow) -> Event {
+    let props = &r.feature["properties"];
+    let feature = json!({
+        "type": "Feature",
+        "id": format!("{}@{}", r.site_id, r.revision),
+        "geometry": r.feature["geometry"],
+        "properties": {
+            "event": "revision", "time": r.recorded_at, "site_id": r.site_id, "revision": r.revision,
+            "change": r.change, "actor": r.actor, "reason": r.reason, "diff": r.diff,
+            "name": props["name"], "kind": props["kind"], "declaration": props["declaration"], "status": props["status"],
+            "batch_id": Value::Null,
+        }
+    });
+    Event {
+        time: r.recorded_at.to_rfc3339(),
+        kind: EventKind::Revision,
+        id: r.key(),
+        feature,
+    }
+}
+
+fn newest_first(a: &Event, b: &Event) -> std::cmp::Ordering {
+    (&b.time, b.kind, &b.id).cmp(&(&a.time, a.kind, &a.id))
+}
+
+impl Catalogue {
+    /// A site's timeline, oldest first: every revision with its field-level diff,
+    /// and every observation linked to it, within `[from, to]`. `None` if the
+    /// site was never recorded.
+    pub fn site_history(
+        &self,
+        id: &SiteId,
+        from: Option<Timestamp>,
+        to: Option<Timestamp>,
+    ) -> Result<Option<Vec<Value>>, StoreError> {
+        let store = self.store();
+        if !store.site_known(id.as_str())? {
+            return Ok(None);
+        }
+        let mut events: Vec<Event> = store
+            .revisions_between(Some(id.as_str()), from, to, None, usize::MAX >> 1)?
+            .iter()
+            .map(revision_event)
+            .chain(
+                store
+                    .site_observations(id, from, to)?
+                    .iter()
+                    .map(observation_event),
+            )
+            .collect();
+        events.sort_by(|a, b| newest_first(b, a));
+        Ok(Some(events.into_iter().map(|e| e.feature).collect()))
+    }
+
+    /// Every observation, revision and candidate in the area and time window,
+    /// newest first, one page at a time.
+    pub fn changes(&self, q: &ChangesQuery) -> Result<Page, StoreError> {
+        let wanted = |k: EventKind| {
+            (q.kinds.is_empty() || q.kinds.contains(&k))
+                && (q.finding.is_empty() || k == EventKind::Observation)
+        };
+        let rects: Vec<Option<[f64; 4]>> = match &q.bbox {
+            Some(b) => b.pieces().into_iter().map(Some).collect(),
+            None => vec![None],
+        };
+        let index = self.index();
+        let fetch = q.limit + 1;
+        let bound = |k: EventKind| q.after.as_ref().map(|c| c.bound_for(k));
+        let mut events: Vec<Event> = Vec::new();
+        let store = self.store();
+        if wanted(EventKind::Observation) {
+            let findings: Vec<String> = q.finding.iter().map(|f| f.as_str().to_owned()).collect();
+            let b = bound(EventKind::Observation);
+            for rect in &rects {
+                for o in
+                    store.observations_in(*rect, q.since, q.until, &findings, b.as_ref(), fetch)?
+                {
+                    let declared_ok = q.declaration.is_empty()
+                        || o.sites.iter().any(|l| {
+                            index
+                                .get(&l.site_id)
+                                .is_some_and(|s| q.declaration.contains(&s.declaration))
+                        });
+                    if declared_ok && !events.iter().any(|e| e.id == o.id) {
+                        events.push(observation_event(&o));
+                    }
+                }
+            }
+        }
+        if wanted(EventKind::Revision) {
+            // The area test needs each revision's own footprint, so revisions are
+            // read in chunks and filtered here until the page is full.
+            let mut cursor = bound(EventKind::Revision);
+            let mut taken = 0;
+            loop {
+                let chunk =
+                    store.revisions_between(None, q.since, q.until, cursor.as_ref(), 256)?;
+                let exhausted = chunk.len() < 256;
+                for r in &chunk {
+                    cursor = Some(Before {
+                        time: r.recorded_at.to_rfc3339(),
+                        id: r.key(),
+                    });
+                    let Ok(site) = Site::from_feature(&r.feature, IdPolicy::Required) else {
+                        continue;
+                    };
+                    let in_area = q
+                        .bbox
+                        .as_ref()
+                        .is_none_or(|b| footprint_meets_bbox(&site, b));
+                    if in_area
+                        && (q.declaration.is_empty() || q.declaration.contains(&site.declaration))
+                    {
+                        events.push(revision_event(r));
+                        taken += 1;
+                    }
+                }
+                if exhausted || taken >= fetch {
+                    break;
+                }
+            }
+        }
+        if wanted(EventKind::Candidate)
+            && (q.declaration.is_empty() || q.declaration.contains(&Declaration::Undeclared))
+        {
+            let b = bound(EventKind::Candidate);
+            let mut ids: Vec<String> = Vec::new();
+            for rect in &rects {
+                ids.extend(store.candidate_ids_between(
+                    *rect,
+                    q.since,
+                    q.until,
+                    b.as_ref(),
+                    fetch,
+                )?);
+            }
+            ids.sort();
+            ids.dedup();
+            for id in ids {
+                if let Some(c) = store.candidate(&id)? {
+                    let mut feature = candidate_feature(&c);
+                    feature["properties"]["event"] = json!("candidate");
+                    feature["properties"]["time"] = json!(c.created_at);
+                    events.push(Event {
+                        time: c.created_at.to_rfc3339(),
+                        kind: EventKind::Candidate,
+                        id,
+                        feature,
+                    });
+                }
+            }
+        }
+        events.sort_by(newest_first);
+        let more = events.len() > q.limit;
+        events.truncate(q.limit);
+        let next = if more {
+            events.last().map(|e| Cursor {
+                time: e.time.clone(),
+                kind: e.kind,
+                id: e.id.clone(),
+            })
+        } else {
+            None
+        };
+        Ok(Page {
+            events: events.into_iter().map(|e| e.feature).collect(),
+            next,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cursor_survives_its_text_form() {
+        let c = Cursor {
+            time: "2024-01-01T00:00:00.000000Z".into(),
+            kind: EventKind::Revision,
+            id: "yongbyon#0000000002".into(),
+        };
+        assert_eq!(Cursor::decode(&c.encode()), Some(c));
+        assert_eq!(Cursor::decode("garbage"), None);
+    }
+
+    #[test]
+    fn at_the_cursor_instant_earlier_kinds_come_next_and_later_kinds_are_done() {
+        let c = Cursor {
+            time: "t".into(),
+            kind: EventKind::Revision,
+            id: "m".into(),
+        };
+        assert_eq!(c.bound_for(EventKind::Observation).id, "~");
+        assert_eq!(c.bound_for(EventKind::Revision).id, "m");
+        assert_eq!(c.bound_for(EventKind::Candidate).id, "");
+    }
+}

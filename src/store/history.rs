@@ -1,0 +1,135 @@
+//! Reading the record back in time order: revisions and candidates in a time
+//! window, paged by keyset so that pages stay stable while new writes land.
+
+use super::{Store, StoreError};
+use crate::model::Timestamp;
+use rusqlite::params;
+use serde_json::Value;
+
+/// A position in a newest-first listing: events strictly after it come next.
+/// `id` compares within one kind of event at the same time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Before {
+    pub time: String,
+    pub id: String,
+}
+
+/// A revision as an event: the site's id, revision number, when and by whom,
+/// the change and diff, and the feature as recorded.
+#[derive(Debug, Clone)]
+pub struct RevisionRow {
+    pub site_id: String,
+    pub revision: i64,
+    pub recorded_at: Timestamp,
+    pub actor: String,
+    pub reason: Option<String>,
+    pub change: String,
+    pub diff: Value,
+    pub feature: Value,
+}
+
+impl RevisionRow {
+    /// The key that orders revisions recorded at the same instant.
+    pub fn key(&self) -> String {
+        revision_key(&self.site_id, self.revision)
+    }
+}
+
+/// Orders revisions of the same instant: by site, then revision number.
+pub fn revision_key(site_id: &str, revision: i64) -> String {
+    format!("{site_id}#{revision:010}")
+}
+
+fn conversion(e: impl std::error::Error + Send + Sync + 'static) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+}
+
+impl Store {
+    /// Revisions recorded within `[since, until]`, newest first, after `before`,
+    /// at most `limit`; for one site only if `site` is given.
+    pub fn revisions_between(
+        &self,
+        site: Option<&str>,
+        since: Option<Timestamp>,
+        until: Option<Timestamp>,
+        before: Option<&Before>,
+        limit: usize,
+    ) -> Result<Vec<RevisionRow>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT site_id, revision, recorded_at, actor, reason, change, diff, feature FROM site_revisions
+             WHERE (?1 IS NULL OR site_id = ?1)
+               AND (?2 IS NULL OR recorded_at >= ?2) AND (?3 IS NULL OR recorded_at <= ?3)
+               AND (?4 IS NULL OR recorded_at < ?4
+                    OR (recorded_at = ?4 AND (site_id || '#' || printf('%010d', revision)) < ?5))
+             ORDER BY recorded_at DESC, site_id DESC, revision DESC LIMIT ?6",
+        )?;
+        let rows = stmt.query_map(
+            params![
+                site,
+                since.map(Timestamp::to_rfc3339),
+                until.map(Timestamp::to_rfc3339),
+                before.map(|b| b.time.as_str()),
+                before.map(|b| b.id.as_str()),
+                limit as i64
+            ],
+            |r| {
+                Ok(RevisionRow {
+                    site_id: r.get(0)?,
+                    revision: r.get(1)?,
+                    recorded_at: Timestamp::parse("recorded_at", &r.get::<_, String>(2)?)
+                        .map_err(conversion)?,
+                    actor: r.get(3)?,
+                    reason: r.get(4)?,
+                    change: r.get(5)?,
+                    diff: serde_json::from_str(&r.get::<_, String>(6)?).map_err(conversion)?,
+                    feature: serde_json::from_str(&r.get::<_, String>(7)?).map_err(conversion)?,
+                })
+            },
+        )?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Ids of candidates created within `[since, until]` inside the lon/lat
+    /// rectangle (west <= east), newest first, after `before`, at most `limit`.
+    pub fn candidate_ids_between(
+        &self,
+        rect: Option<[f64; 4]>,
+        since: Option<Timestamp>,
+        until: Option<Timestamp>,
+        before: Option<&Before>,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        let [w, s, e, n] = rect.unwrap_or([-180.0, -90.0, 180.0, 90.0]);
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id FROM candidates
+             WHERE lon BETWEEN ?1 AND ?3 AND lat BETWEEN ?2 AND ?4
+               AND (?5 IS NULL OR created_at >= ?5) AND (?6 IS NULL OR created_at <= ?6)
+               AND (?7 IS NULL OR created_at < ?7 OR (created_at = ?7 AND id < ?8))
+             ORDER BY created_at DESC, id DESC LIMIT ?9",
+        )?;
+        let rows = stmt.query_map(
+            params![
+                w,
+                s,
+                e,
+                n,
+                since.map(Timestamp::to_rfc3339),
+                until.map(Timestamp::to_rfc3339),
+                before.map(|b| b.time.as_str()),
+                before.map(|b| b.id.as_str()),
+                limit as i64
+            ],
+            |r| r.get(0),
+        )?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Whether a site was ever recorded (retired ones included).
+    pub fn site_known(&self, id: &str) -> Result<bool, StoreError> {
+        Ok(self.conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM sites WHERE id = ?1)",
+            [id],
+            |r| r.get(0),
+        )?)
+    }
+}
