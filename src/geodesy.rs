@@ -7,7 +7,7 @@
 //! ordinary places; metres are always measured on the ellipsoid with GeographicLib's
 //! geodesic inverse.
 
-use geographiclib_rs::{Geodesic, InverseGeodesic};
+use geographiclib_rs::{DirectGeodesic, Geodesic, InverseGeodesic};
 use std::sync::OnceLock;
 
 /// A point on the unit sphere, from geodetic latitude and longitude.
@@ -38,6 +38,22 @@ fn wgs84() -> &'static Geodesic {
 /// Geodesic distance in metres between two `[lon, lat]` positions on WGS84.
 pub fn geodesic_distance(a: [f64; 2], b: [f64; 2]) -> f64 {
     wgs84().inverse(a[1], a[0], b[1], b[0])
+}
+
+/// A closed ring of `n` positions `radius_m` from `centre` along geodesics,
+/// counter-clockwise, with longitudes in [-180, 180].
+pub fn circle(centre: [f64; 2], radius_m: f64, n: usize) -> Vec<[f64; 2]> {
+    let mut ring: Vec<[f64; 2]> = (0..n)
+        .map(|i| {
+            // Azimuths run clockwise from north; walking them backwards gives a
+            // counter-clockwise ring as RFC 7946 asks.
+            let azimuth = 360.0 - 360.0 * i as f64 / n as f64;
+            let (lat, lon): (f64, f64) = wgs84().direct(centre[1], centre[0], azimuth, radius_m);
+            [((lon + 540.0) % 360.0) - 180.0, lat]
+        })
+        .collect();
+    ring.push(ring[0]);
+    ring
 }
 
 /// The unit vector of a `[lon, lat]` position in degrees.
@@ -490,6 +506,18 @@ mod tests {
         assert!(polar.contains(to_unit([12.0, 90.0])));
         assert!(polar.contains(to_unit([33.0, 89.5])));
         assert!(!polar.contains(to_unit([33.0, 88.5])));
+    }
+
+    #[test]
+    fn a_circle_is_closed_and_its_vertices_are_at_the_radius() {
+        let ring = circle([125.0, 40.0], 500.0, 12);
+        assert_eq!(ring.len(), 13);
+        assert_eq!(ring[0], ring[12]);
+        for p in &ring {
+            assert!((geodesic_distance([125.0, 40.0], *p) - 500.0).abs() < 1e-6);
+        }
+        let s = SphericalShape::new([[&ring[..]]]).unwrap();
+        assert!(s.contains(to_unit([125.0, 40.0])));
     }
 
     #[test]

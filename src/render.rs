@@ -2,8 +2,10 @@
 
 use crate::index::Hit;
 use crate::model::Site;
-use crate::store::Candidate;
+use crate::model::SiteId;
+use crate::store::{Candidate, ObservationStats};
 use serde_json::{Map, Value, json};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// A FeatureCollection of sites, with any top-level members in `extra`.
@@ -52,4 +54,23 @@ pub fn candidate_feature(c: &Candidate) -> Value {
             "decided_at": c.decided_at, "site_id": c.site_id, "note": c.note,
         }
     })
+}
+
+/// Adds `last_observed_at` (null if never) and `observation_count` to each site
+/// Feature in `doc` (a Feature or a FeatureCollection), looked up by its id.
+pub fn add_observation_stats(doc: &mut Value, stats: &HashMap<SiteId, ObservationStats>) {
+    let add = |f: &mut Value| {
+        let s = f["id"].as_str().and_then(|id| stats.get(id)).copied();
+        if let Some(props) = f["properties"].as_object_mut() {
+            props.insert(
+                "last_observed_at".into(),
+                json!(s.map(|s| s.last_observed_at)),
+            );
+            props.insert("observation_count".into(), json!(s.map_or(0, |s| s.count)));
+        }
+    };
+    match doc["features"].as_array_mut() {
+        Some(features) => features.iter_mut().for_each(add),
+        None => add(doc),
+    }
 }

@@ -5,7 +5,7 @@ use super::edits::require_json;
 use super::error::ApiError;
 use super::params::Params;
 use super::routes::GEOJSON;
-use crate::catalogue::{Catalogue, ObservationImportError};
+use crate::catalogue::{Catalogue, ObservationImportError, PromoteError, Promotion};
 use crate::import::{ImportMode, ImportOptions};
 use crate::model::Meters;
 use crate::render::candidate_feature;
@@ -19,7 +19,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/api/batches", web::get().to(batches))
         .route("/api/candidates", web::get().to(candidates))
         .route("/api/candidates/{id}", web::get().to(candidate))
-        .route("/api/candidates/{id}/dismiss", web::post().to(dismiss));
+        .route("/api/candidates/{id}/dismiss", web::post().to(dismiss))
+        .route("/api/candidates/{id}/promote", web::post().to(promote));
 }
 
 fn import_options(p: &Params) -> Result<ImportOptions, ApiError> {
@@ -206,4 +207,50 @@ async fn dismiss(
     Ok(HttpResponse::Ok()
         .content_type(GEOJSON)
         .json(candidate_feature(&c)))
+}
+
+/// `POST /api/candidates/{id}/promote[?reason=]` with an optional JSON body
+/// (`name`, `footprint`, `kind`, `country`, `status`, `alt_names`, `notes`, `id`):
+/// the candidate becomes a catalogue site and keeps its observations.
+async fn promote(
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+    cat: web::Data<Arc<Catalogue>>,
+    auth: web::Data<WriteAuth>,
+) -> Result<HttpResponse, ApiError> {
+    let by = auth.authorize(&req)?;
+    let promotion: Promotion = if body.iter().all(u8::is_ascii_whitespace) {
+        Promotion::default()
+    } else {
+        require_json(&req)?;
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::bad(
+                "body",
+                format!("the body must be a JSON object of promotion fields: {e}"),
+            )
+        })?
+    };
+    let id = path.into_inner();
+    let cat = cat.get_ref().clone();
+    let site = web::block(move || cat.promote_candidate(&id, promotion, &by))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(|e| match e {
+            PromoteError::NotOpen(_) => ApiError::NotFound {
+                detail: e.to_string(),
+            },
+            PromoteError::Invalid(f) => f.into(),
+            PromoteError::Exists(_) => ApiError::Conflict {
+                detail: e.to_string(),
+            },
+            PromoteError::Store(s) => ApiError::internal(s),
+        })?;
+    Ok(HttpResponse::Created()
+        .insert_header((
+            "Location",
+            format!("/api/collections/sites/items/{}", site.id),
+        ))
+        .content_type(GEOJSON)
+        .json(site.to_feature()))
 }

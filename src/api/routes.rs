@@ -61,6 +61,8 @@ pub async fn site_items(
         })
         .transpose()?;
     let view = RecordView::parse(&p)?;
+    let observed_before = p.timestamp("observed_before")?;
+    let observed_since = p.timestamp("observed_since")?;
     let query = |index: &SiteIndex| -> Vec<Arc<Site>> {
         match (&bbox, &intersects) {
             (Some(b), None) => index.bbox(b, &filter),
@@ -88,6 +90,15 @@ pub async fn site_items(
     if let Some(retired) = &retired {
         matched.extend(query(retired).into_iter().map(|s| (s, true)));
         matched.sort_by(|a, b| a.0.id.cmp(&b.0.id));
+    }
+    // Staleness: sites nobody has looked at since a date, or looked at lately.
+    let stats = cat.observation_stats();
+    let last_seen = |s: &Site| stats.get(s.id.as_str()).map(|st| st.last_observed_at);
+    if let Some(t) = observed_before {
+        matched.retain(|(s, _)| last_seen(s).is_none_or(|l| l < t));
+    }
+    if let Some(t) = observed_since {
+        matched.retain(|(s, _)| last_seen(s).is_some_and(|l| l >= t));
     }
     let number_matched = matched.len();
     let page: Vec<&(Arc<Site>, bool)> = matched
@@ -117,6 +128,7 @@ pub async fn site_items(
     extra.insert("links".into(), Value::Array(links));
     let mut doc = render::sites_collection(page.iter().map(|(s, _)| s), extra);
     view.mark_retired(&mut doc, page.iter().map(|(_, retired)| *retired));
+    render::add_observation_stats(&mut doc, &stats);
     Ok(geojson(doc))
 }
 
@@ -132,7 +144,9 @@ pub async fn site_item(
     };
     let id = SiteId::parse("id", &raw).map_err(|_| not_found())?;
     let (site, retired) = view.site(&cat, id).await?.ok_or_else(not_found)?;
-    Ok(geojson(view.feature(&site, retired)))
+    let mut feature = view.feature(&site, retired);
+    render::add_observation_stats(&mut feature, &cat.observation_stats());
+    Ok(geojson(feature))
 }
 
 pub async fn nearby(
@@ -159,7 +173,9 @@ pub async fn nearby(
         "query".into(),
         json!({"lon": point.lon(), "lat": point.lat(), "radius_m": radius.map(|r| r.get()), "limit": limit}),
     );
-    Ok(geojson(render::hits_collection(&hits, extra)))
+    let mut doc = render::hits_collection(&hits, extra);
+    render::add_observation_stats(&mut doc, &cat.observation_stats());
+    Ok(geojson(doc))
 }
 
 pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {

@@ -8,7 +8,7 @@ mod observations;
 pub use edits::EditError;
 pub use history::{ChangesQuery, Cursor, EventKind, Page};
 
-pub use observations::ObservationImportError;
+pub use observations::{ObservationImportError, PromoteError, Promotion};
 
 use crate::import::{ImportError, parse_sites};
 use crate::index::SiteIndex;

@@ -127,3 +127,132 @@ impl Catalogue {
         self.store().dismiss_candidate(id, note)
     }
 }
+
+/// What an analyst may say when promoting a candidate; everything is optional.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Promotion {
+    pub id: Option<String>,
+    pub name: Option<String>,
+    pub alt_names: Option<Vec<String>>,
+    pub kind: Option<String>,
+    pub country: Option<String>,
+    pub status: Option<String>,
+    pub notes: Option<String>,
+    /// A GeoJSON Polygon or MultiPolygon; without one, a circle around the
+    /// cluster that holds all its observations.
+    pub footprint: Option<serde_json::Value>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PromoteError {
+    #[error("no open candidate with id {0:?}")]
+    NotOpen(String),
+    #[error(transparent)]
+    Invalid(#[from] crate::model::FieldError),
+    #[error("a site with id {0} already exists")]
+    Exists(SiteId),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl Catalogue {
+    /// Makes an open candidate a catalogue site: declared `undeclared`, with the
+    /// candidate's observations moved onto it, recorded as a revision.
+    pub fn promote_candidate(
+        &self,
+        id: &str,
+        p: Promotion,
+        by: &crate::store::Provenance,
+    ) -> Result<Arc<crate::model::Site>, PromoteError> {
+        use crate::geodesy::{circle, geodesic_distance};
+        use crate::model::{IdPolicy, Site};
+        use serde_json::json;
+        let mut store = self.store();
+        let c = store
+            .candidate(id)?
+            .filter(|c| c.state == "open")
+            .ok_or_else(|| PromoteError::NotOpen(id.to_owned()))?;
+        let members = store.candidate_members(id)?;
+        let centre = [c.lon, c.lat];
+        let footprint = match p.footprint {
+            Some(f) => f,
+            None => {
+                // Room around the farthest observation, and never a speck.
+                let reach = members
+                    .iter()
+                    .map(|(_, a)| geodesic_distance(centre, a.to_array()))
+                    .fold(0.0, f64::max);
+                json!({"type": "Polygon", "coordinates": [circle(centre, (reach + 150.0).max(300.0), 16)]})
+            }
+        };
+        let first = c
+            .first_observed_at
+            .map(|t| t.to_rfc3339())
+            .unwrap_or_default();
+        let last = c
+            .last_observed_at
+            .map(|t| t.to_rfc3339())
+            .unwrap_or_default();
+        let notes = p.notes.unwrap_or_else(|| {
+            format!("Promoted from candidate {id}: {} unmatched observations between {first} and {last}.", members.len())
+        });
+        let feature = json!({
+            "type": "Feature",
+            "id": p.id,
+            "geometry": footprint,
+            "properties": {
+                "name": p.name.unwrap_or_else(|| format!("Unidentified activity near {:.4}, {:.4}", c.lat, c.lon)),
+                "alt_names": p.alt_names.unwrap_or_default(),
+                "country": p.country.unwrap_or_else(|| "XXX".into()),
+                "kind": p.kind.unwrap_or_else(|| "other".into()),
+                "declaration": "undeclared",
+                "status": p.status.unwrap_or_else(|| "unknown".into()),
+                "confidence": "low",
+                "sources": [],
+                "notes": notes,
+            }
+        });
+        let site = Site::from_feature(&feature, IdPolicy::Generate)?;
+        let links: Vec<(String, f64)> = members
+            .iter()
+            .map(|(obs, at)| {
+                (
+                    obs.clone(),
+                    site.footprint.shape().distance_m(at.to_array()),
+                )
+            })
+            .collect();
+        let by = crate::store::Provenance {
+            actor: by.actor.clone(),
+            reason: Some(
+                by.reason
+                    .clone()
+                    .unwrap_or_else(|| format!("promoted from candidate {id}")),
+            ),
+        };
+        if store.promote_candidate(id, &site, &links, &by)?.is_none() {
+            return Err(match store.candidate(id)?.filter(|c| c.state == "open") {
+                Some(_) => PromoteError::Exists(site.id.clone()),
+                None => PromoteError::NotOpen(id.to_owned()),
+            });
+        }
+        self.refresh_index(&store)?;
+        let mut stats: HashMap<SiteId, ObservationStats> = (**self.stats.load()).clone();
+        if let (Some(last), false) = (c.last_observed_at, members.is_empty()) {
+            stats.insert(
+                site.id.clone(),
+                ObservationStats {
+                    last_observed_at: last,
+                    count: members.len() as u64,
+                },
+            );
+            self.stats.store(Arc::new(stats));
+        }
+        Ok(self
+            .index()
+            .get(&site.id)
+            .cloned()
+            .unwrap_or_else(|| Arc::new(site)))
+    }
+}

@@ -41,6 +41,13 @@ impl SiteId {
     }
 }
 
+// Lets maps keyed by id be looked up with a plain `&str`; ids hash as their text.
+impl std::borrow::Borrow<str> for SiteId {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 impl fmt::Display for SiteId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)

@@ -442,6 +442,66 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Anchors of a candidate's observations, with their ids.
+    pub fn candidate_members(&self, id: &str) -> Result<Vec<(String, LonLat)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, lon, lat FROM observations WHERE candidate_id = ?1 ORDER BY id")?;
+        let rows = stmt.query_map([id], |r| {
+            Ok((r.get(0)?, LonLat::from_computed(r.get(1)?, r.get(2)?)))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Turns an open candidate into a catalogue site in one transaction: the site
+    /// is created (a revision like any other), the candidate's observations are
+    /// linked to it, and the candidate is marked promoted. Returns `None`,
+    /// writing nothing, if the candidate is not open or the site id is taken.
+    pub fn promote_candidate(
+        &mut self,
+        id: &str,
+        site: &crate::model::Site,
+        links: &[(String, f64)],
+        by: &super::Provenance,
+    ) -> Result<Option<super::Revision>, StoreError> {
+        let tx = self.conn.transaction()?;
+        let open: bool = tx
+            .query_row(
+                "SELECT state = 'open' FROM candidates WHERE id = ?1",
+                [id],
+                |r| r.get(0),
+            )
+            .optional()?
+            .unwrap_or(false);
+        let current = super::sites::current(&tx, &site.id)?;
+        if !open || current.is_some() {
+            return Ok(None);
+        }
+        let clock = super::sites::clock(&tx)?;
+        let Some(revision) = super::sites::write_site(&tx, site, current, &clock, by)? else {
+            return Ok(None);
+        };
+        {
+            let mut link = tx.prepare_cached(
+                "INSERT INTO observation_sites (observation_id, site_id, how, distance_m) VALUES (?1, ?2, 'promoted', ?3)",
+            )?;
+            let mut mark =
+                tx.prepare_cached("UPDATE observations SET matched = 1 WHERE id = ?1")?;
+            for (obs, distance) in links {
+                link.execute(params![obs, site.id.as_str(), distance])?;
+                mark.execute([obs])?;
+            }
+        }
+        tx.execute(
+            "UPDATE candidates SET state = 'promoted', decided_at = ?2, site_id = ?3, note = ?4 WHERE id = ?1",
+            params![id, clock.0, site.id.as_str(), by.reason],
+        )?;
+        tx.commit()?;
+        Ok(Some(revision))
+    }
+}
+
 const OBS_COLUMNS: &str = "o.id, o.batch_id, o.recorded_at, o.observed_at, o.sensor, o.finding, o.confidence, o.geometry, o.site_id, o.description, o.image_ref, o.source, o.external_id, o.candidate_id";
 
 impl BatchTx<'_> {

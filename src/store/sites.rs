@@ -26,13 +26,13 @@ enum Expect {
 
 /// A site's row in `sites`: its latest revision number, whether it is retired,
 /// and its feature text.
-struct Current {
+pub(super) struct Current {
     revision: i64,
     retired: bool,
     feature: String,
 }
 
-fn current(tx: &Transaction, id: &SiteId) -> Result<Option<Current>, StoreError> {
+pub(super) fn current(tx: &Transaction, id: &SiteId) -> Result<Option<Current>, StoreError> {
     Ok(tx
         .query_row(
             "SELECT revision, retired, feature FROM sites WHERE id = ?1",
@@ -51,7 +51,7 @@ fn current(tx: &Transaction, id: &SiteId) -> Result<Option<Current>, StoreError>
 /// The time to record a write at: now, or the latest time already recorded if
 /// the wall clock has stepped back, so that revision order and time order agree
 /// and `as_of` reads never see a later revision without the one before it.
-fn clock(tx: &Transaction) -> Result<(String, Timestamp), StoreError> {
+pub(super) fn clock(tx: &Transaction) -> Result<(String, Timestamp), StoreError> {
     let now = Timestamp::now().to_rfc3339();
     let latest: Option<String> =
         tx.query_row("SELECT max(recorded_at) FROM site_revisions", [], |r| {
@@ -118,7 +118,7 @@ fn write_revision(
 /// Writes one site over its stored state `current`: a new site is created, a
 /// retired one restored, a live one that differs updated with its field-level
 /// diff. Returns `None` for an identical live site, which is left alone.
-fn write_site(
+pub(super) fn write_site(
     tx: &Transaction,
     site: &Site,
     current: Option<Current>,

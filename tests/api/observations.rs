@@ -347,3 +347,130 @@ fn a_body_that_is_not_json_is_refused_with_415() {
     let body: Value = resp.json().unwrap();
     assert_eq!(body["parameter"], "body");
 }
+
+#[test]
+fn a_promoted_candidate_becomes_a_site_that_keeps_its_observations() {
+    let s = Server::start();
+    let (_, r) = post_batch(&s, "", "mixed.geojson");
+    let cand = r["candidates_created"][0].as_str().unwrap().to_string();
+    let client = reqwest::blocking::Client::new();
+    let resp = client
+        .post(format!(
+            "{}/api/candidates/{cand}/promote?reason=analyst+review",
+            s.base
+        ))
+        .header("Content-Type", "application/json")
+        .body(
+            r#"{"name": "Valley works near 40.5N 127E", "kind": "missile_base", "country": "PRK"}"#,
+        )
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let site: Value = resp.json().unwrap();
+    let id = site["id"].as_str().unwrap().to_string();
+    assert_eq!(site["properties"]["declaration"], "undeclared");
+    assert_eq!(site["properties"]["kind"], "missile_base");
+    // It is in the catalogue, answers proximity, and carries its observations.
+    let item = s.geojson(&format!("/api/collections/sites/items/{id}"));
+    assert_eq!(item["properties"]["observation_count"], 2);
+    assert_eq!(
+        item["properties"]["last_observed_at"],
+        "2024-04-10T03:00:00.000000Z"
+    );
+    let near = s.geojson("/api/nearby?lon=127.0015&lat=40.501&limit=1");
+    assert_eq!(near["features"][0]["id"], id.as_str());
+    assert_eq!(near["features"][0]["properties"]["distance_m"], 0.0);
+    let events = history(&s, &id);
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| e["properties"]["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds.iter().filter(|k| **k == "observation").count(), 2);
+    let created = events
+        .iter()
+        .find(|e| e["properties"]["event"] == "revision")
+        .unwrap();
+    assert_eq!(created["properties"]["change"], "created");
+    assert_eq!(created["properties"]["reason"], "analyst review");
+    // The candidate is no longer open, and cannot be promoted twice.
+    assert_eq!(s.geojson("/api/candidates?state=open")["numberReturned"], 0);
+    assert_eq!(
+        s.geojson(&format!("/api/candidates/{cand}"))["properties"]["state"],
+        "promoted"
+    );
+    let again = client
+        .post(format!("{}/api/candidates/{cand}/promote", s.base))
+        .send()
+        .unwrap();
+    assert_eq!(again.status(), 404);
+}
+
+#[test]
+fn a_dismissed_candidate_leaves_the_open_list() {
+    let s = Server::start();
+    let (_, r) = post_batch(&s, "", "mixed.geojson");
+    let cand = r["candidates_created"][0].as_str().unwrap();
+    let resp = reqwest::blocking::Client::new()
+        .post(format!(
+            "{}/api/candidates/{cand}/dismiss?reason=cloud+shadow",
+            s.base
+        ))
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(s.geojson("/api/candidates?state=open")["numberReturned"], 0);
+    assert_eq!(
+        s.geojson("/api/candidates?state=dismissed")["features"][0]["properties"]["note"],
+        "cloud shadow"
+    );
+}
+
+#[test]
+fn sites_carry_when_they_were_last_observed_and_can_be_filtered_by_staleness() {
+    let s = Server::start();
+    let before = s.geojson("/api/collections/sites/items/yongbyon");
+    let count = before["properties"]["observation_count"].as_u64().unwrap();
+    assert!(count > 0, "the seed batch observes Yongbyon");
+    post_batch(&s, "", "mixed.geojson");
+    let after = s.geojson("/api/collections/sites/items/yongbyon");
+    assert_eq!(
+        after["properties"]["observation_count"].as_u64().unwrap(),
+        count + 1
+    );
+    // The new 2024 observation is older than the seed's latest (2025), which stays the latest.
+    assert_eq!(
+        after["properties"]["last_observed_at"],
+        before["properties"]["last_observed_at"]
+    );
+    assert!(before["properties"]["last_observed_at"].as_str().unwrap() > "2024-03-01");
+    // Sites nobody has looked at since 2024 include those never observed; Punggye-ri (observed 2024-03-02) is not among them.
+    let stale =
+        s.geojson("/api/collections/sites/items?observed_before=2024-01-01T00:00:00Z&limit=100");
+    let stale_ids: Vec<&str> = stale["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["id"].as_str().unwrap())
+        .collect();
+    assert!(!stale_ids.contains(&"punggye-ri"));
+    assert!(
+        stale["features"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["properties"]["last_observed_at"].is_null()
+                || f["properties"]["last_observed_at"].as_str().unwrap() < "2024-01-01")
+    );
+    let fresh = s.geojson("/api/collections/sites/items?observed_since=2024-01-01T00:00:00Z");
+    let fresh_ids: Vec<&str> = fresh["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["id"].as_str().unwrap())
+        .collect();
+    assert!(fresh_ids.contains(&"punggye-ri"));
+    assert_eq!(
+        stale["numberMatched"].as_u64().unwrap() + fresh["numberMatched"].as_u64().unwrap(),
+        35
+    );
+}
