@@ -290,16 +290,17 @@ impl SiteIndex {
     }
 }
 
-/// Whether a footprint meets a lon/lat rectangle that does not cross the
-/// antimeridian, in the plane of longitude and latitude (the reading of `bbox`
-/// that OGC API clients and PostGIS's `&&` share). Rings that cross the
-/// antimeridian are unwrapped and tested against the rectangle shifted by 360°.
 /// Whether a site's footprint meets a lon/lat box (which may cross the antimeridian).
 pub fn footprint_meets_bbox(site: &Site, bbox: &BBox) -> bool {
     bbox.pieces()
         .into_iter()
         .any(|r| footprint_meets_rect(site, r))
 }
+
+/// Whether a footprint meets a lon/lat rectangle that does not cross the
+/// antimeridian, in the plane of longitude and latitude (the reading of `bbox`
+/// that OGC API clients and PostGIS's `&&` share). Rings that cross the
+/// antimeridian are unwrapped and tested against the rectangle shifted by 360°.
 
 fn footprint_meets_rect(site: &Site, [w, s, e, n]: [f64; 4]) -> bool {
     use geo::{Coord, Intersects, LineString, Polygon, Rect};
