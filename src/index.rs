@@ -6,8 +6,8 @@
 //! geodesic metres on WGS84 decide.
 
 use crate::geodesy::{
-    self, SphericalShape, angle_of_chord, chord_of_angle, max_angle_for_distance,
-    min_distance_for_angle,
+    self, LAMBERT_MARGIN, LAMBERT_SLACK_M, SphericalShape, angle_of_chord, chord_of_angle,
+    max_angle_for_distance, min_distance_for_angle,
 };
 use crate::model::{
     BBox, CountryCode, Declaration, FieldError, LonLat, Meters, Site, SiteId, SiteKind, Status,
@@ -94,22 +94,22 @@ fn by_distance_then_id(a: &Hit, b: &Hit) -> Ordering {
         .then_with(|| a.site.id.cmp(&b.site.id))
 }
 
-/// A max-heap element keyed on (distance, id), so the worst of the best k is on top.
-struct Worst(Hit);
-impl PartialEq for Worst {
+/// An approximate distance in a max-heap, so the worst of the best k is on top.
+struct Approx(f64);
+impl PartialEq for Approx {
     fn eq(&self, o: &Self) -> bool {
-        by_distance_then_id(&self.0, &o.0) == Ordering::Equal
+        self.0.total_cmp(&o.0) == Ordering::Equal
     }
 }
-impl Eq for Worst {}
-impl PartialOrd for Worst {
+impl Eq for Approx {}
+impl PartialOrd for Approx {
     fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
         Some(self.cmp(o))
     }
 }
-impl Ord for Worst {
+impl Ord for Approx {
     fn cmp(&self, o: &Self) -> Ordering {
-        by_distance_then_id(&self.0, &o.0)
+        self.0.total_cmp(&o.0)
     }
 }
 
@@ -196,7 +196,7 @@ impl SiteIndex {
                 if min_distance_for_angle(shape.min_angle_to(p)) > radius.get() {
                     return None;
                 }
-                let d = shape.distance_m(point.to_array());
+                let d = shape.distance_within_m(point.to_array(), radius.get())?;
                 (d <= radius.get()).then(|| Hit {
                     site: site.clone(),
                     distance: Meters::from_computed(d),
@@ -215,12 +215,21 @@ impl SiteIndex {
         }
         let ll = point.to_array();
         let p = geodesy::to_unit(ll);
-        let mut best: BinaryHeap<Worst> = BinaryHeap::with_capacity(k + 1);
+        // First rank by Lambert's close approximation; then measure exactly only
+        // the sites it cannot separate from the k-th.
+        let widen = |d: f64| d * (1.0 + 2.0 * LAMBERT_MARGIN) + 2.0 * LAMBERT_SLACK_M;
+        let mut kth: BinaryHeap<Approx> = BinaryHeap::with_capacity(k + 1);
+        let mut ranked: Vec<(f64, u32)> = Vec::new();
+        let reach = |kth: &BinaryHeap<Approx>| {
+            if kth.len() == k {
+                kth.peek().map_or(f64::INFINITY, |a| widen(a.0))
+            } else {
+                f64::INFINITY
+            }
+        };
         for (e, d2) in self.tree.nearest_neighbor_iter_with_distance_2(&p) {
             // Boxes come in order of their distance, a lower bound for every later one.
-            let bound = min_distance_for_angle(angle_of_chord(d2.sqrt()));
-            if best.len() == k && bound > best.peek().map_or(f64::INFINITY, |w| w.0.distance.get())
-            {
+            if min_distance_for_angle(angle_of_chord(d2.sqrt())) > reach(&kth) {
                 break;
             }
             let site = &self.sites[e.slot as usize];
@@ -228,23 +237,27 @@ impl SiteIndex {
                 continue;
             }
             let shape = self.shape(e.slot);
-            if best.len() == k {
-                let worst = best.peek().map_or(f64::INFINITY, |w| w.0.distance.get());
-                if min_distance_for_angle(shape.min_angle_to(p)) > worst {
-                    continue;
-                }
+            if min_distance_for_angle(shape.min_angle_to(p)) > reach(&kth) {
+                continue;
             }
-            let hit = Hit {
-                site: site.clone(),
-                distance: Meters::from_computed(shape.distance_m(ll)),
-            };
-            best.push(Worst(hit));
-            if best.len() > k {
-                best.pop();
+            let approx = shape.approx_distance_m(ll);
+            ranked.push((approx, e.slot));
+            kth.push(Approx(approx));
+            if kth.len() > k {
+                kth.pop();
             }
         }
-        let mut hits: Vec<Hit> = best.into_iter().map(|w| w.0).collect();
+        let cutoff = reach(&kth);
+        let mut hits: Vec<Hit> = ranked
+            .into_iter()
+            .filter(|(approx, _)| *approx <= cutoff)
+            .map(|(_, slot)| Hit {
+                site: self.sites[slot as usize].clone(),
+                distance: Meters::from_computed(self.shape(slot).distance_m(ll)),
+            })
+            .collect();
         hits.sort_by(by_distance_then_id);
+        hits.truncate(k);
         hits
     }
 
