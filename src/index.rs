@@ -314,7 +314,6 @@ pub fn footprint_meets_bbox(site: &Site, bbox: &BBox) -> bool {
 /// antimeridian, in the plane of longitude and latitude (the reading of `bbox`
 /// that OGC API clients and PostGIS's `&&` share). Rings that cross the
 /// antimeridian are unwrapped and tested against the rectangle shifted by 360°.
-
 fn footprint_meets_rect(site: &Site, [w, s, e, n]: [f64; 4]) -> bool {
     use geo::{Coord, Intersects, LineString, Polygon, Rect};
     site.footprint.parts().iter().any(|rings| {
