@@ -121,51 +121,22 @@ pub fn max_angle_for_distance(metres: f64) -> f64 {
     (metres / MIN_CURVATURE_RADIUS) * (1.0 + 1e-9) + 1e-12
 }
 
+/// An upper bound in metres on the ellipsoidal distance between positions whose
+/// unit vectors subtend `theta` radians: the great circle's image on the
+/// ellipsoid is a path that long at most.
+pub fn max_distance_for_angle(theta: f64) -> f64 {
+    theta * MAX_CURVATURE_RADIUS * (1.0 + 1e-9) + 1e-6
+}
+
 /// A lower bound in metres on the ellipsoidal distance between positions whose
 /// unit vectors subtend `theta` radians.
 pub fn min_distance_for_angle(theta: f64) -> f64 {
     (theta * MIN_CURVATURE_RADIUS * (1.0 - 1e-9) - 1e-6).max(0.0)
 }
 
-/// Relative error bound of [`lambert_m`] against GeographicLib, with room to
-/// spare: Lambert's formula errs by about f² ≈ 1e-5 of the distance.
-pub const LAMBERT_MARGIN: f64 = 2e-4;
-/// Absolute slack added to [`LAMBERT_MARGIN`], for rounding at short range.
-pub const LAMBERT_SLACK_M: f64 = 0.5;
-
-/// The unit vector of the reduced (parametric) latitude of a geodetic unit vector.
-fn reduced(v: Vec3) -> Vec3 {
-    let r = [v[0], v[1], v[2] * (1.0 - WGS84_F)];
-    normalize(r).unwrap_or(v)
-}
-
-/// Lambert's formula for the ellipsoidal distance between two positions given
-/// as reduced-latitude unit vectors. Accurate to about 1e-5 of the distance,
-/// far cheaper than the exact inverse; used only to rank and to prune.
-fn lambert_m(r1: Vec3, r2: Vec3) -> f64 {
-    let sigma = angle(r1, r2);
-    if sigma < 1e-15 {
-        return 0.0;
-    }
-    if sigma > 3.0 {
-        // Near-antipodal: the formula degenerates; the exact inverse is cheap enough here.
-        return geodesic_distance(to_lonlat(unreduce(r1)), to_lonlat(unreduce(r2)));
-    }
-    let b1 = r1[2].clamp(-1.0, 1.0).asin();
-    let b2 = r2[2].clamp(-1.0, 1.0).asin();
-    let (p, q) = ((b1 + b2) / 2.0, (b2 - b1) / 2.0);
-    let (sp, cp) = p.sin_cos();
-    let (sq, cq) = q.sin_cos();
-    let (s, c) = ((sigma / 2.0).sin(), (sigma / 2.0).cos());
-    let x = (sigma - sigma.sin()) * (sp * cq).powi(2) / (c * c);
-    let y = (sigma + sigma.sin()) * (cp * sq).powi(2) / (s * s);
-    WGS84_A * (sigma - WGS84_F / 2.0 * (x + y))
-}
-
-/// The geodetic unit vector of a reduced-latitude unit vector.
-fn unreduce(r: Vec3) -> Vec3 {
-    normalize([r[0], r[1], r[2] / (1.0 - WGS84_F)]).unwrap_or(r)
-}
+/// How much the sphere-to-ellipsoid error may change per metre moved along a
+/// footprint, with room to spare (the ellipsoid's distortion is under 2 %).
+const EDGE_SLACK: f64 = 0.03;
 
 /// The closest point to `p` on the minor great-circle arc `a`→`b`, and its angle.
 fn closest_on_arc(p: Vec3, a: Vec3, b: Vec3) -> (f64, Vec3) {
@@ -184,6 +155,31 @@ fn closest_on_arc(p: Vec3, a: Vec3, b: Vec3) -> (f64, Vec3) {
         (s.abs().atan2(norm(sub(p, scale(n, s)))), q)
     } else {
         endpoint()
+    }
+}
+
+/// The squared chord from `p` to the nearest point of the minor arc `a`→`b`:
+/// the same order as the angle, without trigonometry, for ranking edges.
+fn arc_chord2(p: Vec3, a: Vec3, b: Vec3) -> f64 {
+    let n = cross(a, b);
+    let nn = dot(n, n);
+    let to_ends = || {
+        let (da, db) = (sub(p, a), sub(p, b));
+        dot(da, da).min(dot(db, db))
+    };
+    if nn < 1e-30 {
+        return to_ends();
+    }
+    // p projects inside the arc when it lies between the planes through a and b
+    // perpendicular to the arc; (a×q)·n = (a×p)·n for the projection q of p.
+    if dot(cross(a, p), n) >= 0.0 && dot(cross(p, b), n) >= 0.0 {
+        let s = dot(p, n);
+        let sin2 = (s * s / nn).min(1.0);
+        let cos = (1.0 - sin2).sqrt();
+        // 2 - 2cos, written to keep its precision for tiny angles.
+        2.0 * sin2 / (1.0 + cos)
+    } else {
+        to_ends()
     }
 }
 
@@ -362,61 +358,48 @@ impl SphericalShape {
         if self.contains(p) {
             return Some(0.0);
         }
-        let best_angle = self
-            .edges()
-            .map(|(a, b)| closest_on_arc(p, a, b).0)
-            .fold(f64::INFINITY, f64::min);
-        if min_distance_for_angle(best_angle) > limit_m {
+        let best = self.edge_angle(p);
+        if min_distance_for_angle(best) > limit_m {
             return None;
         }
         // The edge nearest on the sphere need not be the nearest on the ellipsoid,
-        // so every edge within the sphere-to-ellipsoid distortion of it is ranked
-        // by Lambert's ellipsoidal formula, and only those Lambert cannot tell
-        // apart get GeographicLib's exact inverse.
-        let cutoff = best_angle * (MAX_CURVATURE_RADIUS / MIN_CURVATURE_RADIUS) + 1e-12;
-        let pr = reduced(p);
-        let ranked = |(a, b): (Vec3, Vec3)| {
-            let (theta, foot) = closest_on_arc(p, a, b);
-            (theta <= cutoff).then(|| (lambert_m(pr, reduced(foot)), foot))
-        };
-        let best_approx = self
-            .edges()
-            .filter_map(ranked)
-            .map(|(d, _)| d)
-            .fold(f64::INFINITY, f64::min);
-        if best_approx > limit_m * (1.0 + LAMBERT_MARGIN) + LAMBERT_SLACK_M {
-            return None;
+        // but the two measures differ by a smooth error whose slope is at most the
+        // ellipsoid's distortion (about 1 % in scale plus under 1 % in direction):
+        // between feet at most the shape's width apart, it moves by less than
+        // EDGE_SLACK of that width. Only edges within it can win.
+        let cutoff = chord_of_angle(best + EDGE_SLACK * 2.0 * self.radius + 1e-12).powi(2);
+        // Neighbouring edges often share their nearest point (the vertex between
+        // them); each distinct point is measured once.
+        let mut measured: Vec<Vec3> = Vec::new();
+        let mut exact = f64::INFINITY;
+        for (a, b) in self.edges().filter(|&(a, b)| arc_chord2(p, a, b) <= cutoff) {
+            let foot = closest_on_arc(p, a, b).1;
+            if !measured.contains(&foot) {
+                exact = exact.min(geodesic_distance(lonlat, to_lonlat(foot)));
+                measured.push(foot);
+            }
         }
-        let exact_cutoff = best_approx * (1.0 + 2.0 * LAMBERT_MARGIN) + 2.0 * LAMBERT_SLACK_M;
-        let exact = self
-            .edges()
-            .filter_map(ranked)
-            .filter(|(d, _)| *d <= exact_cutoff)
-            .map(|(_, foot)| geodesic_distance(lonlat, to_lonlat(foot)))
-            .fold(f64::INFINITY, f64::min);
         Some(exact)
     }
 
-    /// Lambert's approximation of [`Self::distance_m`]: within
-    /// [`LAMBERT_MARGIN`] (relative) plus [`LAMBERT_SLACK_M`] of it, and several
-    /// times cheaper, for ranking candidates before measuring the winners exactly.
-    pub fn approx_distance_m(&self, lonlat: [f64; 2]) -> f64 {
-        let p = to_unit(lonlat);
-        if self.contains(p) {
-            return 0.0;
-        }
-        let best_angle = self
+    /// The angle from `v` to the nearest edge, on the sphere.
+    fn edge_angle(&self, v: Vec3) -> f64 {
+        let chord2 = self
             .edges()
-            .map(|(a, b)| closest_on_arc(p, a, b).0)
+            .map(|(a, b)| arc_chord2(v, a, b))
             .fold(f64::INFINITY, f64::min);
-        let cutoff = best_angle * (MAX_CURVATURE_RADIUS / MIN_CURVATURE_RADIUS) + 1e-12;
-        let pr = reduced(p);
-        self.edges()
-            .filter_map(|(a, b)| {
-                let (theta, foot) = closest_on_arc(p, a, b);
-                (theta <= cutoff).then(|| lambert_m(pr, reduced(foot)))
-            })
-            .fold(f64::INFINITY, f64::min)
+        angle_of_chord(chord2.sqrt())
+    }
+
+    /// Lower and upper bounds in metres on [`Self::distance_m`], from the sphere
+    /// alone: several times cheaper, for ranking before measuring exactly.
+    pub fn distance_bounds_m(&self, v: Vec3) -> (f64, f64) {
+        let theta = if dot(v, self.centre) >= self.radius.cos() - 1e-12 && self.contains(v) {
+            0.0
+        } else {
+            self.edge_angle(v)
+        };
+        (min_distance_for_angle(theta), max_distance_for_angle(theta))
     }
 
     /// A lower bound in radians on the angle from `v` to any point of the shape.
@@ -518,34 +501,75 @@ mod tests {
     }
 
     #[test]
-    fn lamberts_formula_stays_within_its_stated_margin_of_geographiclib() {
+    fn the_cheap_edge_chord_agrees_with_the_closest_point() {
         use rand::{Rng, SeedableRng};
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
-        let mut worst: f64 = 0.0;
-        for i in 0..20_000 {
-            let a: [f64; 2] = [
-                rng.random_range(-180.0..180.0),
-                rng.random_range(-90.0..90.0),
-            ];
-            // Mostly short lines (what proximity measures), some across the globe.
-            let span: f64 = if i % 4 == 0 { 90.0 } else { 0.5 };
-            let b = [
-                (a[0] + rng.random_range(-span..span) + 540.0) % 360.0 - 180.0,
-                (a[1] + rng.random_range(-span..span)).clamp(-90.0, 90.0),
-            ];
-            let exact = geodesic_distance(a, b);
-            let approx = lambert_m(reduced(to_unit(a)), reduced(to_unit(b)));
-            let err = (approx - exact).abs();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+        for _ in 0..20_000 {
+            let mut pt = || {
+                to_unit([
+                    rng.random_range(-180.0..180.0),
+                    rng.random_range(-89.0..89.0),
+                ])
+            };
+            let (a, p) = (pt(), pt());
+            let b = normalize([a[0] + 0.05 * p[1], a[1] - 0.05 * p[0], a[2] + 0.01]).unwrap();
+            let (theta, _) = closest_on_arc(p, a, b);
+            let chord = arc_chord2(p, a, b).sqrt();
             assert!(
-                err <= exact * LAMBERT_MARGIN + LAMBERT_SLACK_M,
-                "{a:?} {b:?}: {approx} vs {exact}"
+                (chord - chord_of_angle(theta)).abs() < 1e-9,
+                "{chord} vs {}",
+                chord_of_angle(theta)
             );
-            if exact > 1.0 {
-                worst = worst.max(err / exact);
-            }
         }
-        // The margin is generous: the formula itself is an order of magnitude better.
-        assert!(worst < LAMBERT_MARGIN / 5.0, "worst relative error {worst}");
+    }
+
+    #[test]
+    fn pruning_edges_gives_the_same_distance_as_measuring_every_edge() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        for _ in 0..3000 {
+            let (lon, lat): (f64, f64) = (
+                rng.random_range(-170.0..170.0),
+                rng.random_range(-85.0..85.0),
+            );
+            let half: f64 = rng.random_range(0.001..0.5);
+            // An irregular ring so that several edges compete.
+            let n = rng.random_range(5..14);
+            let mut ring: Vec<[f64; 2]> = (0..n)
+                .map(|i| {
+                    let t = std::f64::consts::TAU * i as f64 / n as f64;
+                    let r = half * rng.random_range(0.5..1.0);
+                    [lon + r * t.cos(), lat + r * t.sin() * 0.5]
+                })
+                .collect();
+            ring.push(ring[0]);
+            let s = shape(&ring);
+            let d: f64 = rng.random_range(0.0..5.0);
+            let az: f64 = rng.random_range(0.0..std::f64::consts::TAU);
+            let p = [
+                (lon + d * az.cos()).clamp(-180.0, 180.0),
+                (lat + d * az.sin()).clamp(-90.0, 90.0),
+            ];
+            let pu = to_unit(p);
+            let every = if s.contains(pu) {
+                0.0
+            } else {
+                s.edges()
+                    .map(|(a, b)| geodesic_distance(p, to_lonlat(closest_on_arc(pu, a, b).1)))
+                    .fold(f64::INFINITY, f64::min)
+            };
+            let got = s.distance_m(p);
+            assert!(
+                (got - every).abs() < 1e-6,
+                "{p:?} near {:?}: {got} vs {every}",
+                ring[0]
+            );
+            let (lo, hi) = s.distance_bounds_m(pu);
+            assert!(
+                lo <= got + 1e-6 && got <= hi + 1e-6,
+                "bounds {lo}..{hi} miss {got}"
+            );
+        }
     }
 
     #[test]

@@ -6,8 +6,8 @@
 //! geodesic metres on WGS84 decide.
 
 use crate::geodesy::{
-    self, LAMBERT_MARGIN, LAMBERT_SLACK_M, SphericalShape, angle_of_chord, chord_of_angle,
-    max_angle_for_distance, min_distance_for_angle,
+    self, SphericalShape, angle_of_chord, chord_of_angle, max_angle_for_distance,
+    min_distance_for_angle,
 };
 use crate::model::{
     BBox, CountryCode, Declaration, FieldError, LonLat, Meters, Site, SiteId, SiteKind, Status,
@@ -94,20 +94,20 @@ fn by_distance_then_id(a: &Hit, b: &Hit) -> Ordering {
         .then_with(|| a.site.id.cmp(&b.site.id))
 }
 
-/// An approximate distance in a max-heap, so the worst of the best k is on top.
-struct Approx(f64);
-impl PartialEq for Approx {
+/// A distance bound in a max-heap, so the worst of the best k is on top.
+struct Bound(f64);
+impl PartialEq for Bound {
     fn eq(&self, o: &Self) -> bool {
         self.0.total_cmp(&o.0) == Ordering::Equal
     }
 }
-impl Eq for Approx {}
-impl PartialOrd for Approx {
+impl Eq for Bound {}
+impl PartialOrd for Bound {
     fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
         Some(self.cmp(o))
     }
 }
-impl Ord for Approx {
+impl Ord for Bound {
     fn cmp(&self, o: &Self) -> Ordering {
         self.0.total_cmp(&o.0)
     }
@@ -215,21 +215,20 @@ impl SiteIndex {
         }
         let ll = point.to_array();
         let p = geodesy::to_unit(ll);
-        // First rank by Lambert's close approximation; then measure exactly only
-        // the sites it cannot separate from the k-th.
-        let widen = |d: f64| d * (1.0 + 2.0 * LAMBERT_MARGIN) + 2.0 * LAMBERT_SLACK_M;
-        let mut kth: BinaryHeap<Approx> = BinaryHeap::with_capacity(k + 1);
+        // Rank by bounds from the sphere, then measure exactly only the sites
+        // whose lower bound does not rule them out of the best k.
+        let mut uppers: BinaryHeap<Bound> = BinaryHeap::with_capacity(k + 1);
         let mut ranked: Vec<(f64, u32)> = Vec::new();
-        let reach = |kth: &BinaryHeap<Approx>| {
-            if kth.len() == k {
-                kth.peek().map_or(f64::INFINITY, |a| widen(a.0))
+        let kth = |uppers: &BinaryHeap<Bound>| {
+            if uppers.len() == k {
+                uppers.peek().map_or(f64::INFINITY, |b| b.0)
             } else {
                 f64::INFINITY
             }
         };
         for (e, d2) in self.tree.nearest_neighbor_iter_with_distance_2(&p) {
             // Boxes come in order of their distance, a lower bound for every later one.
-            if min_distance_for_angle(angle_of_chord(d2.sqrt())) > reach(&kth) {
+            if min_distance_for_angle(angle_of_chord(d2.sqrt())) > kth(&uppers) {
                 break;
             }
             let site = &self.sites[e.slot as usize];
@@ -237,20 +236,23 @@ impl SiteIndex {
                 continue;
             }
             let shape = self.shape(e.slot);
-            if min_distance_for_angle(shape.min_angle_to(p)) > reach(&kth) {
+            if min_distance_for_angle(shape.min_angle_to(p)) > kth(&uppers) {
                 continue;
             }
-            let approx = shape.approx_distance_m(ll);
-            ranked.push((approx, e.slot));
-            kth.push(Approx(approx));
-            if kth.len() > k {
-                kth.pop();
+            let (lower, upper) = shape.distance_bounds_m(p);
+            if lower > kth(&uppers) {
+                continue;
+            }
+            ranked.push((lower, e.slot));
+            uppers.push(Bound(upper));
+            if uppers.len() > k {
+                uppers.pop();
             }
         }
-        let cutoff = reach(&kth);
+        let cutoff = kth(&uppers);
         let mut hits: Vec<Hit> = ranked
             .into_iter()
-            .filter(|(approx, _)| *approx <= cutoff)
+            .filter(|(lower, _)| *lower <= cutoff)
             .map(|(_, slot)| Hit {
                 site: self.sites[slot as usize].clone(),
                 distance: Meters::from_computed(self.shape(slot).distance_m(ll)),
