@@ -49,6 +49,17 @@ enum Command {
         /// Largest request body in bytes (observation batches over HTTP).
         #[arg(long, default_value_t = api::DEFAULT_MAX_BODY)]
         max_body: usize,
+        /// A raster tile URL template for the map page, drawn over the built-in
+        /// outlines (e.g. https://tile.openstreetmap.org/{z}/{x}/{y}.png).
+        #[arg(long, env = "SITEWATCH_TILES")]
+        tiles: Option<String>,
+        /// The attribution shown with the tiles (default: from the tile host).
+        #[arg(long, requires = "tiles")]
+        tiles_attribution: Option<String>,
+        /// Let pages from this origin call the API (`*` for any; repeat or
+        /// separate with commas). Without it only the server's own page can.
+        #[arg(long, env = "SITEWATCH_CORS_ORIGIN")]
+        cors_origin: Vec<String>,
     },
     /// Import a GeoJSON FeatureCollection into the catalogue.
     Import {
@@ -219,7 +230,15 @@ fn run(cli: Cli) -> Result<()> {
             token,
             insecure_open_writes,
             max_body,
+            tiles,
+            tiles_attribution,
+            cors_origin,
         } => {
+            let cors = api::Cors::parse(&cors_origin).map_err(anyhow::Error::msg)?;
+            let tiles = tiles
+                .map(|url| api::Tiles::parse(&url, tiles_attribution))
+                .transpose()
+                .map_err(anyhow::Error::msg)?;
             let auth = api::WriteAuth::new(token);
             let listener =
                 std::net::TcpListener::bind(&bind).with_context(|| format!("binding {bind}"))?;
@@ -241,7 +260,14 @@ fn run(cli: Cli) -> Result<()> {
             // Tests and scripts read the address from this line when they ask for port 0.
             println!("sitewatch listening on http://{addr}");
             std::io::stdout().flush()?;
-            api::serve(cat, auth, max_body, listener)?;
+            api::serve(
+                cat,
+                auth,
+                max_body,
+                listener,
+                api::PageConfig::new(tiles),
+                cors,
+            )?;
         }
         Command::Import {
             what: ImportWhat::Sites { db, file, reason },

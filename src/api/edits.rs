@@ -107,12 +107,37 @@ async fn blocking<T: Send + 'static, E: Into<ApiError> + Send + 'static>(
         .map_err(Into::into)
 }
 
-fn feature_response(mut resp: actix_web::HttpResponseBuilder, site: &Site) -> HttpResponse {
-    resp.content_type(GEOJSON).json(site.to_feature())
+/// The stored site as every read serves it, observation statistics included.
+pub(super) fn feature_response(
+    mut resp: actix_web::HttpResponseBuilder,
+    site: &Site,
+    cat: &Catalogue,
+) -> HttpResponse {
+    let mut feature = site.to_feature();
+    crate::render::add_observation_stats(&mut feature, &cat.observation_stats());
+    resp.content_type(GEOJSON).json(feature)
 }
 
 /// `POST /api/collections/sites/items`: a new site from a Feature.
-async fn create(
+#[utoipa::path(
+    post,
+    path = "/api/collections/sites/items",
+    tag = "Data",
+    operation_id = "createSite",
+    params(("reason" = Option<String>, Query, description = "why, kept with the revision")),
+    request_body(content = SiteInput, description = "A site Feature; without an id one is generated", content_type = "application/geo+json"),
+    responses(
+        (status = 201, description = "Created; `Location` names the new site", body = SiteFeature, content_type = "application/geo+json",
+            headers(("Location" = String, description = "the new site's URL"))),
+        (status = 400, description = "The Feature is invalid; `parameter` names the field", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No authority to write", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A live site has this id", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "The server failed", body = Problem, content_type = "application/problem+json"),
+    ),
+    security((), ("bearer" = []))
+)]
+pub(super) async fn create(
     req: HttpRequest,
     body: web::Payload,
     cat: web::Data<Arc<Catalogue>>,
@@ -123,11 +148,31 @@ async fn create(
     let site = blocking(&cat, move |c| c.create_site(&feature, &by)).await?;
     let mut resp = HttpResponse::Created();
     resp.insert_header((header::LOCATION, format!("{ITEMS}/{}", site.id)));
-    Ok(feature_response(resp, &site))
+    Ok(feature_response(resp, &site, &cat))
 }
 
 /// `PUT /api/collections/sites/items/{id}`: a live site replaced by a Feature.
-async fn replace(
+#[utoipa::path(
+    put,
+    path = "/api/collections/sites/items/{id}",
+    tag = "Data",
+    operation_id = "replaceSite",
+    params(
+        ("id" = String, Path, description = "the site's id"),
+        ("reason" = Option<String>, Query, description = "why, kept with the revision"),
+    ),
+    request_body(content = SiteInput, description = "The whole new site Feature; an id, if given, must be the one in the path", content_type = "application/geo+json"),
+    responses(
+        (status = 200, description = "Replaced", body = SiteFeature, content_type = "application/geo+json"),
+        (status = 400, description = "The Feature is invalid; `parameter` names the field", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No authority to write", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No live site with this id", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "The server failed", body = Problem, content_type = "application/problem+json"),
+    ),
+    security((), ("bearer" = []))
+)]
+pub(super) async fn replace(
     req: HttpRequest,
     path: web::Path<String>,
     body: web::Payload,
@@ -138,11 +183,29 @@ async fn replace(
     let id = path_id(&path)?;
     let feature = read_json(&req, body).await?;
     let site = blocking(&cat, move |c| c.replace_site(&id, &feature, &by)).await?;
-    Ok(feature_response(HttpResponse::Ok(), &site))
+    Ok(feature_response(HttpResponse::Ok(), &site, &cat))
 }
 
 /// `DELETE /api/collections/sites/items/{id}`: the site is retired, not erased.
-async fn retire(
+#[utoipa::path(
+    delete,
+    path = "/api/collections/sites/items/{id}",
+    tag = "Data",
+    operation_id = "deleteSite",
+    params(
+        ("id" = String, Path, description = "the site's id"),
+        ("reason" = Option<String>, Query, description = "why, kept with the revision"),
+    ),
+    responses(
+        (status = 204, description = "Retired: gone from queries, kept in history"),
+        (status = 400, description = "A parameter is wrong", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No authority to write", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No live site with this id", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "The server failed", body = Problem, content_type = "application/problem+json"),
+    ),
+    security((), ("bearer" = []))
+)]
+pub(super) async fn retire(
     req: HttpRequest,
     path: web::Path<String>,
     cat: web::Data<Arc<Catalogue>>,
@@ -165,10 +228,10 @@ pub(super) struct RecordView {
 impl RecordView {
     pub(super) fn parse(p: &Params) -> Result<Self, ApiError> {
         let as_of = p
-            .get("as_of")?
+            .typed("as_of")?
             .map(|t| Timestamp::parse("as_of", t))
             .transpose()?;
-        let include_retired = match p.get("include_retired")? {
+        let include_retired = match p.typed("include_retired")? {
             None | Some("false") => false,
             Some("true") => true,
             Some(other) => {

@@ -15,6 +15,11 @@ pub enum ApiError {
     NotFound {
         detail: String,
     },
+    /// The resource exists but does not take this method; `allow` lists those it takes.
+    MethodNotAllowed {
+        detail: String,
+        allow: String,
+    },
     /// A write without the authority to make it.
     Unauthorized {
         detail: String,
@@ -64,6 +69,7 @@ impl fmt::Display for ApiError {
         match self {
             ApiError::BadRequest { detail, .. }
             | ApiError::NotFound { detail }
+            | ApiError::MethodNotAllowed { detail, .. }
             | ApiError::Unauthorized { detail }
             | ApiError::Conflict { detail }
             | ApiError::UnsupportedMediaType { detail }
@@ -78,6 +84,7 @@ impl ResponseError for ApiError {
         match self {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -96,6 +103,7 @@ impl ResponseError for ApiError {
                 body["parameter"] = json!(param);
             }
             ApiError::NotFound { detail }
+            | ApiError::MethodNotAllowed { detail, .. }
             | ApiError::Unauthorized { detail }
             | ApiError::Conflict { detail }
             | ApiError::UnsupportedMediaType { detail } => body["detail"] = json!(detail),
@@ -115,6 +123,9 @@ impl ResponseError for ApiError {
         if status == StatusCode::UNAUTHORIZED {
             resp.insert_header(("WWW-Authenticate", "Bearer"));
         }
+        if let ApiError::MethodNotAllowed { allow, .. } = self {
+            resp.insert_header(("Allow", allow.as_str()));
+        }
         resp.content_type("application/problem+json").json(body)
     }
 }
@@ -132,6 +143,17 @@ mod tests {
         let body = resp.into_body().try_into_bytes().unwrap();
         let text = String::from_utf8(body.to_vec()).unwrap();
         assert!(!text.contains("secret"), "{text}");
+    }
+
+    #[test]
+    fn a_wrong_method_says_which_methods_are_allowed() {
+        let resp = ApiError::MethodNotAllowed {
+            detail: "no".into(),
+            allow: "GET, POST".into(),
+        }
+        .error_response();
+        assert_eq!(resp.status(), 405);
+        assert_eq!(resp.headers().get("allow").unwrap(), "GET, POST");
     }
 
     #[test]

@@ -15,7 +15,24 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// `GET /api/sites/{id}/history?from=&to=`: revisions and observations, oldest first.
-async fn site_history(
+#[utoipa::path(
+    get,
+    path = "/api/sites/{id}/history",
+    tag = "History",
+    operation_id = "getSiteHistory",
+    params(
+        ("id" = String, Path, description = "the site's id (retired sites too)"),
+        ("from" = Option<String>, Query, format = DateTime, description = "events at or after this moment"),
+        ("to" = Option<String>, Query, format = DateTime, description = "events at or before this moment"),
+    ),
+    responses(
+        (status = 200, description = "Revisions with field-level diffs, and observations, oldest first", body = HistoryCollection, content_type = "application/geo+json"),
+        (status = 400, description = "A parameter is wrong", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No site with this id was ever recorded", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "The server failed", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(super) async fn site_history(
     req: HttpRequest,
     path: web::Path<String>,
     cat: web::Data<Arc<Catalogue>>,
@@ -46,7 +63,21 @@ async fn site_history(
 
 /// `GET /api/changes?bbox=&since=&until=&finding=&declaration=&type=&limit=&cursor=`:
 /// every event in the area and window, newest first, with a `next` link.
-async fn changes(
+#[utoipa::path(
+    get,
+    path = "/api/changes",
+    tag = "History",
+    operation_id = "getChanges",
+    params(
+        super::openapi::ChangesParams,
+    ),
+    responses(
+        (status = 200, description = "Events newest first, with a `next` link while there are more", body = ChangesCollection, content_type = "application/geo+json"),
+        (status = 400, description = "A parameter is wrong; `parameter` names it", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "The server failed", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(super) async fn changes(
     req: HttpRequest,
     cat: web::Data<Arc<Catalogue>>,
 ) -> Result<HttpResponse, ApiError> {

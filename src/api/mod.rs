@@ -2,15 +2,23 @@
 //! actix lives under this module.
 
 mod auth;
+mod cors;
+mod cql;
+mod csv;
 mod edits;
 mod error;
 mod history;
 mod observations;
+mod ogc;
+mod openapi;
+mod page;
 mod params;
 mod routes;
 
 pub use auth::WriteAuth;
+pub use cors::Cors;
 pub use error::ApiError;
+pub use page::{PageConfig, Tiles};
 
 use crate::catalogue::Catalogue;
 use actix_web::middleware::DefaultHeaders;
@@ -32,7 +40,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/api/nearby", web::get().to(routes::nearby))
         .configure(edits::configure)
         .configure(observations::configure)
-        .configure(history::configure);
+        .configure(history::configure)
+        .configure(ogc::configure)
+        .configure(openapi::configure)
+        .configure(page::configure);
 }
 
 /// Serves the catalogue on an already bound listener until the process is told
@@ -45,20 +56,29 @@ pub fn serve(
     auth: WriteAuth,
     max_body: usize,
     listener: TcpListener,
+    page: PageConfig,
+    cors: Cors,
 ) -> std::io::Result<()> {
     actix_web::rt::System::new().block_on(async move {
         let data = web::Data::new(catalogue);
         let auth = web::Data::new(auth);
+        let page = web::Data::new(page);
         HttpServer::new(move || {
             App::new()
                 .app_data(data.clone())
                 .app_data(auth.clone())
+                .app_data(page.clone())
                 .app_data(web::PayloadConfig::new(max_body))
+                .wrap(actix_web::middleware::from_fn(openapi::reject_undocumented))
                 .wrap(DefaultHeaders::new().add(("X-Content-Type-Options", "nosniff")))
                 .wrap(
                     actix_web::middleware::Logger::new("%a \"%r\" %s %Dms")
                         .log_target("sitewatch::http"),
                 )
+                .wrap(actix_web::middleware::Condition::new(
+                    cors.enabled(),
+                    cors.middleware(),
+                ))
                 .configure(configure)
                 .default_service(web::to(routes::not_found))
         })

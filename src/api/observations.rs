@@ -35,7 +35,7 @@ fn import_options(p: &Params) -> Result<ImportOptions, ApiError> {
             ));
         }
     };
-    let dry_run = match p.get("dry_run")? {
+    let dry_run = match p.typed("dry_run")? {
         None | Some("false") => false,
         Some("true") => true,
         Some(other) => {
@@ -48,7 +48,7 @@ fn import_options(p: &Params) -> Result<ImportOptions, ApiError> {
     let positive_metres = |name: &str, default: Meters| -> Result<Meters, ApiError> {
         Ok(p.metres(name)?.unwrap_or(default))
     };
-    let cluster_min_days = match p.get("cluster_min_days")? {
+    let cluster_min_days = match p.typed("cluster_min_days")? {
         None => defaults.cluster_min_days,
         Some(v) => v
             .parse::<usize>()
@@ -71,7 +71,32 @@ fn import_options(p: &Params) -> Result<ImportOptions, ApiError> {
 }
 
 /// `POST /api/observations`: the same import and report as `sitewatch import observations`.
-async fn import(
+#[utoipa::path(
+    post,
+    path = "/api/observations",
+    tag = "Observations",
+    operation_id = "importObservations",
+    params(
+        ("mode" = Option<String>, Query, description = "atomic (default: all or nothing) or partial (store the valid features)"),
+        ("dry_run" = Option<bool>, Query, description = "report, store nothing"),
+        ("match_radius_m" = Option<f64>, Query, minimum = 0, description = "link to the nearest site within this many metres (default 1,000)"),
+        ("cluster_radius_m" = Option<f64>, Query, minimum = 0, description = "unmatched observations this close cluster into candidates (default 1,000)"),
+        ("cluster_min_days" = Option<u64>, Query, minimum = 1, maximum = 1000, description = "a cluster needs observations on this many days (default 2)"),
+        ("reason" = Option<String>, Query, description = "why, for the record"),
+    ),
+    request_body(content = Object, description = "A GeoJSON FeatureCollection of observations", content_type = "application/geo+json"),
+    responses(
+        (status = 200, description = "Nothing stored (a dry run, or already imported); the report", body = ImportReport, content_type = "application/json"),
+        (status = 201, description = "Stored; the report", body = ImportReport, content_type = "application/json"),
+        (status = 400, description = "The body is not a readable FeatureCollection, or a parameter is wrong", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No authority to write", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Some features are invalid; nothing stored; `report` lists them", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "The server failed", body = Problem, content_type = "application/problem+json"),
+    ),
+    security((), ("bearer" = []))
+)]
+pub(super) async fn import(
     req: HttpRequest,
     body: web::Bytes,
     cat: web::Data<Arc<Catalogue>>,
@@ -113,7 +138,22 @@ async fn import(
 }
 
 /// `GET /api/batches`: every import attempt, newest first.
-async fn batches(
+#[utoipa::path(
+    get,
+    path = "/api/batches",
+    tag = "Observations",
+    operation_id = "getBatches",
+    params(
+        ("limit" = Option<u64>, Query, minimum = 1, description = "at most this many (default 100, at most 1,000)"),
+        ("before" = Option<String>, Query, description = "batches received before this RFC 3339 time"),
+    ),
+    responses(
+        (status = 200, description = "Import attempts, newest first", body = BatchList, content_type = "application/json"),
+        (status = 400, description = "A parameter is wrong", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "The server failed", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(super) async fn batches(
     req: HttpRequest,
     cat: web::Data<Arc<Catalogue>>,
 ) -> Result<HttpResponse, ApiError> {
@@ -141,12 +181,24 @@ async fn batches(
 }
 
 /// `GET /api/candidates?state=open`: candidate undeclared sites, newest first.
-async fn candidates(
+#[utoipa::path(
+    get,
+    path = "/api/candidates",
+    tag = "Observations",
+    operation_id = "listCandidates",
+    params(super::openapi::CandidateListParams),
+    responses(
+        (status = 200, description = "Candidates, newest first", body = CandidateList, content_type = "application/geo+json"),
+        (status = 400, description = "A parameter is wrong", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "The server failed", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(super) async fn candidates(
     req: HttpRequest,
     cat: web::Data<Arc<Catalogue>>,
 ) -> Result<HttpResponse, ApiError> {
     let p = Params::parse(req.query_string())?;
-    let state = match p.get("state")? {
+    let state = match p.typed("state")? {
         None | Some("all") => None,
         Some(s @ ("open" | "promoted" | "dismissed")) => Some(s.to_owned()),
         Some(other) => {
@@ -165,7 +217,21 @@ async fn candidates(
     Ok(HttpResponse::Ok().content_type(GEOJSON).json(json!({"type": "FeatureCollection", "numberReturned": features.len(), "features": features})))
 }
 
-async fn candidate(
+/// One candidate.
+#[utoipa::path(
+    get,
+    path = "/api/candidates/{id}",
+    tag = "Observations",
+    operation_id = "showCandidate",
+    params(("id" = String, Path, description = "the candidate's id")),
+    responses(
+        (status = 200, description = "The candidate", body = CandidateFeature, content_type = "application/geo+json"),
+        (status = 400, description = "A parameter is wrong", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such candidate", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "The server failed", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(super) async fn candidate(
     path: web::Path<String>,
     cat: web::Data<Arc<Catalogue>>,
 ) -> Result<HttpResponse, ApiError> {
@@ -182,7 +248,25 @@ async fn candidate(
 }
 
 /// `POST /api/candidates/{id}/dismiss[?reason=]`: the analyst judged it nothing.
-async fn dismiss(
+#[utoipa::path(
+    post,
+    path = "/api/candidates/{id}/dismiss",
+    tag = "Observations",
+    operation_id = "dismissCandidate",
+    params(
+        ("id" = String, Path, description = "the candidate's id"),
+        ("reason" = Option<String>, Query, description = "kept as the candidate's note"),
+    ),
+    responses(
+        (status = 200, description = "Dismissed", body = CandidateFeature, content_type = "application/geo+json"),
+        (status = 400, description = "A parameter is wrong", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No authority to write", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No open candidate with this id", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "The server failed", body = Problem, content_type = "application/problem+json"),
+    ),
+    security((), ("bearer" = []))
+)]
+pub(super) async fn dismiss(
     req: HttpRequest,
     path: web::Path<String>,
     cat: web::Data<Arc<Catalogue>>,
@@ -212,7 +296,29 @@ async fn dismiss(
 /// `POST /api/candidates/{id}/promote[?reason=]` with an optional JSON body
 /// (`name`, `footprint`, `kind`, `country`, `status`, `alt_names`, `notes`, `id`):
 /// the candidate becomes a catalogue site and keeps its observations.
-async fn promote(
+#[utoipa::path(
+    post,
+    path = "/api/candidates/{id}/promote",
+    tag = "Observations",
+    operation_id = "promoteCandidate",
+    params(
+        ("id" = String, Path, description = "the candidate's id"),
+        ("reason" = Option<String>, Query, description = "why, kept with the new site's revision"),
+    ),
+    request_body(content = Option<Promotion>, description = "Optional fields of the new site", content_type = "application/json"),
+    responses(
+        (status = 201, description = "The new site; `Location` names it", body = SiteFeature, content_type = "application/geo+json",
+            headers(("Location" = String, description = "the new site's URL"))),
+        (status = 400, description = "A field is invalid; `parameter` names it", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No authority to write", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No open candidate with this id", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A site with the id asked for exists", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "The server failed", body = Problem, content_type = "application/problem+json"),
+    ),
+    security((), ("bearer" = []))
+)]
+pub(super) async fn promote(
     req: HttpRequest,
     path: web::Path<String>,
     body: web::Bytes,
@@ -224,16 +330,19 @@ async fn promote(
         Promotion::default()
     } else {
         require_json(&req)?;
-        serde_json::from_slice(&body).map_err(|e| {
-            ApiError::bad(
-                "body",
-                format!("the body must be a JSON object of promotion fields: {e}"),
-            )
-        })?
+        // JSON `null` says "nothing to add", as an empty body does.
+        serde_json::from_slice::<Option<Promotion>>(&body)
+            .map_err(|e| {
+                ApiError::bad(
+                    "body",
+                    format!("the body must be a JSON object of promotion fields: {e}"),
+                )
+            })?
+            .unwrap_or_default()
     };
     let id = path.into_inner();
-    let cat = cat.get_ref().clone();
-    let site = web::block(move || cat.promote_candidate(&id, promotion, &by))
+    let promoter = cat.get_ref().clone();
+    let site = web::block(move || promoter.promote_candidate(&id, promotion, &by))
         .await
         .map_err(ApiError::internal)?
         .map_err(|e| match e {
@@ -246,11 +355,10 @@ async fn promote(
             },
             PromoteError::Store(s) => ApiError::internal(s),
         })?;
-    Ok(HttpResponse::Created()
-        .insert_header((
-            "Location",
-            format!("/api/collections/sites/items/{}", site.id),
-        ))
-        .content_type(GEOJSON)
-        .json(site.to_feature()))
+    let mut resp = HttpResponse::Created();
+    resp.insert_header((
+        "Location",
+        format!("/api/collections/sites/items/{}", site.id),
+    ));
+    Ok(super::edits::feature_response(resp, &site, &cat))
 }

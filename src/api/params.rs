@@ -1,6 +1,7 @@
 //! Query-string parameters turned into domain values, with errors naming the
 //! parameter.
 
+use super::cql::Interval;
 use super::error::ApiError;
 use crate::index::Filter;
 use crate::model::{BBox, LonLat, Meters};
@@ -32,8 +33,19 @@ impl Params {
         Ok(first.filter(|v| !v.is_empty()))
     }
 
+    /// The value of a typed parameter (a number, time, boolean or box): like
+    /// [`Params::get`], but an empty value is an error, since it is no value of
+    /// the type.
+    pub fn typed(&self, name: &str) -> Result<Option<&str>, ApiError> {
+        let given = self.0.iter().any(|(k, _)| k == name);
+        match self.get(name)? {
+            None if given => Err(ApiError::bad(name, format!("{name} is empty"))),
+            v => Ok(v),
+        }
+    }
+
     pub fn f64(&self, name: &str) -> Result<Option<f64>, ApiError> {
-        self.get(name)?
+        self.typed(name)?
             .map(|v| match v.trim().parse::<f64>() {
                 Ok(x) if x.is_finite() => Ok(x),
                 _ => Err(ApiError::bad(
@@ -50,11 +62,17 @@ impl Params {
     }
 
     /// A count of results: at least 1; above `max` it is clamped to `max`.
+    /// Numbers beyond a signed 64-bit integer are refused: the API definition
+    /// declares `limit` as one.
     pub fn limit(&self, default: usize, max: usize) -> Result<usize, ApiError> {
-        match self.get("limit")? {
+        match self.typed("limit")? {
             None => Ok(default),
             Some(v) => match v.trim().parse::<u64>() {
                 Ok(0) => Err(ApiError::bad("limit", "limit must be at least 1")),
+                Ok(n) if n > i64::MAX as u64 => Err(ApiError::bad(
+                    "limit",
+                    format!("limit must be below 2^63, got {v}"),
+                )),
                 Ok(n) => Ok(n.min(max as u64) as usize),
                 Err(_) => Err(ApiError::bad(
                     "limit",
@@ -62,6 +80,45 @@ impl Params {
                 )),
             },
         }
+    }
+
+    /// A page size as [`Params::limit`] reads it, and the value asked for when
+    /// it was above `max` and clamped, so the answer can say so.
+    pub fn limit_clamped(
+        &self,
+        default: usize,
+        max: usize,
+    ) -> Result<(usize, Option<u64>), ApiError> {
+        let limit = self.limit(default, max)?;
+        let asked = self
+            .typed("limit")?
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .filter(|&n| n > max as u64);
+        Ok((limit, asked))
+    }
+
+    /// A comma-separated list of values, empty when the parameter is absent.
+    pub fn list(&self, name: &str) -> Result<Vec<String>, ApiError> {
+        Ok(self
+            .get(name)?
+            .map(|v| {
+                v.split(',')
+                    .map(|s| s.trim().to_owned())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    /// The OGC API `datetime` parameter: an instant, a date, or an interval
+    /// `start/end` with `..` for an open end.
+    pub fn datetime(&self) -> Result<Option<Interval>, ApiError> {
+        self.typed("datetime")?
+            .map(|raw| {
+                Interval::parse_datetime(raw)
+                    .map_err(|why| ApiError::bad("datetime", format!("datetime {raw:?}: {why}")))
+            })
+            .transpose()
     }
 
     pub fn point(&self) -> Result<LonLat, ApiError> {
@@ -79,13 +136,13 @@ impl Params {
 
     pub fn timestamp(&self, name: &str) -> Result<Option<crate::model::Timestamp>, ApiError> {
         Ok(self
-            .get(name)?
+            .typed(name)?
             .map(|v| crate::model::Timestamp::parse(name, v))
             .transpose()?)
     }
 
     pub fn bbox(&self) -> Result<Option<BBox>, ApiError> {
-        let Some(raw) = self.get("bbox")? else {
+        let Some(raw) = self.typed("bbox")? else {
             return Ok(None);
         };
         let nums = raw
@@ -215,6 +272,64 @@ mod tests {
         assert_eq!(
             param_of(Params::parse("status=busy").unwrap().filter().unwrap_err()),
             "status"
+        );
+    }
+
+    #[test]
+    fn a_clamped_limit_reports_what_was_asked_for() {
+        let p = Params::parse("limit=20000").unwrap();
+        assert_eq!(
+            p.limit_clamped(100, 10_000).unwrap(),
+            (10_000, Some(20_000))
+        );
+        let p = Params::parse("limit=50").unwrap();
+        assert_eq!(p.limit_clamped(100, 10_000).unwrap(), (50, None));
+    }
+
+    #[test]
+    fn a_datetime_that_is_not_a_time_or_interval_names_datetime() {
+        assert!(
+            Params::parse("datetime=2018-01-01T00:00:00Z/..")
+                .unwrap()
+                .datetime()
+                .unwrap()
+                .is_some()
+        );
+        assert_eq!(
+            param_of(
+                Params::parse("datetime=soon")
+                    .unwrap()
+                    .datetime()
+                    .unwrap_err()
+            ),
+            "datetime"
+        );
+    }
+
+    #[test]
+    fn an_empty_typed_parameter_is_refused_but_an_empty_filter_is_no_filter() {
+        assert_eq!(
+            param_of(
+                Params::parse("as_of=")
+                    .unwrap()
+                    .timestamp("as_of")
+                    .unwrap_err()
+            ),
+            "as_of"
+        );
+        assert_eq!(
+            param_of(Params::parse("limit=").unwrap().limit(1, 2).unwrap_err()),
+            "limit"
+        );
+        assert!(Params::parse("kind=").unwrap().filter().is_ok());
+        assert_eq!(
+            param_of(
+                Params::parse("limit=9223372036854775808")
+                    .unwrap()
+                    .limit(1, 2)
+                    .unwrap_err()
+            ),
+            "limit"
         );
     }
 

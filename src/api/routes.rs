@@ -1,21 +1,20 @@
 //! Handlers: each parses its parameters, asks the catalogue, renders GeoJSON.
 
+use super::cql::{Geom, Record, Scalar};
 use super::edits::RecordView;
 use super::error::ApiError;
+use super::ogc::{CollectionId, ItemQuery, Link};
 use super::params::Params;
 use crate::catalogue::Catalogue;
 use crate::index::SiteIndex;
 use crate::model::{Footprint, Site, SiteId};
 use crate::render;
+use crate::store::ObservationStats;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
 
 pub const GEOJSON: &str = "application/geo+json";
-
-/// Items pages: default and largest page sizes.
-const ITEMS_DEFAULT: usize = 100;
-const ITEMS_MAX: usize = 10_000;
 /// `nearby` with a radius returns everything inside it up to this many.
 const WITHIN_DEFAULT: usize = 1_000;
 const NEARBY_MAX: usize = 10_000;
@@ -26,6 +25,17 @@ fn geojson(v: Value) -> HttpResponse {
     HttpResponse::Ok().content_type(GEOJSON).json(v)
 }
 
+/// Whether the server is up, and how many live sites it serves.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "Service",
+    operation_id = "getHealth",
+    responses(
+        (status = 200, description = "The server is up", body = Health, content_type = "application/json"),
+        (status = 400, description = "A parameter is wrong", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn healthz(cat: web::Data<Arc<Catalogue>>) -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok", "sites": cat.index().len()}))
 }
@@ -36,18 +46,64 @@ pub fn base_url(req: &HttpRequest) -> String {
     format!("{}://{}", info.scheme(), info.host())
 }
 
+/// A site as a CQL2 filter, `sortby` and `datetime` see it.
+struct SiteItem {
+    site: Arc<Site>,
+    retired: bool,
+    stats: Option<ObservationStats>,
+}
+
+impl Record for SiteItem {
+    fn property(&self, name: &str) -> Scalar {
+        let s = &self.site;
+        let text = |t: &str| Scalar::Str(t.to_owned());
+        match name {
+            "id" => text(s.id.as_str()),
+            "name" => text(&s.name),
+            "country" => text(s.country.as_str()),
+            "kind" => text(s.kind.as_str()),
+            "declaration" => text(s.declaration.as_str()),
+            "status" => text(s.status.as_str()),
+            "confidence" => text(s.confidence.as_str()),
+            "notes" => s.notes.as_deref().map_or(Scalar::Null, text),
+            "last_observed_at" => self
+                .stats
+                .map_or(Scalar::Null, |st| Scalar::Time(st.last_observed_at)),
+            "observation_count" => Scalar::Num(self.stats.map_or(0, |st| st.count) as f64),
+            "retired" => Scalar::Bool(self.retired),
+            _ => Scalar::Null,
+        }
+    }
+
+    fn geometry(&self) -> Option<Geom<'_>> {
+        Some(Geom::Area(&self.site.footprint))
+    }
+}
+
+/// Sites: OGC API - Features items with the catalogue's own filters.
+#[utoipa::path(
+    get,
+    path = "/api/collections/sites/items",
+    tag = "Data",
+    operation_id = "getSites",
+    params(super::openapi::ItemsParams, super::openapi::SiteFilterParams, super::openapi::SiteViewParams),
+    responses(
+        (status = 200, description = "A page of sites", content(
+            ("application/geo+json" = SiteCollection),
+            ("text/csv" = String),
+        )),
+        (status = 400, description = "A parameter is wrong; `parameter` names it", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "The server failed", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn site_items(
     req: HttpRequest,
     cat: web::Data<Arc<Catalogue>>,
 ) -> Result<HttpResponse, ApiError> {
     let p = Params::parse(req.query_string())?;
+    let query = ItemQuery::parse(&p, &req, CollectionId::Sites)?;
     let filter = p.filter()?;
-    let limit = p.limit(ITEMS_DEFAULT, ITEMS_MAX)?;
-    let after = p
-        .get("after")?
-        .map(|a| SiteId::parse("after", a))
-        .transpose()?;
-    let bbox = p.bbox()?;
+    let bbox = query.bbox;
     let intersects = p
         .get("intersects")?
         .map(|g| {
@@ -63,7 +119,7 @@ pub async fn site_items(
     let view = RecordView::parse(&p)?;
     let observed_before = p.timestamp("observed_before")?;
     let observed_since = p.timestamp("observed_since")?;
-    let query = |index: &SiteIndex| -> Vec<Arc<Site>> {
+    let query_index = |index: &SiteIndex| -> Vec<Arc<Site>> {
         match (&bbox, &intersects) {
             (Some(b), None) => index.bbox(b, &filter),
             (None, Some(g)) => index.intersects(g.shape(), &filter),
@@ -86,10 +142,9 @@ pub async fn site_items(
     // Each site paired with whether it is retired; a site is live or retired at
     // any one moment, never both.
     let mut matched: Vec<(Arc<Site>, bool)> =
-        query(&live).into_iter().map(|s| (s, false)).collect();
+        query_index(&live).into_iter().map(|s| (s, false)).collect();
     if let Some(retired) = &retired {
-        matched.extend(query(retired).into_iter().map(|s| (s, true)));
-        matched.sort_by(|a, b| a.0.id.cmp(&b.0.id));
+        matched.extend(query_index(retired).into_iter().map(|s| (s, true)));
     }
     // Staleness: sites nobody has looked at since a date, or looked at lately.
     let stats = cat.observation_stats();
@@ -100,44 +155,65 @@ pub async fn site_items(
     if let Some(t) = observed_since {
         matched.retain(|(s, _)| last_seen(s).is_some_and(|l| l >= t));
     }
-    let number_matched = matched.len();
-    let page: Vec<&(Arc<Site>, bool)> = matched
-        .iter()
-        .filter(|(s, _)| after.as_ref().is_none_or(|a| &s.id > a))
-        .take(limit)
+    let items: Vec<SiteItem> = matched
+        .into_iter()
+        .map(|(site, retired)| SiteItem {
+            stats: stats.get(site.id.as_str()).copied(),
+            site,
+            retired,
+        })
         .collect();
-    let mut extra = Map::new();
-    extra.insert("numberMatched".into(), json!(number_matched));
-    let mut links = vec![
-        json!({"rel": "self", "type": GEOJSON, "href": format!("{}{}", base_url(&req), req.uri())}),
-    ];
-    if let Some((last, _)) = page.last() {
-        let has_more = matched.iter().any(|(s, _)| s.id > last.id);
-        if has_more {
-            let query: Vec<(String, String)> =
-                serde_urlencoded::from_str::<Vec<(String, String)>>(req.query_string())
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter(|(k, _)| k != "after")
-                    .chain([("after".to_string(), last.id.to_string())])
-                    .collect();
-            let qs = serde_urlencoded::to_string(&query).map_err(ApiError::internal)?;
-            links.push(json!({"rel": "next", "type": GEOJSON, "href": format!("{}{}?{qs}", base_url(&req), req.path())}));
-        }
-    }
-    extra.insert("links".into(), Value::Array(links));
-    let mut doc = render::sites_collection(page.iter().map(|(s, _)| s), extra);
-    view.mark_retired(&mut doc, page.iter().map(|(_, retired)| *retired));
+    let sel = query.select(items);
+    let base = base_url(&req);
+    let mut doc = render::sites_collection(sel.page.iter().map(|i| &i.site), Map::new());
+    view.mark_retired(&mut doc, sel.page.iter().map(|i| i.retired));
     render::add_observation_stats(&mut doc, &stats);
-    Ok(geojson(doc))
+    let mut features = match doc["features"].take() {
+        Value::Array(f) => f,
+        _ => Vec::new(),
+    };
+    for f in &mut features {
+        let id = f["id"].as_str().unwrap_or_default().to_owned();
+        f["links"] = json!([Link::new(
+            format!("{base}/api/collections/sites/items/{id}"),
+            "self",
+            GEOJSON,
+            ""
+        )]);
+    }
+    query.respond(&req, &sel, features)
 }
 
+/// One site.
+#[utoipa::path(
+    get,
+    path = "/api/collections/sites/items/{id}",
+    tag = "Data",
+    operation_id = "getSite",
+    params(
+        ("id" = String, Path, description = "the site's id"),
+        super::openapi::SiteItemParams,
+    ),
+    responses(
+        (status = 200, description = "The site", body = SiteFeature, content_type = "application/geo+json"),
+        (status = 400, description = "A parameter is wrong", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such site (at that moment)", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "The server failed", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn site_item(
     req: HttpRequest,
     path: web::Path<String>,
     cat: web::Data<Arc<Catalogue>>,
 ) -> Result<HttpResponse, ApiError> {
-    let view = RecordView::parse(&Params::parse(req.query_string())?)?;
+    let p = Params::parse(req.query_string())?;
+    if let Some(f) = p.typed("f")?.filter(|f| !matches!(*f, "json" | "geojson")) {
+        return Err(ApiError::bad(
+            "f",
+            format!("a single item is served as json only, not {f:?}"),
+        ));
+    }
+    let view = RecordView::parse(&p)?;
     let raw = path.into_inner();
     let not_found = || ApiError::NotFound {
         detail: format!("no site with id {raw:?}"),
@@ -149,6 +225,24 @@ pub async fn site_item(
     Ok(geojson(feature))
 }
 
+/// Sites near a point: within a radius, or the nearest few.
+#[utoipa::path(
+    get,
+    path = "/api/nearby",
+    tag = "Proximity",
+    operation_id = "getNearby",
+    params(
+        ("lon" = f64, Query, minimum = -180, maximum = 180, description = "longitude, WGS84 degrees"),
+        ("lat" = f64, Query, minimum = -90, maximum = 90, description = "latitude, WGS84 degrees"),
+        ("radius_m" = Option<f64>, Query, minimum = 0, description = "every site within this many geodesic metres; without it, the `limit` nearest"),
+        ("limit" = Option<u64>, Query, minimum = 1, description = "at most this many (default 10 nearest, or 1,000 within a radius; at most 10,000)"),
+        super::openapi::SiteFilterParams,
+    ),
+    responses(
+        (status = 200, description = "Sites nearest first, each with properties.distance_m", body = NearbyCollection, content_type = "application/geo+json"),
+        (status = 400, description = "A parameter is wrong; `parameter` names it", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn nearby(
     req: HttpRequest,
     cat: web::Data<Arc<Catalogue>>,
@@ -178,7 +272,25 @@ pub async fn nearby(
     Ok(geojson(doc))
 }
 
+/// Requests no route took: a path that names a resource gets a 405 with the
+/// methods it takes, any other a 404.
 pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    if let Some(pattern) = req.match_pattern() {
+        let allow = super::openapi::methods_at(&pattern);
+        let allow = if allow.is_empty() {
+            "GET".to_owned()
+        } else {
+            allow.join(", ")
+        };
+        return Err(ApiError::MethodNotAllowed {
+            detail: format!(
+                "{} does not take {}; it takes {allow}",
+                req.path(),
+                req.method()
+            ),
+            allow,
+        });
+    }
     Err(ApiError::NotFound {
         detail: format!("nothing at {}", req.path()),
     })

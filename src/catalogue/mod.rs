@@ -4,6 +4,7 @@
 mod edits;
 mod history;
 mod observations;
+mod ogc;
 
 pub use edits::EditError;
 pub use history::{ChangesQuery, Cursor, EventKind, Page};

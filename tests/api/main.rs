@@ -2,9 +2,11 @@
 //! HTTP over loopback.
 
 mod cli;
+mod clients;
 mod crash;
 mod edits;
 mod helpers;
 mod observations;
+mod ogc;
 mod proximity;
 mod sites;

@@ -1,0 +1,1050 @@
+//! The OpenAPI 3.0 document, generated from the handlers' own annotations, a
+//! browsable page of it at `/api/docs`, and the check that refuses query
+//! parameters the document does not name (OGC API - Features requires a 400
+//! for them), which also keeps the document and the code from drifting apart.
+
+use super::error::ApiError;
+use super::ogc::{self, CollectionInfo, Collections, Conformance, Extent, LandingPage, Link};
+use super::ogc::{SpatialExtent, TemporalExtent};
+use super::{edits, history, observations, routes};
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use actix_web::{HttpRequest, HttpResponse, web};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::OnceLock;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ObjectBuilder, RefOr, Schema, SchemaType};
+use utoipa::{Modify, OpenApi};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/api/openapi.json", web::get().to(openapi_json))
+        .route("/api/docs", web::get().to(docs));
+}
+
+/// Documentation types: they describe the JSON the handlers write and read,
+/// and exist only to be rendered into the document.
+#[allow(dead_code)]
+mod schemas {
+    use super::{Link, ObjectBuilder, RefOr, Schema, SchemaType};
+    use crate::model::{Confidence, Declaration, Finding, SiteKind, Status};
+    use serde::{Deserialize, Serialize};
+    use utoipa::{IntoParams, ToSchema};
+
+    /// Declares a string schema whose values are those of a model enum, so the
+    /// document lists exactly what the parser accepts.
+    macro_rules! enum_schema {
+        ($doc:ident, $model:ty, $what:literal) => {
+            #[doc = $what]
+            #[derive(Serialize)]
+            pub struct $doc;
+            impl<'s> ToSchema<'s> for $doc {
+                fn schema() -> (&'s str, RefOr<Schema>) {
+                    (
+                        stringify!($doc),
+                        ObjectBuilder::new()
+                            .schema_type(SchemaType::String)
+                            .description(Some($what))
+                            .enum_values(Some(<$model>::ALL.iter().map(|v| v.as_str())))
+                            .into(),
+                    )
+                }
+            }
+        };
+    }
+
+    enum_schema!(SiteKindName, SiteKind, "What a site is for.");
+    enum_schema!(
+        DeclarationName,
+        Declaration,
+        "Whether the state reported the site, admits it, or analysts found it."
+    );
+    enum_schema!(StatusName, Status, "The site's activity status.");
+    enum_schema!(ConfidenceName, Confidence, "How sure the record is.");
+    enum_schema!(FindingName, Finding, "What an observation showed.");
+
+    /// The collections of this service.
+    #[derive(Serialize, ToSchema)]
+    #[serde(rename_all = "snake_case")]
+    pub enum CollectionName {
+        Sites,
+        Observations,
+        Candidates,
+    }
+
+    /// An RFC 9457 problem: every error is one, with `parameter` naming the bad
+    /// query parameter or body field of a 400.
+    #[derive(Serialize, ToSchema)]
+    pub struct Problem {
+        #[serde(rename = "type")]
+        pub kind: String,
+        pub title: String,
+        pub status: u16,
+        pub detail: String,
+        pub parameter: Option<String>,
+        /// The full import report of a refused observation batch (422).
+        #[schema(value_type = Option<Object>)]
+        pub report: Option<serde_json::Value>,
+    }
+
+    #[derive(Serialize, ToSchema)]
+    pub enum FeatureType {
+        Feature,
+    }
+
+    #[derive(Serialize, ToSchema)]
+    pub enum FeatureCollectionType {
+        FeatureCollection,
+    }
+
+    #[derive(Serialize, ToSchema)]
+    pub enum PointType {
+        Point,
+    }
+
+    #[derive(Serialize, ToSchema)]
+    pub enum PolygonType {
+        Polygon,
+    }
+
+    #[derive(Serialize, ToSchema)]
+    pub enum MultiPolygonType {
+        MultiPolygon,
+    }
+
+    /// A GeoJSON Point, `[lon, lat]` in WGS84.
+    #[derive(Serialize, ToSchema)]
+    pub struct PointGeometry {
+        #[serde(rename = "type")]
+        pub kind: PointType,
+        #[schema(min_items = 2, max_items = 3)]
+        pub coordinates: Vec<f64>,
+    }
+
+    /// A GeoJSON Polygon: closed rings of `[lon, lat]`, the exterior first.
+    #[derive(Serialize, ToSchema)]
+    pub struct PolygonGeometry {
+        #[serde(rename = "type")]
+        pub kind: PolygonType,
+        pub coordinates: Vec<Vec<Vec<f64>>>,
+    }
+
+    /// A GeoJSON MultiPolygon.
+    #[derive(Serialize, ToSchema)]
+    pub struct MultiPolygonGeometry {
+        #[serde(rename = "type")]
+        pub kind: MultiPolygonType,
+        pub coordinates: Vec<Vec<Vec<Vec<f64>>>>,
+    }
+
+    /// A site footprint.
+    #[derive(Serialize, ToSchema)]
+    #[serde(untagged)]
+    pub enum Footprint {
+        Polygon(PolygonGeometry),
+        MultiPolygon(MultiPolygonGeometry),
+    }
+
+    /// Where an observation or event was: a Point, Polygon or MultiPolygon.
+    #[derive(Serialize, ToSchema)]
+    #[serde(untagged)]
+    pub enum AnyGeometry {
+        Point(PointGeometry),
+        Polygon(PolygonGeometry),
+        MultiPolygon(MultiPolygonGeometry),
+    }
+
+    /// A published source for a site.
+    #[derive(Serialize, ToSchema)]
+    pub struct Source {
+        pub title: String,
+        pub url: Option<String>,
+        /// `YYYY-MM-DD`.
+        pub date: Option<String>,
+    }
+
+    /// A site's properties.
+    #[derive(Serialize, ToSchema)]
+    pub struct SiteProperties {
+        pub id: String,
+        pub name: String,
+        pub alt_names: Vec<String>,
+        /// ISO 3166-1 alpha-3.
+        pub country: String,
+        pub kind: SiteKindName,
+        pub declaration: DeclarationName,
+        pub status: StatusName,
+        pub confidence: ConfidenceName,
+        pub sources: Vec<Source>,
+        pub notes: Option<String>,
+        #[schema(format = DateTime)]
+        pub last_observed_at: Option<String>,
+        pub observation_count: u64,
+        /// Present with `include_retired=true`.
+        pub retired: Option<bool>,
+        /// Geodesic metres from the query point (`/api/nearby` only).
+        pub distance_m: Option<f64>,
+    }
+
+    /// A catalogue site as a GeoJSON Feature.
+    #[derive(Serialize, ToSchema)]
+    pub struct SiteFeature {
+        #[serde(rename = "type")]
+        pub kind: FeatureType,
+        pub id: String,
+        pub geometry: Footprint,
+        pub properties: SiteProperties,
+        pub links: Option<Vec<Link>>,
+    }
+
+    /// The properties of a site to create or replace; see the README's site format.
+    #[derive(Serialize, ToSchema)]
+    pub struct SiteInputProperties {
+        pub id: Option<String>,
+        pub name: String,
+        pub alt_names: Option<Vec<String>>,
+        /// ISO 3166-1 alpha-3, e.g. PRK.
+        pub country: String,
+        pub kind: SiteKindName,
+        pub declaration: Option<DeclarationName>,
+        pub status: Option<StatusName>,
+        pub confidence: Option<ConfidenceName>,
+        pub sources: Option<Vec<Source>>,
+        pub notes: Option<String>,
+    }
+
+    /// A site to create or replace, as a GeoJSON Feature.
+    #[derive(Serialize, ToSchema)]
+    pub struct SiteInput {
+        #[serde(rename = "type")]
+        pub kind: FeatureType,
+        /// Optional on create (one is generated); on replace it must match the path.
+        pub id: Option<String>,
+        pub geometry: Footprint,
+        pub properties: SiteInputProperties,
+    }
+
+    /// Said when `limit` was above the maximum and clamped.
+    #[derive(Serialize, ToSchema)]
+    pub struct LimitClamped {
+        pub requested: u64,
+        pub applied: u64,
+    }
+
+    /// A page of sites.
+    #[derive(Serialize, ToSchema)]
+    pub struct SiteCollection {
+        #[serde(rename = "type")]
+        pub kind: FeatureCollectionType,
+        #[serde(rename = "timeStamp")]
+        #[schema(format = DateTime)]
+        pub time_stamp: String,
+        #[serde(rename = "numberMatched")]
+        pub number_matched: u64,
+        #[serde(rename = "numberReturned")]
+        pub number_returned: u64,
+        #[serde(rename = "limitClamped")]
+        pub limit_clamped: Option<LimitClamped>,
+        pub links: Vec<Link>,
+        pub features: Vec<SiteFeature>,
+    }
+
+    /// How an observation is linked to a site.
+    #[derive(Serialize, ToSchema)]
+    pub struct SiteLink {
+        pub site_id: String,
+        /// named, intersects, nearest or promoted.
+        pub how: String,
+        pub distance_m: f64,
+    }
+
+    #[derive(Serialize, ToSchema)]
+    pub struct ObservationProperties {
+        #[schema(format = DateTime)]
+        pub observed_at: String,
+        #[schema(format = DateTime)]
+        pub recorded_at: String,
+        pub batch_id: String,
+        pub sensor: String,
+        pub finding: FindingName,
+        pub confidence: ConfidenceName,
+        pub site_id: Option<String>,
+        pub description: Option<String>,
+        pub image_ref: Option<String>,
+        pub source: Option<String>,
+        pub external_id: Option<String>,
+        pub candidate_id: Option<String>,
+        pub sites: Vec<SiteLink>,
+    }
+
+    /// An observation as a GeoJSON Feature.
+    #[derive(Serialize, ToSchema)]
+    pub struct ObservationFeature {
+        #[serde(rename = "type")]
+        pub kind: FeatureType,
+        pub id: String,
+        pub geometry: AnyGeometry,
+        pub properties: ObservationProperties,
+        pub links: Option<Vec<Link>>,
+    }
+
+    /// A page of observations.
+    #[derive(Serialize, ToSchema)]
+    pub struct ObservationCollection {
+        #[serde(rename = "type")]
+        pub kind: FeatureCollectionType,
+        #[serde(rename = "timeStamp")]
+        #[schema(format = DateTime)]
+        pub time_stamp: String,
+        #[serde(rename = "numberMatched")]
+        pub number_matched: u64,
+        #[serde(rename = "numberReturned")]
+        pub number_returned: u64,
+        #[serde(rename = "limitClamped")]
+        pub limit_clamped: Option<LimitClamped>,
+        pub links: Vec<Link>,
+        pub features: Vec<ObservationFeature>,
+    }
+
+    #[derive(Serialize, ToSchema)]
+    pub struct CandidateProperties {
+        pub id: String,
+        /// open, promoted or dismissed.
+        pub state: String,
+        #[schema(format = DateTime)]
+        pub created_at: String,
+        pub batch_id: String,
+        pub declaration: String,
+        pub status: String,
+        pub confidence: String,
+        pub observation_ids: Vec<String>,
+        pub observation_count: u64,
+        #[schema(format = DateTime)]
+        pub first_observed_at: Option<String>,
+        #[schema(format = DateTime)]
+        pub last_observed_at: Option<String>,
+        #[schema(format = DateTime)]
+        pub decided_at: Option<String>,
+        pub site_id: Option<String>,
+        pub note: Option<String>,
+    }
+
+    /// A candidate undeclared site: the centre of a cluster of unmatched observations.
+    #[derive(Serialize, ToSchema)]
+    pub struct CandidateFeature {
+        #[serde(rename = "type")]
+        pub kind: FeatureType,
+        pub id: String,
+        pub geometry: PointGeometry,
+        pub properties: CandidateProperties,
+        pub links: Option<Vec<Link>>,
+    }
+
+    /// A page of candidates.
+    #[derive(Serialize, ToSchema)]
+    pub struct CandidateCollection {
+        #[serde(rename = "type")]
+        pub kind: FeatureCollectionType,
+        #[serde(rename = "timeStamp")]
+        #[schema(format = DateTime)]
+        pub time_stamp: String,
+        #[serde(rename = "numberMatched")]
+        pub number_matched: u64,
+        #[serde(rename = "numberReturned")]
+        pub number_returned: u64,
+        #[serde(rename = "limitClamped")]
+        pub limit_clamped: Option<LimitClamped>,
+        pub links: Vec<Link>,
+        pub features: Vec<CandidateFeature>,
+    }
+
+    /// `GET /api/candidates`: candidates, newest first.
+    #[derive(Serialize, ToSchema)]
+    pub struct CandidateList {
+        #[serde(rename = "type")]
+        pub kind: FeatureCollectionType,
+        #[serde(rename = "numberReturned")]
+        pub number_returned: u64,
+        pub features: Vec<CandidateFeature>,
+    }
+
+    /// The query a `nearby` answer is for.
+    #[derive(Serialize, ToSchema)]
+    pub struct NearbyQuery {
+        pub lon: f64,
+        pub lat: f64,
+        pub radius_m: Option<f64>,
+        pub limit: u64,
+    }
+
+    /// Sites near a point, nearest first, each with `properties.distance_m`.
+    #[derive(Serialize, ToSchema)]
+    pub struct NearbyCollection {
+        #[serde(rename = "type")]
+        pub kind: FeatureCollectionType,
+        #[serde(rename = "numberReturned")]
+        pub number_returned: u64,
+        pub query: NearbyQuery,
+        pub features: Vec<SiteFeature>,
+    }
+
+    /// An event in the record: an observation, a revision or a candidate.
+    #[derive(Serialize, ToSchema)]
+    pub struct EventFeature {
+        #[serde(rename = "type")]
+        pub kind: FeatureType,
+        pub id: String,
+        pub geometry: Option<AnyGeometry>,
+        /// `event` (observation, revision or candidate), `time`, and the event's own fields.
+        #[schema(value_type = Object)]
+        pub properties: serde_json::Value,
+    }
+
+    /// A site's timeline, oldest first.
+    #[derive(Serialize, ToSchema)]
+    pub struct HistoryCollection {
+        #[serde(rename = "type")]
+        pub kind: FeatureCollectionType,
+        pub site_id: String,
+        #[serde(rename = "numberReturned")]
+        pub number_returned: u64,
+        pub features: Vec<EventFeature>,
+    }
+
+    /// Changes in an area and time window, newest first.
+    #[derive(Serialize, ToSchema)]
+    pub struct ChangesCollection {
+        #[serde(rename = "type")]
+        pub kind: FeatureCollectionType,
+        #[serde(rename = "numberReturned")]
+        pub number_returned: u64,
+        pub links: Vec<Link>,
+        pub features: Vec<EventFeature>,
+    }
+
+    /// One import attempt.
+    #[derive(Serialize, ToSchema)]
+    pub struct Batch {
+        pub id: String,
+        #[schema(format = DateTime)]
+        pub received_at: String,
+        pub origin: String,
+        pub content_hash: String,
+        /// atomic or partial.
+        pub mode: String,
+        pub stored: bool,
+        pub features: Option<u64>,
+        pub accepted: Option<u64>,
+        pub rejected: Option<u64>,
+        pub duplicates: Option<u64>,
+        pub matched: Option<u64>,
+        pub unmatched: Option<u64>,
+        pub candidates_created: Option<Vec<String>>,
+        pub summary: Option<String>,
+    }
+
+    /// `GET /api/batches`: import attempts, newest first.
+    #[derive(Serialize, ToSchema)]
+    pub struct BatchList {
+        pub batches: Vec<Batch>,
+        #[serde(rename = "numberReturned")]
+        pub number_returned: u64,
+    }
+
+    /// One rejected feature of a batch.
+    #[derive(Serialize, ToSchema)]
+    pub struct FeatureProblem {
+        pub index: u64,
+        pub field: String,
+        pub reason: String,
+    }
+
+    /// A feature that was already stored.
+    #[derive(Serialize, ToSchema)]
+    pub struct DuplicateFeature {
+        pub index: u64,
+        pub source: Option<String>,
+        pub external_id: String,
+        pub existing: String,
+    }
+
+    /// What an import did (or, in a dry run, would do).
+    #[derive(Serialize, ToSchema)]
+    pub struct ImportReport {
+        pub batch_id: String,
+        pub origin: String,
+        pub content_hash: String,
+        /// atomic or partial.
+        pub mode: String,
+        pub dry_run: bool,
+        pub stored: bool,
+        pub already_imported_as: Option<String>,
+        pub features: u64,
+        pub accepted: u64,
+        pub rejected: u64,
+        pub duplicates: u64,
+        pub matched: u64,
+        pub unmatched: u64,
+        pub candidates_created: Vec<String>,
+        pub problems: Vec<FeatureProblem>,
+        pub duplicate_features: Vec<DuplicateFeature>,
+        pub lists_truncated: bool,
+        pub summary: String,
+    }
+
+    /// What an analyst may say when promoting a candidate; all optional.
+    #[derive(Serialize, ToSchema)]
+    pub struct Promotion {
+        pub id: Option<String>,
+        pub name: Option<String>,
+        pub alt_names: Option<Vec<String>>,
+        pub kind: Option<SiteKindName>,
+        pub country: Option<String>,
+        pub status: Option<StatusName>,
+        pub notes: Option<String>,
+        /// A Polygon or MultiPolygon; without one, a circle around the cluster.
+        pub footprint: Option<Footprint>,
+    }
+
+    /// `GET /healthz`.
+    #[derive(Serialize, ToSchema)]
+    pub struct Health {
+        pub status: String,
+        pub sites: u64,
+    }
+
+    /// The output format of items.
+    #[derive(Deserialize, ToSchema)]
+    #[serde(rename_all = "snake_case")]
+    pub enum ItemFormat {
+        Json,
+        Csv,
+    }
+
+    /// The only format of a document that is not a list of items.
+    #[derive(Deserialize, ToSchema)]
+    #[serde(rename_all = "snake_case")]
+    pub enum JsonOnly {
+        Json,
+    }
+
+    /// `f`, where JSON is the only format.
+    #[derive(Deserialize, IntoParams)]
+    #[into_params(parameter_in = Query)]
+    pub struct FormatParams {
+        /// json (the only format here)
+        #[param(inline)]
+        f: Option<JsonOnly>,
+    }
+
+    /// The view a single site is read in.
+    #[derive(Deserialize, IntoParams)]
+    #[into_params(parameter_in = Query)]
+    pub struct SiteItemParams {
+        /// The site as recorded at this moment (RFC 3339).
+        #[param(format = DateTime)]
+        as_of: Option<String>,
+        /// Serve a retired site too, with `properties.retired`.
+        include_retired: Option<bool>,
+        /// json (the only format for one item)
+        #[param(inline)]
+        f: Option<JsonOnly>,
+    }
+
+    /// Which candidates to list.
+    #[derive(Deserialize, ToSchema)]
+    #[serde(rename_all = "snake_case")]
+    pub enum CandidateState {
+        Open,
+        Promoted,
+        Dismissed,
+    }
+
+    /// `GET /api/candidates` parameters.
+    #[derive(Deserialize, IntoParams)]
+    #[into_params(parameter_in = Query)]
+    pub struct CandidateListParams {
+        /// open, promoted, dismissed or all (the default)
+        #[param(value_type = Option<String>, pattern = "^(open|promoted|dismissed|all)$")]
+        state: Option<String>,
+    }
+
+    /// The language of `filter`.
+    #[derive(Deserialize, ToSchema)]
+    pub enum FilterLang {
+        #[serde(rename = "cql2-text")]
+        Cql2Text,
+        #[serde(rename = "cql2-json")]
+        Cql2Json,
+    }
+
+    /// The query parameters every item collection takes.
+    #[derive(Deserialize, IntoParams)]
+    #[into_params(parameter_in = Query)]
+    #[allow(dead_code)]
+    pub struct ItemsParams {
+        /// Items per page: default 100, at most 10,000; a larger value is clamped
+        /// and the answer says so (`limitClamped` and a `Sitewatch-Limit-Clamped` header).
+        #[param(minimum = 1)]
+        limit: Option<u64>,
+        /// minLon,minLat,maxLon,maxLat in CRS84; minLon > maxLon crosses the antimeridian.
+        #[param(style = Form, explode = false, value_type = Option<Vec<f64>>, min_items = 4, max_items = 4)]
+        bbox: Option<String>,
+        /// An instant (RFC 3339 or a date), or an interval `start/end` with `..` for an
+        /// open end. Sites match on last_observed_at, observations on observed_at,
+        /// candidates on created_at.
+        datetime: Option<String>,
+        /// A CQL2 filter (text, or JSON with `filter-lang=cql2-json`) over the queryables.
+        /// Beyond CQL2's functions, `S_DWITHIN(geometry, <geometry>, <metres>)` measures
+        /// geodesic metres on WGS84.
+        filter: Option<String>,
+        #[serde(rename = "filter-lang")]
+        #[param(inline)]
+        filter_lang: Option<FilterLang>,
+        /// Must be CRS84 if given.
+        #[serde(rename = "filter-crs")]
+        filter_crs: Option<String>,
+        /// Comma-separated sortables, each `-` for descending; the id breaks ties.
+        sortby: Option<String>,
+        /// A cursor from a `next` link: the page after it.
+        after: Option<String>,
+        /// A cursor from a `prev` link: the page before it.
+        before: Option<String>,
+        /// json (GeoJSON, the default) or csv (WKT geometry); `Accept: text/csv` also gives CSV.
+        #[param(inline)]
+        f: Option<ItemFormat>,
+        /// Must be CRS84 if given.
+        crs: Option<String>,
+        /// Must be CRS84 if given.
+        #[serde(rename = "bbox-crs")]
+        bbox_crs: Option<String>,
+    }
+
+    /// The site filters every site query takes: comma-separated lists.
+    #[derive(Deserialize, IntoParams)]
+    #[into_params(parameter_in = Query)]
+    #[allow(dead_code)]
+    pub struct SiteFilterParams {
+        #[param(style = Form, explode = false, value_type = Option<Vec<DeclarationName>>)]
+        declaration: Option<String>,
+        #[param(style = Form, explode = false, value_type = Option<Vec<SiteKindName>>)]
+        kind: Option<String>,
+        #[param(style = Form, explode = false, value_type = Option<Vec<StatusName>>)]
+        status: Option<String>,
+        /// ISO 3166-1 alpha-3 codes, e.g. PRK.
+        #[param(style = Form, explode = false, value_type = Option<Vec<String>>)]
+        country: Option<String>,
+    }
+
+    /// The site-only item parameters: the record view and staleness.
+    #[derive(Deserialize, IntoParams)]
+    #[into_params(parameter_in = Query)]
+    #[allow(dead_code)]
+    pub struct SiteViewParams {
+        /// A GeoJSON Polygon or MultiPolygon the footprint must meet.
+        intersects: Option<String>,
+        /// The catalogue as recorded at this moment (RFC 3339).
+        #[param(format = DateTime)]
+        as_of: Option<String>,
+        /// Add retired sites, each with `properties.retired`.
+        include_retired: Option<bool>,
+        /// Sites not observed since this moment (or never).
+        #[param(format = DateTime)]
+        observed_before: Option<String>,
+        /// Sites observed at or after this moment.
+        #[param(format = DateTime)]
+        observed_since: Option<String>,
+    }
+
+    /// Observation filters.
+    #[derive(Deserialize, IntoParams)]
+    #[into_params(parameter_in = Query)]
+    #[allow(dead_code)]
+    pub struct ObservationFilterParams {
+        #[param(style = Form, explode = false, value_type = Option<Vec<FindingName>>)]
+        finding: Option<String>,
+        /// Sensors, exactly as recorded.
+        #[param(style = Form, explode = false, value_type = Option<Vec<String>>)]
+        sensor: Option<String>,
+    }
+
+    /// `GET /api/changes` parameters.
+    #[derive(Deserialize, IntoParams)]
+    #[into_params(parameter_in = Query)]
+    pub struct ChangesParams {
+        /// minLon,minLat,maxLon,maxLat
+        #[param(style = Form, explode = false, value_type = Option<Vec<f64>>, min_items = 4, max_items = 4)]
+        bbox: Option<String>,
+        /// Events at or after this moment.
+        #[param(format = DateTime)]
+        since: Option<String>,
+        /// Events at or before this moment.
+        #[param(format = DateTime)]
+        until: Option<String>,
+        /// Only observations with these findings.
+        #[param(style = Form, explode = false, value_type = Option<Vec<FindingName>>)]
+        finding: Option<String>,
+        /// Only events about sites so declared.
+        #[param(style = Form, explode = false, value_type = Option<Vec<DeclarationName>>)]
+        declaration: Option<String>,
+        /// observation, revision, candidate.
+        #[serde(rename = "type")]
+        #[param(style = Form, explode = false, value_type = Option<Vec<String>>)]
+        kind: Option<String>,
+        /// Events per page: default 100, at most 1,000.
+        #[param(minimum = 1)]
+        limit: Option<u64>,
+        /// From a `next` link.
+        cursor: Option<String>,
+    }
+
+    /// Candidate filters.
+    #[derive(Deserialize, IntoParams)]
+    #[into_params(parameter_in = Query)]
+    #[allow(dead_code)]
+    pub struct CandidateFilterParams {
+        /// open, promoted, dismissed.
+        #[param(style = Form, explode = false, value_type = Option<Vec<CandidateState>>)]
+        state: Option<String>,
+    }
+}
+
+pub use schemas::*;
+
+/// Declares the bearer token writes may carry (`--token`); a server without
+/// one takes writes from loopback clients only, hence optional.
+struct BearerToken;
+
+impl Modify for BearerToken {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        if let Some(components) = openapi.components.as_mut() {
+            components.add_security_scheme(
+                "bearer",
+                SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+            );
+        }
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    modifiers(&BearerToken),
+    info(
+        title = "sitewatch",
+        description = "A catalogue of nuclear and missile sites, the observations made of them and candidate undeclared sites: OGC API - Features (Core, GeoJSON, OpenAPI 3.0, Filter with CQL2, Create/Replace/Delete, Sorting) plus geodesic proximity, history and observation import. Errors are application/problem+json."
+    ),
+    paths(
+        ogc::landing,
+        ogc::conformance,
+        ogc::collections,
+        ogc::collection,
+        ogc::queryables,
+        ogc::sortables,
+        routes::site_items,
+        edits::create,
+        routes::site_item,
+        edits::replace,
+        edits::retire,
+        ogc::observation_items,
+        ogc::observation_item,
+        ogc::candidate_items,
+        ogc::candidate_item,
+        routes::nearby,
+        history::site_history,
+        history::changes,
+        observations::import,
+        observations::batches,
+        observations::candidates,
+        observations::candidate,
+        observations::dismiss,
+        observations::promote,
+        routes::healthz,
+        openapi_json,
+        docs,
+    ),
+    components(schemas(
+        LandingPage, Conformance, Collections, CollectionInfo, Extent, SpatialExtent,
+        TemporalExtent, Link, CollectionName, Problem, FeatureType, FeatureCollectionType,
+        PointType, PolygonType, MultiPolygonType, PointGeometry, PolygonGeometry,
+        MultiPolygonGeometry, Footprint, AnyGeometry, Source, SiteProperties, SiteFeature,
+        SiteInputProperties, SiteInput, LimitClamped, SiteCollection, SiteLink,
+        ObservationProperties, ObservationFeature, ObservationCollection, CandidateProperties,
+        CandidateFeature, CandidateCollection, CandidateList, NearbyQuery, NearbyCollection,
+        EventFeature, HistoryCollection, ChangesCollection, Batch, BatchList, FeatureProblem,
+        DuplicateFeature, ImportReport, Promotion, Health, ItemFormat, FilterLang,
+        JsonOnly, CandidateState,
+        SiteKindName, DeclarationName, StatusName, ConfidenceName, FindingName,
+    )),
+    tags(
+        (name = "Capabilities", description = "OGC API - Features: landing page, conformance, collections, queryables, sortables"),
+        (name = "Data", description = "OGC API - Features: items of sites, observations and candidates"),
+        (name = "Proximity", description = "Geodesic proximity on WGS84"),
+        (name = "History", description = "Revisions, observations and candidates over time"),
+        (name = "Observations", description = "Observation import, batches and candidate sites"),
+        (name = "Service", description = "Health and this document"),
+    )
+)]
+pub struct ApiDoc;
+
+/// The document as served, built once.
+pub fn document() -> &'static serde_json::Value {
+    static DOC: OnceLock<serde_json::Value> = OnceLock::new();
+    DOC.get_or_init(|| {
+        serde_json::to_value(ApiDoc::openapi()).unwrap_or_else(|_| serde_json::json!({}))
+    })
+}
+
+/// The OpenAPI 3.0 definition of this API.
+#[utoipa::path(
+    get,
+    path = "/api/openapi.json",
+    tag = "Service",
+    operation_id = "getOpenApi",
+    responses(
+        (status = 200, description = "This document", body = Object, content_type = "application/vnd.oai.openapi+json;version=3.0"),
+        (status = 400, description = "A parameter is wrong", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn openapi_json() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/vnd.oai.openapi+json;version=3.0")
+        .json(document())
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// The operations of the document as a plain HTML page: no scripts and
+/// nothing fetched from elsewhere, so it works on a closed network.
+fn docs_html() -> String {
+    let doc = document();
+    let mut by_tag: BTreeMap<String, Vec<(String, String, &serde_json::Value)>> = BTreeMap::new();
+    for (path, item) in doc["paths"].as_object().into_iter().flatten() {
+        for (method, op) in item.as_object().into_iter().flatten() {
+            let tag = op["tags"][0].as_str().unwrap_or("Other").to_owned();
+            by_tag
+                .entry(tag)
+                .or_default()
+                .push((method.to_uppercase(), path.clone(), op));
+        }
+    }
+    let mut html = String::from(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>sitewatch API</title>\
+         <style>body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;line-height:1.4}\
+         code{background:#f3f3f3;padding:0 .2em}.m{display:inline-block;min-width:4.5em;font-weight:bold}\
+         table{border-collapse:collapse;margin:.3rem 0 1rem}td,th{border:1px solid #ccc;padding:.2rem .5rem;text-align:left;vertical-align:top}\
+         details{margin:.4rem 0}summary{cursor:pointer}</style></head><body>",
+    );
+    html.push_str(&format!(
+        "<h1>{}</h1><p>{}</p><p>The machine-readable definition: <a href=\"/api/openapi.json\">/api/openapi.json</a> (OpenAPI {}).</p>",
+        escape(doc["info"]["title"].as_str().unwrap_or("")),
+        escape(doc["info"]["description"].as_str().unwrap_or("")),
+        escape(doc["openapi"].as_str().unwrap_or(""))
+    ));
+    for (tag, ops) in &by_tag {
+        html.push_str(&format!("<h2>{}</h2>", escape(tag)));
+        for (method, path, op) in ops {
+            html.push_str(&format!(
+                "<details><summary><span class=\"m\">{method}</span> <code>{}</code> {}</summary>",
+                escape(path),
+                escape(
+                    op["summary"]
+                        .as_str()
+                        .or(op["description"].as_str())
+                        .unwrap_or("")
+                )
+            ));
+            if let Some(params) = op["parameters"].as_array().filter(|p| !p.is_empty()) {
+                html.push_str("<table><tr><th>parameter</th><th>in</th><th>required</th><th>description</th></tr>");
+                for p in params {
+                    html.push_str(&format!(
+                        "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                        escape(p["name"].as_str().unwrap_or("")),
+                        escape(p["in"].as_str().unwrap_or("")),
+                        if p["required"].as_bool().unwrap_or(false) {
+                            "yes"
+                        } else {
+                            ""
+                        },
+                        escape(p["description"].as_str().unwrap_or(""))
+                    ));
+                }
+                html.push_str("</table>");
+            }
+            html.push_str("<table><tr><th>status</th><th>meaning</th><th>media types</th></tr>");
+            for (status, r) in op["responses"].as_object().into_iter().flatten() {
+                let types: Vec<&str> = r["content"]
+                    .as_object()
+                    .map(|c| c.keys().map(String::as_str).collect())
+                    .unwrap_or_default();
+                html.push_str(&format!(
+                    "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    escape(status),
+                    escape(r["description"].as_str().unwrap_or("")),
+                    escape(&types.join(", "))
+                ));
+            }
+            html.push_str("</table></details>");
+        }
+    }
+    html.push_str("</body></html>");
+    html
+}
+
+/// Browsable documentation of every operation.
+#[utoipa::path(
+    get,
+    path = "/api/docs",
+    tag = "Service",
+    operation_id = "getApiDocs",
+    responses(
+        (status = 200, description = "The operations as an HTML page", body = String, content_type = "text/html"),
+        (status = 400, description = "A parameter is wrong", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn docs() -> HttpResponse {
+    static HTML: OnceLock<String> = OnceLock::new();
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .body(HTML.get_or_init(docs_html).as_str())
+}
+
+/// The query parameters the document names, per method and path template.
+fn documented() -> &'static BTreeMap<(String, String), BTreeSet<String>> {
+    static MAP: OnceLock<BTreeMap<(String, String), BTreeSet<String>>> = OnceLock::new();
+    MAP.get_or_init(|| {
+        let mut map = BTreeMap::new();
+        for (path, item) in document()["paths"].as_object().into_iter().flatten() {
+            for (method, op) in item.as_object().into_iter().flatten() {
+                let names = op["parameters"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|p| p["in"] == "query")
+                    .filter_map(|p| p["name"].as_str().map(str::to_owned))
+                    .collect();
+                map.insert((method.to_uppercase(), path.clone()), names);
+            }
+        }
+        map
+    })
+}
+
+/// The methods the document lists for a path template, such as `GET, POST`.
+pub fn methods_at(pattern: &str) -> Vec<String> {
+    documented()
+        .keys()
+        .filter(|(_, path)| path == pattern)
+        .map(|(method, _)| method.clone())
+        .collect()
+}
+
+/// The first query parameter the document does not name for this operation,
+/// as a 400; operations outside the document (the map page's) are not checked.
+pub fn undocumented_parameter(req: &HttpRequest) -> Option<ApiError> {
+    let pattern = req.match_pattern()?;
+    let names = documented().get(&(req.method().as_str().to_owned(), pattern))?;
+    let pairs = serde_urlencoded::from_str::<Vec<(String, String)>>(req.query_string()).ok()?;
+    pairs
+        .into_iter()
+        .find(|(k, _)| !names.contains(k))
+        .map(|(k, _)| {
+            ApiError::bad(
+                &k,
+                format!(
+                    "unknown parameter {k:?}; this operation takes {}",
+                    if names.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        names.iter().cloned().collect::<Vec<_>>().join(", ")
+                    }
+                ),
+            )
+        })
+}
+
+/// Middleware: refuses requests with undocumented query parameters.
+pub async fn reject_undocumented(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    if let Some(e) = undocumented_parameter(req.request()) {
+        return Ok(req.error_response(e).map_into_right_body());
+    }
+    next.call(req)
+        .await
+        .map(ServiceResponse::map_into_left_body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_document_is_openapi_3_0_and_lists_every_endpoint() {
+        let doc = document();
+        assert!(doc["openapi"].as_str().unwrap().starts_with("3.0."));
+        for path in [
+            "/api",
+            "/api/conformance",
+            "/api/collections",
+            "/api/collections/{collectionId}",
+            "/api/collections/{collectionId}/queryables",
+            "/api/collections/sites/items",
+            "/api/collections/sites/items/{id}",
+            "/api/collections/observations/items",
+            "/api/collections/candidates/items/{id}",
+            "/api/nearby",
+            "/api/sites/{id}/history",
+            "/api/changes",
+            "/api/observations",
+            "/api/batches",
+            "/api/candidates",
+            "/api/candidates/{id}/promote",
+            "/healthz",
+        ] {
+            assert!(doc["paths"][path].is_object(), "{path} is missing");
+        }
+        for method in ["get", "post"] {
+            assert!(doc["paths"]["/api/collections/sites/items"][method].is_object());
+        }
+    }
+
+    #[test]
+    fn every_error_response_is_a_problem() {
+        for (path, item) in document()["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                for (status, r) in op["responses"].as_object().unwrap() {
+                    if status.starts_with('4') || status.starts_with('5') {
+                        assert!(
+                            r["content"]["application/problem+json"].is_object(),
+                            "{method} {path} {status}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn enum_schemas_list_the_values_the_model_accepts() {
+        let kinds = &document()["components"]["schemas"]["SiteKindName"]["enum"];
+        assert_eq!(
+            kinds.as_array().unwrap().len(),
+            crate::model::SiteKind::ALL.len()
+        );
+        assert!(kinds.as_array().unwrap().contains(&"missile_base".into()));
+    }
+
+    #[test]
+    fn the_docs_page_lists_operations_without_fetching_anything() {
+        let html = docs_html();
+        assert!(html.contains("/api/nearby"));
+        assert!(!html.contains("<script"));
+        assert!(!html.contains("https://"));
+    }
+}

@@ -1,0 +1,706 @@
+//! The map page: the bundled page and its assets, embedded at build time and
+//! served at `/`, and the endpoints only the map needs under `/api/map/`: its
+//! settings, the span of the record for the time slider, a compact answer per
+//! view that stays small with 100,000 sites, and search by name.
+
+use super::error::ApiError;
+use super::params::Params;
+use super::routes::GEOJSON;
+use crate::catalogue::{Catalogue, ChangesQuery, EventKind};
+use crate::geodesy::{self, WGS84_A};
+use crate::index::SiteIndex;
+use crate::model::{BBox, Declaration, Finding, Site, SiteKind, Status, Timestamp};
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use chrono::NaiveDate;
+use serde_json::{Map, Value, json};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+
+/// Whether `build.rs` built the page, or why not.
+const WEB_STATUS: &str = env!("SITEWATCH_WEB_STATUS");
+
+macro_rules! asset {
+    ($name:literal, $type:literal) => {
+        Asset {
+            name: $name,
+            content_type: $type,
+            body: include_bytes!(concat!(env!("OUT_DIR"), "/web/", $name)),
+        }
+    };
+}
+
+struct Asset {
+    name: &'static str,
+    content_type: &'static str,
+    body: &'static [u8],
+}
+
+const INDEX: Asset = asset!("index.html", "text/html; charset=utf-8");
+const ASSETS: [Asset; 4] = [
+    asset!("app.js", "text/javascript; charset=utf-8"),
+    asset!("app.css", "text/css; charset=utf-8"),
+    asset!("outlines.json", "application/json"),
+    asset!("licenses.txt", "text/plain; charset=utf-8"),
+];
+
+/// Above this many sites in view the map gets clusters instead of sites: a
+/// canvas draws a few thousand footprints smoothly, not a hundred thousand.
+pub const MAX_SITES_PER_VIEW: usize = 3_000;
+/// Cluster cells are this many screen pixels wide at the requested zoom.
+const CLUSTER_CELL_PX: f64 = 64.0;
+/// A footprint narrower than this many pixels is sent as its centre point.
+const MIN_FOOTPRINT_PX: f64 = 3.0;
+/// Web Mercator stops here; positions beyond are binned at the edge.
+const MERCATOR_MAX_LAT: f64 = 85.051_128_78;
+/// Past catalogues kept for the time slider (each is a full index).
+const AS_OF_CACHE: usize = 4;
+
+/// The optional raster basemap drawn over the built-in outlines.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tiles {
+    /// An XYZ template such as `https://tile.openstreetmap.org/{z}/{x}/{y}.png`.
+    pub url: String,
+    pub attribution: String,
+}
+
+impl Tiles {
+    /// Checks a tile URL template (http or https, with `{z}`, `{x}` and `{y}`)
+    /// and picks an attribution when none is given.
+    pub fn parse(url: &str, attribution: Option<String>) -> Result<Self, String> {
+        if !(url.starts_with("https://") || url.starts_with("http://")) {
+            return Err(format!("--tiles must be an http or https URL, got {url:?}"));
+        }
+        for part in ["{z}", "{x}", "{y}"] {
+            if !url.contains(part) {
+                return Err(format!("--tiles must contain {part}, got {url:?}"));
+            }
+        }
+        let attribution = attribution
+            .filter(|a| !a.trim().is_empty())
+            .unwrap_or_else(|| {
+                if url.contains("openstreetmap.org") {
+                    "© OpenStreetMap contributors".to_string()
+                } else {
+                    format!("Tiles: {}", Self::host_of(url))
+                }
+            });
+        Ok(Self {
+            url: url.to_string(),
+            attribution,
+        })
+    }
+
+    fn host_of(url: &str) -> &str {
+        let rest = url.split_once("://").map_or(url, |(_, r)| r);
+        rest.split(['/', '?', '#']).next().unwrap_or(rest)
+    }
+
+    /// The CSP source that lets the page load the tiles: scheme and host, with
+    /// a `{a-c}`-style subdomain turned into a wildcard.
+    fn csp_source(&self) -> String {
+        let scheme = self.url.split_once("://").map_or("https", |(s, _)| s);
+        let host = Self::host_of(&self.url);
+        let labels: Vec<&str> = host
+            .split('.')
+            .map(|l| if l.contains('{') { "*" } else { l })
+            .collect();
+        format!("{scheme}://{}", labels.join("."))
+    }
+}
+
+/// Past catalogues built for the time slider, each keyed by the newest
+/// revision it includes, oldest first.
+type PastCatalogues = Mutex<VecDeque<(String, Arc<SiteIndex>)>>;
+
+/// The page's settings, shared by every worker.
+#[derive(Debug, Default, Clone)]
+pub struct PageConfig {
+    tiles: Option<Tiles>,
+    past: Arc<PastCatalogues>,
+}
+
+impl PageConfig {
+    pub fn new(tiles: Option<Tiles>) -> Self {
+        Self {
+            tiles,
+            past: Arc::default(),
+        }
+    }
+
+    /// The page's Content-Security-Policy: its own scripts and styles only, and
+    /// images from itself and the tile server.
+    fn csp(&self) -> String {
+        let tiles = self
+            .tiles
+            .as_ref()
+            .map(|t| format!(" {}", t.csp_source()))
+            .unwrap_or_default();
+        format!(
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:{tiles}; \
+             connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+        )
+    }
+}
+
+/// Registers the page, its assets and the map endpoints.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/", web::get().to(index))
+        .route("/", web::head().to(index))
+        .route("/index.html", web::get().to(index))
+        .route("/assets/{name}", web::get().to(asset))
+        .route("/assets/{name}", web::head().to(asset))
+        .route("/api/map/config", web::get().to(config))
+        .route("/api/map/timeline", web::get().to(timeline))
+        .route("/api/map/sites", web::get().to(view_sites))
+        .route("/api/map/search", web::get().to(search));
+}
+
+fn page_config(cfg: Option<web::Data<PageConfig>>) -> PageConfig {
+    cfg.map(|c| c.get_ref().clone()).unwrap_or_default()
+}
+
+/// A strong validator for an embedded file: its SHA-256, shortened, worked
+/// out once per file.
+fn etag_of(a: &Asset) -> String {
+    use sha2::Digest;
+    static TAGS: OnceLock<Mutex<HashMap<&'static str, String>>> = OnceLock::new();
+    let tags = TAGS.get_or_init(Mutex::default);
+    let mut tags = tags.lock().unwrap_or_else(PoisonError::into_inner);
+    tags.entry(a.name)
+        .or_insert_with(|| format!("\"{}\"", &hex::encode(sha2::Sha256::digest(a.body))[..20]))
+        .clone()
+}
+
+fn embedded(req: &HttpRequest, a: &Asset) -> HttpResponse {
+    let tag = etag_of(a);
+    let fresh = req
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == tag));
+    let mut resp = if fresh {
+        HttpResponse::NotModified()
+    } else {
+        HttpResponse::Ok()
+    };
+    // Revalidated every time: the binary may have been rebuilt with a new page.
+    resp.insert_header((header::ETAG, tag))
+        .insert_header((header::CACHE_CONTROL, "no-cache"));
+    if fresh {
+        resp.finish()
+    } else {
+        resp.content_type(a.content_type).body(a.body)
+    }
+}
+
+async fn index(req: HttpRequest, cfg: Option<web::Data<PageConfig>>) -> HttpResponse {
+    let mut resp = embedded(&req, &INDEX);
+    if let Ok(csp) = header::HeaderValue::from_str(&page_config(cfg).csp()) {
+        resp.headers_mut()
+            .insert(header::CONTENT_SECURITY_POLICY, csp);
+    }
+    resp.headers_mut().insert(
+        header::REFERRER_POLICY,
+        header::HeaderValue::from_static("same-origin"),
+    );
+    resp
+}
+
+async fn asset(req: HttpRequest, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let name = path.into_inner();
+    ASSETS
+        .iter()
+        .find(|a| a.name == name)
+        .map(|a| embedded(&req, a))
+        .ok_or_else(|| ApiError::NotFound {
+            detail: format!("no asset named {name:?}"),
+        })
+}
+
+fn names<T: Copy>(all: &[T], as_str: fn(T) -> &'static str) -> Vec<&'static str> {
+    all.iter().map(|v| as_str(*v)).collect()
+}
+
+/// The lon/lat box around every live site's centre, for the first view.
+fn extent(index: &SiteIndex) -> Option<[f64; 4]> {
+    let all = crate::index::Filter::default();
+    index
+        .all(&all)
+        .map(|s| centre(s))
+        .fold(None, |b, [lon, lat]| {
+            Some(match b {
+                None => [lon, lat, lon, lat],
+                Some([w, s, e, n]) => [w.min(lon), s.min(lat), e.max(lon), n.max(lat)],
+            })
+        })
+}
+
+/// `GET /api/map/config`: what the page needs before it draws anything.
+async fn config(
+    cat: web::Data<Arc<Catalogue>>,
+    cfg: Option<web::Data<PageConfig>>,
+) -> Result<HttpResponse, ApiError> {
+    let cfg = page_config(cfg);
+    let index = cat.index();
+    let extent = web::block(move || extent(&index))
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(HttpResponse::Ok().json(json!({
+        "assets": WEB_STATUS,
+        "extent": extent,
+        "tiles": cfg.tiles.as_ref().map(|t| json!({"url": t.url, "attribution": t.attribution})),
+        "max_sites_per_view": MAX_SITES_PER_VIEW,
+        "vocabulary": {
+            "declaration": names(Declaration::ALL, Declaration::as_str),
+            "kind": names(SiteKind::ALL, SiteKind::as_str),
+            "status": names(Status::ALL, Status::as_str),
+            "finding": names(Finding::ALL, Finding::as_str),
+        },
+    })))
+}
+
+/// Runs catalogue work that touches SQLite off the async workers.
+async fn blocking<T: Send + 'static>(
+    cat: &Arc<Catalogue>,
+    work: impl FnOnce(&Catalogue) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let cat = cat.clone();
+    web::block(move || work(&cat))
+        .await
+        .map_err(ApiError::internal)?
+}
+
+fn end_of_day(d: NaiveDate) -> Timestamp {
+    let t = d
+        .and_hms_micro_opt(23, 59, 59, 999_999)
+        .unwrap_or_default()
+        .and_utc();
+    Timestamp::parse("day", &t.to_rfc3339()).unwrap_or_else(|_| Timestamp::now())
+}
+
+/// The newest event of these kinds at or before `until`.
+fn newest_event(
+    cat: &Catalogue,
+    kinds: &[EventKind],
+    until: Option<Timestamp>,
+) -> Result<Option<Value>, ApiError> {
+    let page = cat
+        .changes(&ChangesQuery {
+            kinds: kinds.to_vec(),
+            until,
+            limit: 1,
+            ..ChangesQuery::default()
+        })
+        .map_err(ApiError::internal)?;
+    Ok(page.events.into_iter().next())
+}
+
+/// The day (UTC) of an event's `time`.
+fn event_day(event: &Value) -> Result<NaiveDate, ApiError> {
+    let time = event["properties"]["time"].as_str().unwrap_or_default();
+    Ok(Timestamp::parse("time", time)
+        .map_err(ApiError::internal)?
+        .date())
+}
+
+/// The first day (UTC) with an event of this kind. The change log is read
+/// newest first, so the day is found with `until`: galloping back from the
+/// newest event in doubling steps until a day with nothing before it, then
+/// halving that span. A record that began recently costs two or three small
+/// queries; twenty years of observations about twenty-five.
+fn first_day(cat: &Catalogue, kind: EventKind) -> Result<Option<NaiveDate>, ApiError> {
+    let kinds = [kind];
+    let Some(newest) = newest_event(cat, &kinds, None)? else {
+        return Ok(None);
+    };
+    let floor = NaiveDate::from_ymd_opt(1, 1, 1).unwrap_or(NaiveDate::MIN);
+    // Invariant: something by the end of `hi`; nothing by the end of `lo`.
+    let mut hi = event_day(&newest)?;
+    let mut step = 1;
+    let mut lo = loop {
+        let probe = hi
+            .checked_sub_signed(chrono::Duration::days(step))
+            .filter(|d| *d >= floor)
+            .unwrap_or(floor);
+        match newest_event(cat, &kinds, Some(end_of_day(probe)))? {
+            None => break probe,
+            Some(_) if probe == floor => return Ok(Some(floor)),
+            // The newest event by then is itself a better upper bound.
+            Some(e) => hi = event_day(&e)?.min(probe),
+        }
+        step *= 2;
+    };
+    while (hi - lo).num_days() > 1 {
+        let mid = lo + chrono::Duration::days((hi - lo).num_days() / 2);
+        match newest_event(cat, &kinds, Some(end_of_day(mid)))? {
+            Some(e) => hi = event_day(&e)?.min(mid),
+            None => lo = mid,
+        }
+    }
+    Ok(Some(hi))
+}
+
+/// `GET /api/map/timeline`: the days the time slider spans. `first_day` is the
+/// first observation or revision; `record_first_day` the day the catalogue
+/// itself was first recorded, before which it has no sites to show.
+async fn timeline(cat: web::Data<Arc<Catalogue>>) -> Result<HttpResponse, ApiError> {
+    let (first_observation, first_record) = blocking(&cat, |c| {
+        Ok((
+            first_day(c, EventKind::Observation)?,
+            first_day(c, EventKind::Revision)?,
+        ))
+    })
+    .await?;
+    let first_event = first_observation.into_iter().chain(first_record).min();
+    let today = Timestamp::now().date();
+    Ok(HttpResponse::Ok().json(json!({
+        "first_day": first_event.unwrap_or(today).to_string(),
+        "record_first_day": first_record.map(|d| d.to_string()),
+        "today": today.to_string(),
+    })))
+}
+
+/// The live sites now, or as recorded at `t`. A past catalogue only changes
+/// with a revision recorded at or before `t`, so the newest such revision keys
+/// a small cache: stepping the slider through days without revisions rebuilds
+/// nothing.
+async fn sites_at(
+    cat: &Arc<Catalogue>,
+    cfg: &PageConfig,
+    t: Option<Timestamp>,
+) -> Result<Arc<SiteIndex>, ApiError> {
+    let Some(t) = t else {
+        return Ok(cat.index());
+    };
+    let key = blocking(cat, move |c| {
+        Ok(newest_event(c, &[EventKind::Revision], Some(t))?.map(|e| format!("{}", e["id"])))
+    })
+    .await?;
+    let Some(key) = key else {
+        return Ok(Arc::new(SiteIndex::default()));
+    };
+    let cached = {
+        let past = cfg.past.lock().unwrap_or_else(PoisonError::into_inner);
+        past.iter().find(|(k, _)| *k == key).map(|(_, i)| i.clone())
+    };
+    if let Some(index) = cached {
+        return Ok(index);
+    }
+    let index =
+        Arc::new(blocking(cat, move |c| c.sites_as_of(t).map_err(ApiError::internal)).await?);
+    let mut past = cfg.past.lock().unwrap_or_else(PoisonError::into_inner);
+    if past.len() == AS_OF_CACHE {
+        past.pop_front();
+    }
+    past.push_back((key, index.clone()));
+    Ok(index)
+}
+
+/// Case-insensitive search text; empty means none.
+fn needle(p: &Params) -> Result<Option<String>, ApiError> {
+    Ok(p.get("q")?
+        .map(|q| q.trim().to_lowercase())
+        .filter(|q| !q.is_empty()))
+}
+
+fn name_matches(site: &Site, needle: &str) -> bool {
+    site.names().any(|n| n.to_lowercase().contains(needle))
+}
+
+fn centre(site: &Site) -> [f64; 2] {
+    let [lon, lat] = geodesy::to_lonlat(site.footprint.shape().centre());
+    // Five decimals are a metre; more only makes the answer longer.
+    [(lon * 1e5).round() / 1e5, (lat * 1e5).round() / 1e5]
+}
+
+/// Web Mercator metres per pixel at the equator for a 256-pixel tile pyramid.
+fn resolution(zoom: f64) -> f64 {
+    2.0 * std::f64::consts::PI * WGS84_A / 256.0 / 2f64.powf(zoom)
+}
+
+fn mercator([lon, lat]: [f64; 2]) -> [f64; 2] {
+    let lat = lat.clamp(-MERCATOR_MAX_LAT, MERCATOR_MAX_LAT).to_radians();
+    [
+        WGS84_A * lon.to_radians(),
+        WGS84_A * (std::f64::consts::FRAC_PI_4 + lat / 2.0).tan().ln(),
+    ]
+}
+
+fn unmercator([x, y]: [f64; 2]) -> [f64; 2] {
+    let lon = (x / WGS84_A).to_degrees();
+    let lat = (2.0 * (y / WGS84_A).exp().atan() - std::f64::consts::FRAC_PI_2).to_degrees();
+    [(lon * 1e5).round() / 1e5, (lat * 1e5).round() / 1e5]
+}
+
+/// One site for the map: its footprint, or its centre when the footprint would
+/// be too small to see, and the properties the map styles and labels with.
+fn map_feature(site: &Site, res: f64) -> Value {
+    let c = centre(site);
+    // Ground metres per pixel shrink with the cosine of latitude in Mercator.
+    let metres_per_px = res * c[1].to_radians().cos().max(1e-6);
+    let width_px = 2.0 * site.footprint.shape().radius() * WGS84_A / metres_per_px;
+    let (geometry, marker) = if width_px < MIN_FOOTPRINT_PX {
+        (json!({"type": "Point", "coordinates": c}), true)
+    } else {
+        (site.footprint.to_geojson(), false)
+    };
+    json!({
+        "type": "Feature", "id": site.id, "geometry": geometry,
+        "properties": {
+            "id": site.id, "name": site.name, "declaration": site.declaration,
+            "kind": site.kind, "status": site.status, "marker": marker,
+        }
+    })
+}
+
+/// Sites binned on a Web Mercator grid aligned to the whole world, so a cell
+/// stays put while the view pans.
+fn clusters(sites: &[Arc<Site>], res: f64) -> Vec<Value> {
+    struct Cell {
+        count: usize,
+        sum: [f64; 2],
+        by_declaration: [usize; 4],
+        bounds: [f64; 4],
+    }
+    let cell = CLUSTER_CELL_PX * res;
+    let mut cells: HashMap<(i64, i64), Cell> = HashMap::new();
+    for s in sites {
+        let ll = centre(s);
+        let [x, y] = mercator(ll);
+        let key = ((x / cell).floor() as i64, (y / cell).floor() as i64);
+        let c = cells.entry(key).or_insert(Cell {
+            count: 0,
+            sum: [0.0, 0.0],
+            by_declaration: [0; 4],
+            bounds: [
+                f64::INFINITY,
+                f64::INFINITY,
+                f64::NEG_INFINITY,
+                f64::NEG_INFINITY,
+            ],
+        });
+        c.count += 1;
+        c.sum = [c.sum[0] + x, c.sum[1] + y];
+        let d = Declaration::ALL
+            .iter()
+            .position(|d| *d == s.declaration)
+            .unwrap_or(3);
+        c.by_declaration[d] += 1;
+        c.bounds = [
+            c.bounds[0].min(ll[0]),
+            c.bounds[1].min(ll[1]),
+            c.bounds[2].max(ll[0]),
+            c.bounds[3].max(ll[1]),
+        ];
+    }
+    let mut keys: Vec<(i64, i64)> = cells.keys().copied().collect();
+    keys.sort_unstable();
+    keys.into_iter()
+        .map(|k| {
+            let c = &cells[&k];
+            let n = c.count as f64;
+            let mut props = Map::new();
+            props.insert("cluster".into(), json!(true));
+            props.insert("count".into(), json!(c.count));
+            for (d, count) in Declaration::ALL.iter().zip(c.by_declaration) {
+                props.insert(d.as_str().into(), json!(count));
+            }
+            props.insert("bbox".into(), json!(c.bounds));
+            json!({
+                "type": "Feature", "id": format!("cell:{}:{}", k.0, k.1),
+                "geometry": {"type": "Point", "coordinates": unmercator([c.sum[0] / n, c.sum[1] / n])},
+                "properties": props,
+            })
+        })
+        .collect()
+}
+
+/// `GET /api/map/sites?bbox=&zoom=&declaration=&kind=&status=&country=&q=&as_of=`:
+/// the sites in a view, sized for drawing. `numberMatched` is the same count
+/// `/api/collections/sites/items` gives for that box and those filters. Up to
+/// [`MAX_SITES_PER_VIEW`] come as features (`mode: "sites"`), the smallest as
+/// centre points; more come as grid clusters with counts per declaration.
+async fn view_sites(
+    req: HttpRequest,
+    cat: web::Data<Arc<Catalogue>>,
+    cfg: Option<web::Data<PageConfig>>,
+) -> Result<HttpResponse, ApiError> {
+    let p = Params::parse(req.query_string())?;
+    let filter = p.filter()?;
+    let bbox = p.bbox()?.unwrap_or(BBox {
+        west: -180.0,
+        south: -90.0,
+        east: 180.0,
+        north: 90.0,
+    });
+    let zoom = match p.f64("zoom")? {
+        None => 0.0,
+        Some(z) if (0.0..=30.0).contains(&z) => z.floor(),
+        Some(z) => {
+            return Err(ApiError::bad(
+                "zoom",
+                format!("zoom must be 0 to 30, got {z}"),
+            ));
+        }
+    };
+    let q = needle(&p)?;
+    let as_of = p.timestamp("as_of")?;
+    let index = sites_at(&cat, &page_config(cfg), as_of).await?;
+    let res = resolution(zoom);
+    let doc = web::block(move || {
+        let mut sites = index.bbox(&bbox, &filter);
+        if let Some(q) = &q {
+            sites.retain(|s| name_matches(s, q));
+        }
+        let (mode, features) = if sites.len() <= MAX_SITES_PER_VIEW {
+            ("sites", sites.iter().map(|s| map_feature(s, res)).collect())
+        } else {
+            ("clusters", clusters(&sites, res))
+        };
+        json!({
+            "type": "FeatureCollection", "mode": mode, "zoom": zoom,
+            "numberMatched": sites.len(), "as_of": as_of, "features": features,
+        })
+    })
+    .await
+    .map_err(ApiError::internal)?;
+    Ok(HttpResponse::Ok().content_type(GEOJSON).json(doc))
+}
+
+/// `GET /api/map/search?q=&limit=&as_of=`: sites whose name or an alternate
+/// name contains `q` (any case), names that start with it first, with the
+/// centre to fly to.
+async fn search(
+    req: HttpRequest,
+    cat: web::Data<Arc<Catalogue>>,
+    cfg: Option<web::Data<PageConfig>>,
+) -> Result<HttpResponse, ApiError> {
+    let p = Params::parse(req.query_string())?;
+    let q = needle(&p)?.ok_or_else(|| ApiError::bad("q", "q is required"))?;
+    let limit = p.limit(20, 200)?;
+    let index = sites_at(&cat, &page_config(cfg), p.timestamp("as_of")?).await?;
+    let all = crate::index::Filter::default();
+    let mut found: Vec<(bool, &Arc<Site>)> = index
+        .all(&all)
+        .filter(|s| name_matches(s, &q))
+        .map(|s| (!s.names().any(|n| n.to_lowercase().starts_with(&q)), s))
+        .collect();
+    let total = found.len();
+    // Stable: id order within each group.
+    found.sort_by_key(|(later, _)| *later);
+    let matches: Vec<Value> = found
+        .iter()
+        .take(limit)
+        .map(|(_, s)| {
+            json!({
+                "id": s.id, "name": s.name, "alt_names": s.alt_names, "country": s.country,
+                "kind": s.kind, "declaration": s.declaration, "centre": centre(s),
+            })
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({"q": q, "numberMatched": total, "matches": matches})))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tile_template_needs_http_and_all_three_placeholders() {
+        assert!(Tiles::parse("ftp://x/{z}/{x}/{y}.png", None).is_err());
+        assert!(Tiles::parse("https://x/{z}/{x}.png", None).is_err());
+        let osm = Tiles::parse("https://tile.openstreetmap.org/{z}/{x}/{y}.png", None).unwrap();
+        assert_eq!(osm.attribution, "© OpenStreetMap contributors");
+        let other = Tiles::parse("http://{a-c}.tiles.example:8080/{z}/{x}/{y}.png", None).unwrap();
+        assert_eq!(other.attribution, "Tiles: {a-c}.tiles.example:8080");
+        assert_eq!(other.csp_source(), "http://*.tiles.example:8080");
+    }
+
+    #[test]
+    fn the_page_policy_allows_only_its_own_code_and_the_tile_host() {
+        let csp = PageConfig::new(None).csp();
+        assert!(csp.contains("script-src 'self';"), "{csp}");
+        assert!(!csp.contains("unsafe"), "{csp}");
+        let with = PageConfig::new(Some(
+            Tiles::parse("https://tile.openstreetmap.org/{z}/{x}/{y}.png", None).unwrap(),
+        ))
+        .csp();
+        assert!(
+            with.contains("img-src 'self' data: blob: https://tile.openstreetmap.org;"),
+            "{with}"
+        );
+    }
+
+    #[test]
+    fn mercator_round_trips_and_cells_tile_the_world_exactly() {
+        for ll in [[0.0, 0.0], [125.75, 39.8], [-179.9, -60.0], [179.9, 70.0]] {
+            let back = unmercator(mercator(ll));
+            assert!((back[0] - ll[0]).abs() < 1e-5 && (back[1] - ll[1]).abs() < 1e-5);
+        }
+        // Whole cells span the world at every zoom, so none straddles the antimeridian.
+        for z in 0..20 {
+            let cells =
+                2.0 * std::f64::consts::PI * WGS84_A / (CLUSTER_CELL_PX * resolution(z as f64));
+            assert!((cells - cells.round()).abs() < 1e-6, "zoom {z}: {cells}");
+        }
+    }
+
+    #[test]
+    fn clusters_count_every_site_once_by_declaration() {
+        let sites: Vec<Arc<Site>> = crate::synth::sites(500, 3)
+            .into_iter()
+            .map(Arc::new)
+            .collect();
+        let features = clusters(&sites, resolution(2.0));
+        let total: u64 = features
+            .iter()
+            .map(|f| f["properties"]["count"].as_u64().unwrap())
+            .sum();
+        assert_eq!(total, 500);
+        for f in &features {
+            let p = &f["properties"];
+            let parts: u64 = Declaration::ALL
+                .iter()
+                .map(|d| p[d.as_str()].as_u64().unwrap())
+                .sum();
+            assert_eq!(parts, p["count"].as_u64().unwrap());
+        }
+        assert!(features.len() < 500, "no site was binned with another");
+    }
+
+    #[test]
+    fn the_first_day_is_found_for_each_kind_of_event() {
+        let (cat, _) =
+            Catalogue::from_store(crate::store::Store::open_in_memory().unwrap()).unwrap();
+        let seed: Value = serde_json::from_str(crate::catalogue::SEED_OBSERVATIONS).unwrap();
+        let earliest = seed["features"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["properties"]["observed_at"].as_str().unwrap())
+            .min()
+            .unwrap();
+        let earliest = Timestamp::parse("t", earliest).unwrap().date();
+        assert_eq!(
+            first_day(&cat, EventKind::Observation).unwrap(),
+            Some(earliest)
+        );
+        assert_eq!(
+            first_day(&cat, EventKind::Revision).unwrap(),
+            Some(Timestamp::now().date())
+        );
+        assert_eq!(first_day(&cat, EventKind::Candidate).unwrap(), None);
+    }
+
+    #[test]
+    fn a_footprint_too_small_to_see_is_sent_as_its_centre() {
+        let site = &crate::synth::sites(1, 5)[0];
+        let far = map_feature(site, resolution(3.0));
+        assert_eq!(far["geometry"]["type"], "Point");
+        assert_eq!(far["properties"]["marker"], true);
+        let near = map_feature(site, resolution(17.0));
+        assert_eq!(near["geometry"]["type"], "Polygon");
+        assert_eq!(near["properties"]["marker"], false);
+    }
+}
