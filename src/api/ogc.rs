@@ -652,14 +652,11 @@ async fn collection_info(
             extent(b, times)
         }
         CollectionId::Observations => {
-            let all = blocking(cat, |c| c.observations_matching(None, None, None, &[])).await?;
-            let mut b = None;
-            for o in &all {
-                if let Some(ob) = geometry_bounds(&o.geometry) {
-                    grow(&mut b, ob);
-                }
+            // One aggregate query, not a read of every observation.
+            match blocking(cat, |c| c.observation_extent()).await? {
+                Some((b, first, last)) => extent(Some(b), span([first, last].into_iter())),
+                None => extent(None, span(std::iter::empty())),
             }
-            extent(b, span(all.iter().map(|o| o.observed_at)))
         }
         CollectionId::Candidates => {
             let all = blocking(cat, |c| c.candidates(None)).await?;

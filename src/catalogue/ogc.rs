@@ -23,11 +23,12 @@ impl Catalogue {
             None => everywhere.to_vec(),
         };
         let mut out: Vec<StoredObservation> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         for rect in pieces {
             for o in store.observations_in(rect, since, until, findings, None, i64::MAX as usize)? {
                 // Two rectangles (either side of the antimeridian) may both hold
                 // an observation whose bounds span the whole longitude range.
-                if !out.iter().any(|seen| seen.id == o.id) {
+                if seen.insert(o.id.clone()) {
                     out.push(o);
                 }
             }
@@ -37,12 +38,14 @@ impl Catalogue {
 
     /// One observation by id, or `None`.
     pub fn observation(&self, id: &str) -> Result<Option<StoredObservation>, StoreError> {
-        // The store reads observations by area and time only, so this scans;
-        // single observations are rare reads next to the lists.
-        Ok(self
-            .observations_matching(None, None, None, &[])?
-            .into_iter()
-            .find(|o| o.id == id))
+        self.store().observation(id)
+    }
+
+    /// The box around every observation and the first and last observation times.
+    pub fn observation_extent(
+        &self,
+    ) -> Result<Option<([f64; 4], Timestamp, Timestamp)>, StoreError> {
+        self.store().observation_extent()
     }
 }
 
@@ -68,5 +71,24 @@ mod tests {
         let one = cat.observation(&all[0].id).unwrap().unwrap();
         assert_eq!(one.id, all[0].id);
         assert!(cat.observation("obs-nothing").unwrap().is_none());
+    }
+
+    #[test]
+    fn the_observation_extent_holds_every_observation_and_its_times() {
+        let (cat, _) = Catalogue::from_store(Store::open_in_memory().unwrap()).unwrap();
+        let all = cat.observations_matching(None, None, None, &[]).unwrap();
+        let ([w, s, e, n], first, last) = cat.observation_extent().unwrap().unwrap();
+        for o in &all {
+            let c = &o.geometry["coordinates"];
+            let (lon, lat) = (c[0].as_f64().unwrap(), c[1].as_f64().unwrap());
+            assert!(
+                w <= lon && lon <= e && s <= lat && lat <= n,
+                "{lon},{lat} outside"
+            );
+            assert!(first <= o.observed_at && o.observed_at <= last);
+        }
+        assert!(
+            all.iter().any(|o| o.observed_at == first) && all.iter().any(|o| o.observed_at == last)
+        );
     }
 }

@@ -312,6 +312,45 @@ impl Store {
         Ok(out)
     }
 
+    /// One observation by id.
+    pub fn observation(&self, id: &str) -> Result<Option<StoredObservation>, StoreError> {
+        Ok(self
+            .read_observations(
+                &format!("SELECT {OBS_COLUMNS} FROM observations o WHERE o.id = ?1"),
+                &[&id],
+            )?
+            .pop())
+    }
+
+    /// The lon/lat box `[west, south, east, north]` around every observation and
+    /// the first and last observation times; `None` when there are none.
+    pub fn observation_extent(
+        &self,
+    ) -> Result<Option<([f64; 4], Timestamp, Timestamp)>, StoreError> {
+        let row = self.conn.query_row(
+            "SELECT min(west), min(south), max(east), max(north), min(observed_at), max(observed_at) FROM observations",
+            [],
+            |r| {
+                Ok((
+                    r.get::<_, Option<f64>>(0)?,
+                    r.get::<_, Option<f64>>(1)?,
+                    r.get::<_, Option<f64>>(2)?,
+                    r.get::<_, Option<f64>>(3)?,
+                    r.get::<_, Option<String>>(4)?,
+                    r.get::<_, Option<String>>(5)?,
+                ))
+            },
+        )?;
+        let (Some(w), Some(s), Some(e), Some(n), Some(first), Some(last)) = row else {
+            return Ok(None);
+        };
+        Ok(Some((
+            [w, s, e, n],
+            ts("observed_at", first)?,
+            ts("observed_at", last)?,
+        )))
+    }
+
     /// Observations linked to a site, oldest first, observed within `[from, to]`.
     pub fn site_observations(
         &self,
