@@ -84,7 +84,7 @@ fn run(cmd: &mut Command, what: &str) -> Result<(), String> {
     let output = cmd.output().map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
             format!(
-                "`{program}` was not found; install Node.js 20 or later (with npm) and build again"
+                "`{program}` was not found; install Node.js 20 or later (with npm), then `touch web/package.json` and build again"
             )
         } else {
             format!("{what} could not start: {e}")

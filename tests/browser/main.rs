@@ -166,6 +166,12 @@ fn a_batch_imported_through_the_page_appears_in_the_site_history() {
 }
 
 #[test]
+fn the_import_dialog_asks_for_the_write_token_when_the_server_wants_one() {
+    let server = Server::start_with(&["--token", "s3cret"]);
+    scenario("import_asks_for_the_token", &server.base, &[]);
+}
+
+#[test]
 fn a_hostile_site_name_stays_text() {
     let server = Server::start();
     let site = json!({

@@ -102,6 +102,7 @@ const scenarios = {
     const status = await page.locator('#status').textContent();
     assert.match(status, /\d+ sites? in view/);
     assert.equal(await page.locator('#legend li').count(), 7, 'legend: 4 declarations, candidate, observation, cluster');
+    assert.equal(await page.locator('#layer-tiles-row').isVisible(), false, 'no tile switch without tiles');
     // The Natural Earth outlines are drawn under the sites.
     const basemapFeatures = await page.evaluate(() =>
       window.sitewatch.map.getLayers().getArray().find((l) => l.get('name') === 'basemap').getSource().getFeatures().length);
@@ -109,6 +110,9 @@ const scenarios = {
     mkdirSync(outDir, { recursive: true });
     await page.screenshot({ path: join(outDir, 'map.png') });
     assert.deepEqual(errors, [], 'console errors on load');
+    await page.locator('#import-open').click();
+    assert.equal(await page.locator('#import-token-row').isVisible(), false, 'no token asked for until the server wants one');
+    await page.keyboard.press('Escape');
     // Phone width: the same page, stacked, still without errors.
     await page.setViewportSize({ width: 390, height: 844 });
     await page.evaluate(() => window.sitewatch.map.updateSize());
@@ -172,6 +176,8 @@ const scenarios = {
     const urls = site.properties.sources.filter((s) => s.url).map((s) => new URL(s.url).href);
     assert.deepEqual(links, urls, 'every source URL is a link');
     assert.match(await page.evaluate(() => window.location.hash), /site=yongbyon/);
+    mkdirSync(outDir, { recursive: true });
+    await page.screenshot({ path: join(outDir, 'site-panel.png') });
     assert.deepEqual(errors, []);
     await close();
   },
@@ -322,6 +328,7 @@ const scenarios = {
     assert.equal(await page.locator('#import-report td[data-count="Accepted"]').textContent(), '3');
     assert.equal(await page.locator('#import-report td[data-count="Candidate sites created"]').textContent(), '1');
     assert.equal(await page.locator('#import-report .problem').count(), 1, 'the result lists the rejection too');
+    await page.screenshot({ path: join(outDir, 'import.png') });
     await page.locator('#import-cancel').click();
     await idle(page);
     const candidatesAfter = await page.evaluate(() =>
@@ -336,6 +343,33 @@ const scenarios = {
     const texts = await page.locator('#site-panel .event-observation').allTextContents();
     assert.ok(texts.some((t) => t.includes(marker) && t.includes('vehicle activity')), 'the new observation is in the panel');
     assert.deepEqual(errors, []);
+    await close();
+  },
+
+  /** A server with a write token: the dialog asks for it and goes on with it. */
+  async import_asks_for_the_token() {
+    const { page, close } = await open();
+    const file = join(outDir, 'token-batch.geojson');
+    mkdirSync(outDir, { recursive: true });
+    writeFileSync(file, JSON.stringify({
+      type: 'FeatureCollection',
+      features: [{
+        type: 'Feature',
+        geometry: { type: 'Point', coordinates: [125.754, 39.8] },
+        properties: { observed_at: '2026-11-03T00:00:00Z', sensor: 'test', finding: 'no_change', site_id: 'yongbyon' },
+      }],
+    }));
+    await page.locator('#import-open').click();
+    await page.locator('#import-file').setInputFiles(file);
+    await page.waitForSelector('#import-token-row:not([hidden])');
+    assert.match(await page.locator('#import-report').textContent(), /token/);
+    await page.fill('#import-token', 's3cret');
+    await page.locator('#import-confirm').click();
+    await page.waitForSelector('#import-report [data-stage="dry-run"]');
+    await page.locator('#import-confirm').click();
+    await page.waitForSelector('#import-report [data-stage="stored"]');
+    assert.equal(await page.locator('#import-report td[data-count="Accepted"]').textContent(), '1');
+    // The refused first attempt is the only console error expected here.
     await close();
   },
 
@@ -422,7 +456,11 @@ const scenarios = {
     assert.deepEqual(layer.layers.slice(0, 2), ['basemap', 'tiles'], 'the tiles sit right over the outlines');
     assert.match(layer.url, /\/\{z\}\/\{x\}\/\{y\}\.png$/);
     assert.match(await page.locator('.ol-attribution').textContent(), /Test tiles ©/);
-    assert.ok(await page.locator('#layer-tiles-row').isVisible(), 'the tiles can be switched off');
+    await page.locator('#layers summary').click();
+    await page.locator('#layer-tiles').uncheck();
+    const visible = await page.evaluate(() =>
+      window.sitewatch.map.getLayers().getArray().find((l) => l.get('name') === 'tiles').getVisible());
+    assert.equal(visible, false, 'the tiles can be switched off');
     // The tile host is not running, so its failures are the only console errors allowed here.
     await close();
   },
