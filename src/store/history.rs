@@ -40,6 +40,9 @@ pub fn revision_key(site_id: &str, revision: i64) -> String {
     format!("{site_id}#{revision:010}")
 }
 
+/// Sorts after every RFC 3339 time and every key ('~' follows digits and letters).
+const AFTER_EVERY_TIME: &str = "~";
+
 fn conversion(e: impl std::error::Error + Send + Sync + 'static) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
 }
@@ -55,21 +58,27 @@ impl Store {
         before: Option<&Before>,
         limit: usize,
     ) -> Result<Vec<RevisionRow>, StoreError> {
-        let mut stmt = self.conn.prepare_cached(
+        // Plain range comparisons (with bounds that admit everything when a limit
+        // is absent) let SQLite walk the time index, or the primary key for one site.
+        let site_filter = if site.is_some() {
+            "site_id = ?1"
+        } else {
+            "?1 IS NULL"
+        };
+        let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT site_id, revision, recorded_at, actor, reason, change, diff, feature FROM site_revisions
-             WHERE (?1 IS NULL OR site_id = ?1)
-               AND (?2 IS NULL OR recorded_at >= ?2) AND (?3 IS NULL OR recorded_at <= ?3)
-               AND (?4 IS NULL OR recorded_at < ?4
-                    OR (recorded_at = ?4 AND (site_id || '#' || printf('%010d', revision)) < ?5))
-             ORDER BY recorded_at DESC, site_id DESC, revision DESC LIMIT ?6",
-        )?;
+             WHERE {site_filter}
+               AND recorded_at >= ?2 AND recorded_at <= ?3 AND recorded_at <= ?4
+               AND (recorded_at < ?4 OR (site_id || '#' || printf('%010d', revision)) < ?5)
+             ORDER BY recorded_at DESC, site_id DESC, revision DESC LIMIT ?6"
+        ))?;
         let rows = stmt.query_map(
             params![
                 site,
-                since.map(Timestamp::to_rfc3339),
-                until.map(Timestamp::to_rfc3339),
-                before.map(|b| b.time.as_str()),
-                before.map(|b| b.id.as_str()),
+                since.map_or(String::new(), Timestamp::to_rfc3339),
+                until.map_or(AFTER_EVERY_TIME.to_owned(), Timestamp::to_rfc3339),
+                before.map_or(AFTER_EVERY_TIME, |b| b.time.as_str()),
+                before.map_or(AFTER_EVERY_TIME, |b| b.id.as_str()),
                 limit as i64
             ],
             |r| {
