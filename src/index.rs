@@ -10,7 +10,8 @@ use crate::geodesy::{
     min_distance_for_angle,
 };
 use crate::model::{
-    BBox, CountryCode, Declaration, FieldError, LonLat, Meters, Site, SiteId, SiteKind, Status,
+    BBox, CountryCode, Declaration, FieldError, Footprint, LonLat, Meters, Site, SiteId, SiteKind,
+    Status,
 };
 use rstar::{AABB, PointDistance, RTree, RTreeObject};
 use std::cmp::Ordering;
@@ -273,7 +274,7 @@ impl SiteIndex {
                 .locate_in_envelope_intersecting(&AABB::from_corners(lo, hi))
             {
                 let site = &self.sites[entry.slot as usize];
-                if filter.matches(site) && footprint_meets_rect(site, [w, s, e, n]) {
+                if filter.matches(site) && footprint_meets_rect(&site.footprint, [w, s, e, n]) {
                     slots.push(entry.slot);
                 }
             }
@@ -305,20 +306,20 @@ impl SiteIndex {
     }
 }
 
-/// Whether a site's footprint meets a lon/lat box (which may cross the antimeridian).
-pub fn footprint_meets_bbox(site: &Site, bbox: &BBox) -> bool {
+/// Whether a footprint meets a lon/lat box (which may cross the antimeridian).
+pub fn footprint_meets_bbox(footprint: &Footprint, bbox: &BBox) -> bool {
     bbox.pieces()
         .into_iter()
-        .any(|r| footprint_meets_rect(site, r))
+        .any(|r| footprint_meets_rect(footprint, r))
 }
 
 /// Whether a footprint meets a lon/lat rectangle that does not cross the
 /// antimeridian, in the plane of longitude and latitude (the reading of `bbox`
 /// that OGC API clients and PostGIS's `&&` share). Rings that cross the
 /// antimeridian are unwrapped and tested against the rectangle shifted by 360°.
-fn footprint_meets_rect(site: &Site, [w, s, e, n]: [f64; 4]) -> bool {
+fn footprint_meets_rect(footprint: &Footprint, [w, s, e, n]: [f64; 4]) -> bool {
     use geo::{Coord, Intersects, LineString, Polygon, Rect};
-    site.footprint.parts().iter().any(|rings| {
+    footprint.parts().iter().any(|rings| {
         let unwrap = |ring: &Vec<[f64; 2]>| {
             let mut prev = ring[0][0];
             let mut offset = 0.0;
@@ -516,7 +517,7 @@ mod tests {
             let idx = SiteIndex::build(sites.clone());
             let e = if w + dw > 180.0 { w + dw - 360.0 } else { w + dw };
             let b = BBox::parse("bbox", &[w, s, e, (s + dh).min(90.0)]).unwrap();
-            let want: Vec<SiteId> = sites.iter().filter(|site| b.pieces().into_iter().any(|r| footprint_meets_rect(site, r))).map(|s| s.id.clone()).collect();
+            let want: Vec<SiteId> = sites.iter().filter(|site| b.pieces().into_iter().any(|r| footprint_meets_rect(&site.footprint, r))).map(|s| s.id.clone()).collect();
             let got: Vec<SiteId> = idx.bbox(&b, &Filter::default()).iter().map(|s| s.id.clone()).collect();
             prop_assert_eq!(got, want);
         }

@@ -931,52 +931,12 @@ fn geom_meets_place(g: Geom<'_>, p: &Place) -> bool {
 /// Whether a geometry meets a lon/lat box, in the plane of longitude and
 /// latitude (the reading of `bbox` the index uses for sites).
 pub fn geom_meets_bbox(g: Geom<'_>, b: &BBox) -> bool {
-    use geo::{Coord, Intersects, LineString, Polygon, Rect};
     match g {
         Geom::Point(p) => b
             .pieces()
             .iter()
             .any(|[w, s, e, n]| (*w..=*e).contains(&p.lon()) && (*s..=*n).contains(&p.lat())),
-        Geom::Area(f) => f.parts().iter().any(|rings| {
-            // Rings across the antimeridian are unwrapped into one continuous
-            // run of longitudes and tested against the box shifted by 360°.
-            let unwrap = |ring: &Vec<[f64; 2]>| {
-                let mut prev = ring[0][0];
-                let mut offset = 0.0;
-                LineString::from(
-                    ring.iter()
-                        .map(|&[lon, lat]| {
-                            let step = lon + offset - prev;
-                            if step > 180.0 {
-                                offset -= 360.0;
-                            } else if step < -180.0 {
-                                offset += 360.0;
-                            }
-                            prev = lon + offset;
-                            Coord {
-                                x: lon + offset,
-                                y: lat,
-                            }
-                        })
-                        .collect::<Vec<_>>(),
-                )
-            };
-            let poly = Polygon::new(unwrap(&rings[0]), rings[1..].iter().map(unwrap).collect());
-            b.pieces().iter().any(|[w, s, e, n]| {
-                [-360.0, 0.0, 360.0].iter().any(|shift| {
-                    poly.intersects(&Rect::new(
-                        Coord {
-                            x: w + shift,
-                            y: *s,
-                        },
-                        Coord {
-                            x: e + shift,
-                            y: *n,
-                        },
-                    ))
-                })
-            })
-        }),
+        Geom::Area(f) => crate::index::footprint_meets_bbox(f, b),
     }
 }
 

@@ -238,7 +238,7 @@ impl Catalogue {
                     let in_area = q
                         .bbox
                         .as_ref()
-                        .is_none_or(|b| footprint_meets_bbox(&site, b));
+                        .is_none_or(|b| footprint_meets_bbox(&site.footprint, b));
                     if in_area
                         && (q.declaration.is_empty() || q.declaration.contains(&site.declaration))
                     {
