@@ -183,6 +183,18 @@ fn arc_chord2(p: Vec3, a: Vec3, b: Vec3) -> f64 {
     }
 }
 
+/// An orthonormal basis of the plane tangent to the sphere at `centre`; any
+/// vector not parallel to the centre seeds it.
+fn tangent_basis(centre: Vec3) -> Option<(Vec3, Vec3)> {
+    let seed = if centre[2].abs() < 0.9 {
+        [0.0, 0.0, 1.0]
+    } else {
+        [1.0, 0.0, 0.0]
+    };
+    let e1 = normalize(cross(seed, centre))?;
+    Some((e1, cross(centre, e1)))
+}
+
 /// Whether the minor arcs `a`→`b` and `c`→`d` cross or touch.
 fn arcs_intersect(a: Vec3, b: Vec3, c: Vec3, d: Vec3) -> bool {
     let n1 = cross(a, b);
@@ -209,7 +221,6 @@ pub struct SphericalShape {
     centre: Vec3,
     /// Angular radius of the bounding cap around `centre`, in radians.
     radius: f64,
-    basis: (Vec3, Vec3),
 }
 
 /// Why a set of rings cannot be a [`SphericalShape`].
@@ -253,20 +264,12 @@ impl SphericalShape {
         if radius > MAX_CAP_DEGREES.to_radians() {
             return Err(ShapeError::TooLarge);
         }
-        // Any vector not parallel to the centre seeds an orthonormal tangent basis.
-        let seed = if centre[2].abs() < 0.9 {
-            [0.0, 0.0, 1.0]
-        } else {
-            [1.0, 0.0, 0.0]
-        };
-        let e1 = normalize(cross(seed, centre)).ok_or(ShapeError::TooLarge)?;
-        let e2 = cross(centre, e1);
+        tangent_basis(centre).ok_or(ShapeError::TooLarge)?;
         Ok(Self {
             coords,
             rings,
             centre,
             radius,
-            basis: (e1, e2),
         })
     }
 
@@ -283,10 +286,11 @@ impl SphericalShape {
     /// The rings in gnomonic coordinates around the centre, where great-circle
     /// edges are straight lines: `(part, points)` per ring.
     pub fn projected_rings(&self) -> impl Iterator<Item = (u32, Vec<[f64; 2]>)> + '_ {
-        self.rings.iter().map(|&(s, e, part)| {
+        let basis = self.basis();
+        self.rings.iter().map(move |&(s, e, part)| {
             let pts = self.coords[s as usize..e as usize]
                 .iter()
-                .map(|&v| self.project(v).unwrap_or([f64::INFINITY; 2]))
+                .map(|&v| self.project(basis, v).unwrap_or([f64::INFINITY; 2]))
                 .collect();
             (part, pts)
         })
@@ -297,9 +301,17 @@ impl SphericalShape {
         cap_envelope(self.centre, self.radius)
     }
 
-    fn project(&self, v: Vec3) -> Option<[f64; 2]> {
+    /// The gnomonic projection around the centre, on a basis from
+    /// [`tangent_basis`]. The basis is worked out per call rather than kept:
+    /// it costs a few multiplications and would add 48 bytes to every site.
+    fn project(&self, (e1, e2): (Vec3, Vec3), v: Vec3) -> Option<[f64; 2]> {
         let d = dot(v, self.centre);
-        (d > 1e-12).then(|| [dot(v, self.basis.0) / d, dot(v, self.basis.1) / d])
+        (d > 1e-12).then(|| [dot(v, e1) / d, dot(v, e2) / d])
+    }
+
+    fn basis(&self) -> (Vec3, Vec3) {
+        // Checked when the shape was built.
+        tangent_basis(self.centre).unwrap_or(([1.0, 0.0, 0.0], [0.0, 1.0, 0.0]))
     }
 
     /// Whether the unit vector lies inside the shape (holes excluded).
@@ -307,7 +319,8 @@ impl SphericalShape {
         if dot(v, self.centre) < self.radius.cos() - 1e-12 {
             return false;
         }
-        let Some([x, y]) = self.project(v) else {
+        let basis = self.basis();
+        let Some([x, y]) = self.project(basis, v) else {
             return false;
         };
         // Even-odd over the rings of each part: holes flip "inside" back off.
@@ -321,9 +334,9 @@ impl SphericalShape {
                 part = ring_part;
             }
             let ring = &self.coords[s as usize..e as usize];
-            let mut prev = self.project(ring[0]);
+            let mut prev = self.project(basis, ring[0]);
             for &w in &ring[1..] {
-                let cur = self.project(w);
+                let cur = self.project(basis, w);
                 if let (Some([x1, y1]), Some([x2, y2])) = (prev, cur)
                     && (y1 > y) != (y2 > y)
                     && x < x1 + (y - y1) * (x2 - x1) / (y2 - y1)

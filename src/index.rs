@@ -15,7 +15,7 @@ use crate::model::{
 };
 use rstar::{AABB, PointDistance, RTree, RTreeObject};
 use std::cmp::Ordering;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 use std::sync::Arc;
 
 /// One footprint's box in the tree, pointing at its site by position.
@@ -118,9 +118,9 @@ impl Ord for Bound {
 /// Writers build a new one and swap it in; readers keep the one they started with.
 #[derive(Debug, Default)]
 pub struct SiteIndex {
-    /// Sorted by id.
+    /// Sorted by id, so that a lookup by id is a binary search and needs no
+    /// second copy of every id.
     sites: Vec<Arc<Site>>,
-    by_id: HashMap<SiteId, u32>,
     tree: RTree<Entry>,
 }
 
@@ -136,11 +136,6 @@ impl SiteIndex {
             }
             same
         });
-        let by_id = sites
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (s.id.clone(), i as u32))
-            .collect();
         let entries = sites
             .iter()
             .enumerate()
@@ -154,7 +149,6 @@ impl SiteIndex {
             .collect();
         Self {
             sites,
-            by_id,
             tree: RTree::bulk_load(entries),
         }
     }
@@ -168,7 +162,10 @@ impl SiteIndex {
     }
 
     pub fn get(&self, id: &SiteId) -> Option<&Arc<Site>> {
-        self.by_id.get(id).map(|&i| &self.sites[i as usize])
+        self.sites
+            .binary_search_by(|s| s.id.cmp(id))
+            .ok()
+            .map(|i| &self.sites[i])
     }
 
     /// Every site passing the filter, in id order.

@@ -1,6 +1,9 @@
 //! The one error type of the HTTP layer, rendered as RFC 9457 problem details.
 
-use actix_web::http::StatusCode;
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::{StatusCode, header};
+use actix_web::middleware::Next;
 use actix_web::{HttpResponse, ResponseError};
 use serde_json::json;
 use std::fmt;
@@ -30,6 +33,10 @@ pub enum ApiError {
     },
     /// The body is not in a media type the endpoint reads.
     UnsupportedMediaType {
+        detail: String,
+    },
+    /// The body is larger than the server accepts.
+    PayloadTooLarge {
         detail: String,
     },
     /// A well-formed body whose content cannot be accepted (e.g. invalid features).
@@ -73,6 +80,7 @@ impl fmt::Display for ApiError {
             | ApiError::Unauthorized { detail }
             | ApiError::Conflict { detail }
             | ApiError::UnsupportedMediaType { detail }
+            | ApiError::PayloadTooLarge { detail }
             | ApiError::Unprocessable { detail, .. } => f.write_str(detail),
             ApiError::Internal(e) => write!(f, "internal error: {e:#}"),
         }
@@ -88,6 +96,7 @@ impl ResponseError for ApiError {
             ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -106,7 +115,8 @@ impl ResponseError for ApiError {
             | ApiError::MethodNotAllowed { detail, .. }
             | ApiError::Unauthorized { detail }
             | ApiError::Conflict { detail }
-            | ApiError::UnsupportedMediaType { detail } => body["detail"] = json!(detail),
+            | ApiError::UnsupportedMediaType { detail }
+            | ApiError::PayloadTooLarge { detail } => body["detail"] = json!(detail),
             ApiError::Unprocessable { detail, extra } => {
                 body["detail"] = json!(detail);
                 for (k, v) in extra {
@@ -126,8 +136,59 @@ impl ResponseError for ApiError {
         if let ApiError::MethodNotAllowed { allow, .. } = self {
             resp.insert_header(("Allow", allow.as_str()));
         }
-        resp.content_type("application/problem+json").json(body)
+        resp.content_type(PROBLEM).json(body)
     }
+}
+
+const PROBLEM: &str = "application/problem+json";
+
+/// Middleware: an error response that is not already a problem document (one
+/// made by an actix extractor or middleware rather than from an [`ApiError`])
+/// is rewritten as one with the same status and headers, so that clients meet
+/// one error format whatever failed. Handlers and the middlewares inside this
+/// one answer errors as responses, which is what it sees.
+pub async fn problems_only(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let res = next.call(req).await?;
+    let status = res.status();
+    let is_problem = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(PROBLEM.as_bytes()));
+    if is_problem || !(status.is_client_error() || status.is_server_error()) {
+        return Ok(res.map_into_left_body());
+    }
+    let cause = res.response().error().map(ToString::to_string);
+    let (http, old) = res.into_parts();
+    let mut resp = as_problem(
+        status,
+        cause
+            .as_deref()
+            .unwrap_or(status.canonical_reason().unwrap_or("")),
+    );
+    for (name, value) in old.headers() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            resp.headers_mut().append(name.clone(), value.clone());
+        }
+    }
+    Ok(ServiceResponse::new(http, resp).map_into_right_body())
+}
+
+/// A problem document for an error that did not come from an [`ApiError`]. A
+/// 5xx cause is logged and not sent.
+fn as_problem(status: StatusCode, cause: &str) -> HttpResponse {
+    let detail = if status.is_server_error() {
+        tracing::error!(error = cause, "request failed");
+        "the server could not complete the request; the cause is in its log"
+    } else {
+        cause
+    };
+    let title = status.canonical_reason().unwrap_or("Error");
+    HttpResponse::build(status).content_type(PROBLEM).json(
+        json!({"type": "about:blank", "title": title, "status": status.as_u16(), "detail": detail}),
+    )
 }
 
 #[cfg(test)]
@@ -143,6 +204,48 @@ mod tests {
         let body = resp.into_body().try_into_bytes().unwrap();
         let text = String::from_utf8(body.to_vec()).unwrap();
         assert!(!text.contains("secret"), "{text}");
+    }
+
+    #[actix_web::test]
+    async fn an_error_from_outside_the_api_becomes_a_problem_with_its_headers() {
+        use actix_web::{App, test, web};
+        let app = test::init_service(
+            App::new()
+                .wrap(actix_web::middleware::from_fn(problems_only))
+                .route(
+                    "/plain",
+                    web::get().to(|| async {
+                        HttpResponse::PayloadTooLarge()
+                            .insert_header(("Retry-After", "10"))
+                            .body("too big")
+                    }),
+                )
+                .route(
+                    "/err",
+                    web::get().to(|| async {
+                        Err::<HttpResponse, _>(actix_web::error::ErrorInternalServerError(
+                            "disk /var/secret/path is full",
+                        ))
+                    }),
+                )
+                .route("/ok", web::get().to(|| async { "fine" })),
+        )
+        .await;
+        let resp =
+            test::call_service(&app, test::TestRequest::get().uri("/plain").to_request()).await;
+        assert_eq!(resp.status(), 413);
+        assert_eq!(resp.headers().get("content-type").unwrap(), PROBLEM);
+        assert_eq!(resp.headers().get("retry-after").unwrap(), "10");
+        let resp =
+            test::call_service(&app, test::TestRequest::get().uri("/err").to_request()).await;
+        assert_eq!(resp.status(), 500);
+        let text = String::from_utf8(test::read_body(resp).await.to_vec()).unwrap();
+        assert!(
+            text.contains("\"status\":500") && !text.contains("secret"),
+            "{text}"
+        );
+        let resp = test::call_service(&app, test::TestRequest::get().uri("/ok").to_request()).await;
+        assert_eq!(test::read_body(resp).await, "fine");
     }
 
     #[test]

@@ -2,17 +2,18 @@
 //! actix lives under this module.
 
 mod auth;
+mod body;
 mod cors;
-mod cql;
+pub(crate) mod cql;
 mod csv;
 mod edits;
 mod error;
 mod history;
 mod observations;
-mod ogc;
+pub(crate) mod ogc;
 mod openapi;
 mod page;
-mod params;
+pub(crate) mod params;
 mod routes;
 
 pub use auth::WriteAuth;
@@ -69,6 +70,8 @@ pub fn serve(
                 .app_data(auth.clone())
                 .app_data(page.clone())
                 .app_data(web::PayloadConfig::new(max_body))
+                .app_data(body::MaxBody(max_body))
+                .wrap(actix_web::middleware::from_fn(error::problems_only))
                 .wrap(actix_web::middleware::from_fn(openapi::reject_undocumented))
                 .wrap(DefaultHeaders::new().add(("X-Content-Type-Options", "nosniff")))
                 .wrap(

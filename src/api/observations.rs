@@ -1,7 +1,7 @@
 //! Observation batches over HTTP: import, the batch log, and candidate sites.
 
 use super::auth::WriteAuth;
-use super::edits::require_json;
+use super::body::{parse_json, read_body, require_json};
 use super::error::ApiError;
 use super::params::Params;
 use super::routes::GEOJSON;
@@ -90,6 +90,7 @@ fn import_options(p: &Params) -> Result<ImportOptions, ApiError> {
         (status = 201, description = "Stored; the report", body = ImportReport, content_type = "application/json"),
         (status = 400, description = "The body is not a readable FeatureCollection, or a parameter is wrong", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No authority to write", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is larger than the server accepts", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Some features are invalid; nothing stored; `report` lists them", body = Problem, content_type = "application/problem+json"),
         (status = 500, description = "The server failed", body = Problem, content_type = "application/problem+json"),
@@ -98,13 +99,14 @@ fn import_options(p: &Params) -> Result<ImportOptions, ApiError> {
 )]
 pub(super) async fn import(
     req: HttpRequest,
-    body: web::Bytes,
+    body: web::Payload,
     cat: web::Data<Arc<Catalogue>>,
     auth: web::Data<WriteAuth>,
 ) -> Result<HttpResponse, ApiError> {
     let by = auth.authorize(&req)?;
     require_json(&req)?;
     let opts = import_options(&Params::parse(req.query_string())?)?;
+    let body = read_body(&req, body, usize::MAX).await?;
     let origin = format!(
         "{} via HTTP from {}",
         by.actor,
@@ -313,6 +315,7 @@ pub(super) async fn dismiss(
         (status = 401, description = "No authority to write", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No open candidate with this id", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A site with the id asked for exists", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is larger than the server accepts", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 500, description = "The server failed", body = Problem, content_type = "application/problem+json"),
     ),
@@ -321,17 +324,19 @@ pub(super) async fn dismiss(
 pub(super) async fn promote(
     req: HttpRequest,
     path: web::Path<String>,
-    body: web::Bytes,
+    body: web::Payload,
     cat: web::Data<Arc<Catalogue>>,
     auth: web::Data<WriteAuth>,
 ) -> Result<HttpResponse, ApiError> {
     let by = auth.authorize(&req)?;
+    let body = read_body(&req, body, super::edits::MAX_FEATURE_BYTES).await?;
     let promotion: Promotion = if body.iter().all(u8::is_ascii_whitespace) {
         Promotion::default()
     } else {
         require_json(&req)?;
-        // JSON `null` says "nothing to add", as an empty body does.
-        serde_json::from_slice::<Option<Promotion>>(&body)
+        // Read with unique keys first, so that a footprint cannot say one thing
+        // twice. JSON `null` says "nothing to add", as an empty body does.
+        serde_json::from_value::<Option<Promotion>>(parse_json(&body)?)
             .map_err(|e| {
                 ApiError::bad(
                     "body",

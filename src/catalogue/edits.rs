@@ -82,7 +82,7 @@ impl Catalogue {
     /// them. Built on each call.
     pub fn sites_as_of(&self, t: Timestamp) -> Result<SiteIndex, StoreError> {
         let sites = self.store().sites_as_of(t)?;
-        Ok(SiteIndex::build(sites.into_iter().map(Arc::new)))
+        Ok(SiteIndex::build(sites))
     }
 
     /// One site as recorded at `t`; `None` if it did not exist or was retired then.
@@ -97,7 +97,7 @@ impl Catalogue {
             None => self.store().retired_sites()?,
             Some(t) => self.store().retired_sites_as_of(t)?,
         };
-        Ok(SiteIndex::build(sites.into_iter().map(Arc::new)))
+        Ok(SiteIndex::build(sites))
     }
 
     /// One site retired now, or at `at`; `None` if it was live or unknown.

@@ -1,11 +1,13 @@
 //! The catalogue as a service, independent of any front end: the store as truth,
 //! the index as a snapshot derived from it and swapped in after each commit.
 
+mod check;
 mod edits;
 mod history;
 mod observations;
 mod ogc;
 
+pub use check::{CheckReport, check_database};
 pub use edits::EditError;
 pub use history::{ChangesQuery, Cursor, EventKind, Page};
 
@@ -63,6 +65,17 @@ impl Catalogue {
         Self::from_store(Store::open(path)?)
     }
 
+    /// Opens a database without the built-in seed, for a catalogue that is to
+    /// hold only what is imported (a generated one, say). A database that was
+    /// seeded before keeps its sites.
+    pub fn open_unseeded(path: &Path) -> Result<(Self, Opened), CatalogueError> {
+        let store = Store::open(path)?;
+        if store.meta(SEEDED_KEY)?.is_none() {
+            store.set_meta(SEEDED_KEY, "never: opened without the built-in seed")?;
+        }
+        Self::from_store(store)
+    }
+
     pub fn from_store(mut store: Store) -> Result<(Self, Opened), CatalogueError> {
         let mut seeded = None;
         if store.meta(SEEDED_KEY)?.is_none() && store.site_count()? == 0 {
@@ -76,7 +89,7 @@ impl Catalogue {
             store.set_meta(SEEDED_KEY, &crate::model::Timestamp::now().to_rfc3339())?;
             seeded = Some(report.created.len());
         }
-        let index = SiteIndex::build(store.live_sites()?.into_iter().map(Arc::new));
+        let index = SiteIndex::build(store.live_sites()?);
         let stats = store.observation_stats()?;
         let opened = Opened {
             seeded,
@@ -134,7 +147,7 @@ impl Catalogue {
     /// Rebuilds the index from the store and swaps it in; called after each
     /// commit while the store is still locked, so snapshots follow commit order.
     fn refresh_index(&self, store: &Store) -> Result<(), StoreError> {
-        let index = SiteIndex::build(store.live_sites()?.into_iter().map(Arc::new));
+        let index = SiteIndex::build(store.live_sites()?);
         self.index.store(Arc::new(index));
         Ok(())
     }
@@ -184,5 +197,27 @@ mod tests {
             Err(ImportSitesError::Invalid(_))
         ));
         assert_eq!(cat.index().len(), before);
+    }
+
+    #[test]
+    fn a_panic_while_the_store_is_locked_does_not_stop_later_writes() {
+        let (cat, _) = Catalogue::from_store(Store::open_in_memory().unwrap()).unwrap();
+        let cat = Arc::new(cat);
+        let holder = cat.clone();
+        let crashed = std::thread::spawn(move || {
+            let _store = holder.store();
+            panic!("a request fails while it holds the store");
+        })
+        .join();
+        assert!(crashed.is_err() && cat.store.is_poisoned());
+        let site = r#"{"type":"FeatureCollection","features":[{"type":"Feature","id":"after-the-panic","geometry":{"type":"Polygon","coordinates":[[[10,10],[10.01,10],[10.01,10.01],[10,10]]]},"properties":{"name":"x","country":"ZZZ","kind":"other"}}]}"#;
+        let by = Provenance {
+            actor: "t".into(),
+            reason: None,
+        };
+        let before = cat.index().len();
+        let report = cat.import_sites(site, &by).unwrap();
+        assert_eq!(report.created.len(), 1);
+        assert_eq!(cat.index().len(), before + 1);
     }
 }

@@ -52,7 +52,7 @@ fn features(doc: &Value) -> Result<&Vec<Value>, ImportError> {
 /// Parses a FeatureCollection of sites. Fails, listing every bad feature, if any
 /// feature is invalid or repeats an id seen earlier in the batch.
 pub fn parse_sites(json: &str, ids: IdPolicy) -> Result<Vec<Site>, ImportError> {
-    let doc: Value = serde_json::from_str(json)?;
+    let doc: Value = crate::model::json::from_str(json)?;
     let mut problems = Vec::new();
     let mut seen = HashSet::new();
     let mut sites = Vec::new();

@@ -1,7 +1,8 @@
 //! Reads a FeatureCollection one feature at a time, so memory does not grow with
 //! the size of the batch.
 
-use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use crate::model::json::{Skip, UniqueKeys};
+use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 use std::fmt;
 use std::io::Read;
@@ -64,22 +65,29 @@ where
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut kind: Option<String> = None;
         let mut count: Option<usize> = None;
+        // A repeated member is reported once the object has been read to its
+        // end; stopping at once would leave the parser mid-object.
+        let mut repeated: Option<&'static str> = None;
         while let Some(key) = map.next_key::<String>()? {
             match key.as_str() {
-                "type" => kind = Some(map.next_value()?),
-                "features" => {
-                    if count.is_some() {
-                        return Ok(Err("features: given more than once".into()));
-                    }
+                "type" if kind.is_none() => kind = Some(map.next_value()?),
+                "features" if count.is_none() => {
                     count = Some(map.next_value_seed(FeaturesSeed {
                         each: &mut *self.each,
                         failure: &mut *self.failure,
                     })?);
                 }
+                "type" | "features" => {
+                    repeated.get_or_insert(if key == "type" { "type" } else { "features" });
+                    map.next_value::<Skip>()?;
+                }
                 _ => {
-                    map.next_value::<IgnoredAny>()?;
+                    map.next_value::<Skip>()?;
                 }
             }
+        }
+        if let Some(member) = repeated {
+            return Ok(Err(format!("{member}: given more than once")));
         }
         match (kind.as_deref(), count) {
             (Some("FeatureCollection"), Some(n)) => Ok(Ok(n)),
@@ -121,7 +129,7 @@ where
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<usize, A::Error> {
         let mut n = 0;
-        while let Some(feature) = seq.next_element::<Value>()? {
+        while let Some(UniqueKeys(feature)) = seq.next_element()? {
             if let Err(e) = (self.each)(n, feature) {
                 *self.failure = Some(e);
                 return Err(de::Error::custom("stopped by the importer"));
@@ -173,6 +181,21 @@ mod tests {
         );
         assert!(collect(r#"[1,2]"#).is_err());
         assert!(collect(r#"{"type":"FeatureCollection","features":[]} trailing"#).is_err());
+    }
+
+    #[test]
+    fn a_key_repeated_in_a_feature_or_the_collection_is_refused() {
+        let e = collect(
+            r#"{"type":"FeatureCollection","features":[{"type":"Feature","id":1,"id":2}]}"#,
+        )
+        .unwrap_err();
+        assert!(e.contains(r#"duplicate key "id""#), "{e}");
+        let e =
+            collect(r#"{"type":"FeatureCollection","type":"Feature","features":[]}"#).unwrap_err();
+        assert!(e.contains("type: given more than once"), "{e}");
+        let e =
+            collect(r#"{"type":"FeatureCollection","features":[],"features":[{}]}"#).unwrap_err();
+        assert!(e.contains("features: given more than once"), "{e}");
     }
 
     #[test]

@@ -6,6 +6,13 @@ use crate::geodesy::{ShapeError, SphericalShape};
 use geo::{Coord, LineString, MultiPolygon, Polygon, Validation};
 use serde_json::{Value, json};
 
+/// The most positions a footprint may have, all rings together. Checking that
+/// rings do not cross themselves takes time quadratic in a ring's length (about
+/// 0.7 s for 10,000 positions in a release build, 70 s for 100,000), so this
+/// bound is what keeps one request from holding a worker for minutes. Real site
+/// outlines have tens to hundreds of positions.
+pub const MAX_FOOTPRINT_VERTICES: usize = 10_000;
+
 /// A valid footprint. Rings are closed, have at least four positions, hold finite
 /// in-range coordinates, do not cross themselves, and fit in a cap of
 /// [`crate::geodesy::MAX_CAP_DEGREES`].
@@ -93,6 +100,34 @@ fn parse_polygon(field: &str, v: &Value) -> Result<Vec<Vec<[f64; 2]>>, FieldErro
         .collect()
 }
 
+/// Refuses a geometry with more than [`MAX_FOOTPRINT_VERTICES`] positions
+/// before any of them is read. Arrays where rings or polygons should be are
+/// left for the parser to name.
+fn check_vertex_count(field: &str, kind: &str, coords: &Value) -> Result<(), FieldError> {
+    let rings = |polygon: &Value| -> usize {
+        polygon
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|ring| ring.as_array().map_or(0, Vec::len))
+            .sum()
+    };
+    let count = match kind {
+        "Polygon" => rings(coords),
+        "MultiPolygon" => coords.as_array().into_iter().flatten().map(rings).sum(),
+        _ => 0,
+    };
+    if count > MAX_FOOTPRINT_VERTICES {
+        return Err(FieldError::new(
+            field,
+            format!(
+                "a footprint may have at most {MAX_FOOTPRINT_VERTICES} positions, found {count}"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 impl Footprint {
     /// Parses a GeoJSON geometry object; `field` is its path, used in errors.
     pub fn parse(field: &str, v: &Value) -> Result<Self, FieldError> {
@@ -107,6 +142,7 @@ impl Footprint {
         let coords = obj
             .get("coordinates")
             .ok_or_else(|| FieldError::new(&coords_field, "missing"))?;
+        check_vertex_count(&coords_field, kind, coords)?;
         let (parts, multi) = match kind {
             "Polygon" => (vec![parse_polygon(&coords_field, coords)?], false),
             "MultiPolygon" => {
@@ -132,6 +168,19 @@ impl Footprint {
             }
         };
         Self::from_parts(&coords_field, parts, multi)
+    }
+
+    /// A footprint read back from the store, where it was checked on the way
+    /// in: builds the shape without repeating the validity test. `None` if the
+    /// shape cannot be built at all.
+    pub(crate) fn stored(parts: Vec<Vec<Vec<[f64; 2]>>>, multi: bool) -> Option<Self> {
+        let shape =
+            SphericalShape::new(parts.iter().map(|rings| rings.iter().map(Vec::as_slice))).ok()?;
+        Some(Self {
+            parts,
+            multi,
+            shape,
+        })
     }
 
     fn from_parts(
@@ -247,6 +296,26 @@ mod tests {
     fn a_self_intersecting_ring_is_refused() {
         let e = parse(json!({"type": "Polygon", "coordinates": [[[0.0, 0.0], [1.0, 1.0], [1.0, 0.0], [0.0, 1.0], [0.0, 0.0]]]})).unwrap_err();
         assert!(e.reason.contains("self-intersection"), "{e}");
+    }
+
+    #[test]
+    fn a_footprint_over_the_vertex_limit_is_refused_naming_its_coordinates() {
+        let ring = |n: usize| -> Vec<[f64; 2]> {
+            (0..=n)
+                .map(|i| {
+                    let a = (i % n) as f64 / n as f64 * std::f64::consts::TAU;
+                    [0.01 * a.cos(), 0.01 * a.sin()]
+                })
+                .collect()
+        };
+        let over = json!({"type": "Polygon", "coordinates": [ring(MAX_FOOTPRINT_VERTICES)]});
+        let e = parse(over).unwrap_err();
+        assert_eq!(e.field, "geometry.coordinates");
+        assert!(e.reason.contains("at most 10000 positions"), "{e}");
+        let half = MAX_FOOTPRINT_VERTICES / 2;
+        let multi = json!({"type": "MultiPolygon", "coordinates": [[ring(half)], [ring(half)]]});
+        assert_eq!(parse(multi).unwrap_err().field, "geometry.coordinates");
+        assert!(parse(json!({"type": "Polygon", "coordinates": [ring(500)]})).is_ok());
     }
 
     #[test]

@@ -43,12 +43,13 @@ macro_rules! string_enum {
 
 mod error;
 mod footprint;
+pub mod json;
 mod observation;
 mod site;
 mod values;
 
 pub use error::FieldError;
-pub use footprint::Footprint;
+pub use footprint::{Footprint, MAX_FOOTPRINT_VERTICES};
 pub use observation::{Finding, Observation, Place};
 pub use site::{
     Confidence, Declaration, FieldChange, IdPolicy, Site, SiteKind, Source, Status, diff_sites,

@@ -1,7 +1,10 @@
 //! SQLite storage: the one source of truth. Sites keep their current state and
 //! every revision; nothing is overwritten or physically deleted. All SQL lives here.
 
+mod backup;
+mod check;
 mod history;
+mod load;
 mod observations;
 mod schema;
 mod sites;
@@ -11,6 +14,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 use std::path::Path;
 
+pub use backup::{BackupError, BackupReport, backup};
+pub use check::{CheckError, Inspection, Problem, inspect};
 pub use history::{Before, RevisionRow, revision_key};
 pub use observations::{
     BatchRecord, BatchTx, Candidate, LinkHow, ObservationStats, SiteLink, StoredObservation,

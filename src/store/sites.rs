@@ -5,6 +5,7 @@ use super::{ApplyReport, Change, Provenance, Revision, Store, StoreError};
 use crate::model::{FieldChange, IdPolicy, Site, SiteId, Timestamp, diff_sites};
 use rusqlite::{OptionalExtension, Transaction, params};
 use serde_json::{Value, json};
+use std::sync::Arc;
 
 pub(super) fn parse_stored(id: &str, feature: &str) -> Result<Site, StoreError> {
     let corrupt = |reason: String| StoreError::Corrupt {
@@ -34,17 +35,14 @@ pub(super) struct Current {
 
 pub(super) fn current(tx: &Transaction, id: &SiteId) -> Result<Option<Current>, StoreError> {
     Ok(tx
-        .query_row(
-            "SELECT revision, retired, feature FROM sites WHERE id = ?1",
-            [id.as_str()],
-            |r| {
-                Ok(Current {
-                    revision: r.get(0)?,
-                    retired: r.get::<_, i64>(1)? != 0,
-                    feature: r.get(2)?,
-                })
-            },
-        )
+        .prepare_cached("SELECT revision, retired, feature FROM sites WHERE id = ?1")?
+        .query_row([id.as_str()], |r| {
+            Ok(Current {
+                revision: r.get(0)?,
+                retired: r.get::<_, i64>(1)? != 0,
+                feature: r.get(2)?,
+            })
+        })
         .optional()?)
 }
 
@@ -89,21 +87,21 @@ fn write_revision(
         reason: e.to_string(),
     })?;
     if w.previous.is_none() {
-        tx.execute(
+        tx.prepare_cached(
             "INSERT INTO sites (id, revision, retired, feature, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
-            params![w.id.as_str(), revision, w.retired, w.feature, now],
-        )?;
+        )?
+        .execute(params![w.id.as_str(), revision, w.retired, w.feature, now])?;
     } else {
-        tx.execute(
+        tx.prepare_cached(
             "UPDATE sites SET revision = ?2, retired = ?3, feature = ?4, updated_at = ?5 WHERE id = ?1",
-            params![w.id.as_str(), revision, w.retired, w.feature, now],
-        )?;
+        )?
+        .execute(params![w.id.as_str(), revision, w.retired, w.feature, now])?;
     }
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO site_revisions (site_id, revision, recorded_at, actor, reason, change, feature, diff)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        params![w.id.as_str(), revision, now, by.actor, by.reason, w.change.as_str(), w.feature, diff_json],
-    )?;
+    )?
+    .execute(params![w.id.as_str(), revision, now, by.actor, by.reason, w.change.as_str(), w.feature, diff_json])?;
     Ok(Revision {
         site_id: w.id.clone(),
         revision,
@@ -215,20 +213,16 @@ impl RawRevision {
 fn sites_from_rows(
     stmt: &mut rusqlite::Statement<'_>,
     params: impl rusqlite::Params,
-) -> Result<Vec<Site>, StoreError> {
+) -> Result<Vec<Arc<Site>>, StoreError> {
     let rows = stmt.query_map(params, |r| {
         Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
     })?;
-    rows.map(|row| {
-        let (id, feature) = row?;
-        parse_stored(&id, &feature)
-    })
-    .collect()
+    super::load::parse_rows(rows.map(|r| r.map_err(StoreError::from)))
 }
 
 impl Store {
     /// Every site that is not retired, in id order.
-    pub fn live_sites(&self) -> Result<Vec<Site>, StoreError> {
+    pub fn live_sites(&self) -> Result<Vec<Arc<Site>>, StoreError> {
         let mut stmt = self
             .conn
             .prepare("SELECT id, feature FROM sites WHERE retired = 0 ORDER BY id")?;
@@ -236,7 +230,7 @@ impl Store {
     }
 
     /// Every retired site, as it was when it was retired, in id order.
-    pub fn retired_sites(&self) -> Result<Vec<Site>, StoreError> {
+    pub fn retired_sites(&self) -> Result<Vec<Arc<Site>>, StoreError> {
         let mut stmt = self
             .conn
             .prepare("SELECT id, feature FROM sites WHERE retired = 1 ORDER BY id")?;
@@ -355,16 +349,16 @@ impl Store {
     /// The catalogue as recorded at `t`: for each site its latest revision
     /// recorded at or before `t`, leaving out sites that were retired then, in
     /// id order.
-    pub fn sites_as_of(&self, t: Timestamp) -> Result<Vec<Site>, StoreError> {
+    pub fn sites_as_of(&self, t: Timestamp) -> Result<Vec<Arc<Site>>, StoreError> {
         self.sites_at(t, false)
     }
 
     /// The sites that were retired at `t`, as they were when retired, in id order.
-    pub fn retired_sites_as_of(&self, t: Timestamp) -> Result<Vec<Site>, StoreError> {
+    pub fn retired_sites_as_of(&self, t: Timestamp) -> Result<Vec<Arc<Site>>, StoreError> {
         self.sites_at(t, true)
     }
 
-    fn sites_at(&self, t: Timestamp, retired: bool) -> Result<Vec<Site>, StoreError> {
+    fn sites_at(&self, t: Timestamp, retired: bool) -> Result<Vec<Arc<Site>>, StoreError> {
         // Recorded times are RFC 3339 UTC with a fixed number of digits, so text
         // order is time order.
         let mut stmt = self.conn.prepare(
@@ -508,7 +502,7 @@ mod tests {
         SiteId::parse("id", raw).unwrap()
     }
 
-    fn ids(sites: &[Site]) -> Vec<&str> {
+    fn ids(sites: &[Arc<Site>]) -> Vec<&str> {
         sites.iter().map(|s| s.id.as_str()).collect()
     }
 

@@ -1,12 +1,15 @@
 //! End-to-end tests: the real `sitewatch` binary, a fresh temp database each, and
 //! HTTP over loopback.
 
+mod backup;
 mod cli;
 mod clients;
 mod crash;
 mod edits;
 mod helpers;
+mod hostile;
 mod observations;
 mod ogc;
 mod proximity;
 mod sites;
+mod soak;

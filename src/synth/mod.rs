@@ -1,4 +1,5 @@
-//! Seeded synthetic catalogues for benches, tests and `sitewatch gen`.
+//! Seeded synthetic catalogues and observation batches for benches, tests and
+//! `sitewatch gen`.
 //!
 //! The same seed always gives the same catalogue, on every platform: the generator
 //! draws from ChaCha8 in a fixed order and rounds coordinates to 7 decimals (about
@@ -9,6 +10,12 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{Value, json};
 use std::f64::consts::TAU;
+
+mod files;
+mod observations;
+
+pub use files::{GenPlan, GenReport, write_files};
+pub use observations::{ObservationPlan, ObservationStream};
 
 /// Smallest nominal footprint diameter, in metres.
 pub const MIN_DIAMETER_M: f64 = 200.0;
@@ -49,6 +56,25 @@ pub fn site_id(i: usize) -> String {
 /// star-shaped footprint of 8 to 16 vertices and a nominal diameter between
 /// [`MIN_DIAMETER_M`] and [`MAX_DIAMETER_M`].
 pub fn site_feature(rng: &mut impl Rng, id: &str) -> Value {
+    draw_site(rng, id).0
+}
+
+/// Where a generated footprint sits: its centre and nominal radius. Every point
+/// within [`SAFE_INNER_SHARE`] of the radius of the centre is inside the footprint.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Placement {
+    pub lon: f64,
+    pub lat: f64,
+    pub radius_m: f64,
+}
+
+/// Vertices sit at 0.6 to 1.0 of the nominal radius and neighbours are less
+/// than 0.9 of a quarter turn apart, so each edge passes at least
+/// 0.6 * cos(41 degrees) = 0.45 radii from the centre; 0.3 leaves room for the
+/// degree conversion and the rounding.
+pub const SAFE_INNER_SHARE: f64 = 0.3;
+
+fn draw_site(rng: &mut impl Rng, id: &str) -> (Value, Placement) {
     let lon = rng
         .random_range(-180.0..180.0_f64)
         .clamp(-MAX_CENTRE_LON, MAX_CENTRE_LON);
@@ -77,7 +103,7 @@ pub fn site_feature(rng: &mut impl Rng, id: &str) -> Value {
         .collect();
     ring.push(ring[0]);
 
-    json!({
+    let feature = json!({
         "type": "Feature",
         "id": id,
         "geometry": {"type": "Polygon", "coordinates": [ring]},
@@ -91,7 +117,15 @@ pub fn site_feature(rng: &mut impl Rng, id: &str) -> Value {
             "sources": [],
             "notes": "synthetic",
         }
-    })
+    });
+    (
+        feature,
+        Placement {
+            lon,
+            lat,
+            radius_m: radius,
+        },
+    )
 }
 
 /// `n` valid sites with ids [`site_id`]`(1..=n)`, the same for the same seed.
@@ -100,15 +134,46 @@ pub fn site_feature(rng: &mut impl Rng, id: &str) -> Value {
 /// [`MAX_ATTEMPTS`] draws all fail is left out rather than panicking, so the result
 /// is shorter than `n` only if the generator is broken.
 pub fn sites(n: usize, seed: u64) -> Vec<Site> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    (1..=n)
-        .filter_map(|i| {
-            let id = site_id(i);
-            (0..MAX_ATTEMPTS).find_map(|_| {
-                Site::from_feature(&site_feature(&mut rng, &id), IdPolicy::Required).ok()
-            })
-        })
-        .collect()
+    SiteStream::new(n, seed).map(|(site, _)| site).collect()
+}
+
+/// The sites of [`sites`]`(n, seed)` one at a time, each with where it was
+/// placed, so that a catalogue of millions never has to be held at once.
+pub struct SiteStream {
+    rng: ChaCha8Rng,
+    next: usize,
+    n: usize,
+}
+
+impl SiteStream {
+    pub fn new(n: usize, seed: u64) -> Self {
+        Self {
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            next: 1,
+            n,
+        }
+    }
+}
+
+impl Iterator for SiteStream {
+    type Item = (Site, Placement);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while self.next <= self.n {
+            let id = site_id(self.next);
+            self.next += 1;
+            let drawn = (0..MAX_ATTEMPTS).find_map(|_| {
+                let (feature, at) = draw_site(&mut self.rng, &id);
+                Site::from_feature(&feature, IdPolicy::Required)
+                    .ok()
+                    .map(|s| (s, at))
+            });
+            if drawn.is_some() {
+                return drawn;
+            }
+        }
+        None
+    }
 }
 
 /// [`sites`]`(n, seed)` as a GeoJSON FeatureCollection, ready to write to a
