@@ -10,7 +10,11 @@ pub mod catalogue;
 pub mod geodesy;
 pub mod import;
 pub mod index;
+pub mod loadgen;
 pub mod model;
 pub mod render;
 pub mod store;
 pub mod synth;
+
+#[doc(hidden)]
+pub mod fuzzing;

@@ -93,6 +93,9 @@ enum Command {
     /// Generate a synthetic catalogue and observation batches as GeoJSON files,
     /// and optionally load them into a new database.
     Gen(GenArgs),
+    /// Load a running server with a fixed mix of requests for a fixed time and
+    /// print throughput and p50/p99 latency per kind of request.
+    Bench(BenchArgs),
     /// Write a consistent copy of the database, even while a server is writing
     /// to it; the copy appears at PATH whole or not at all.
     Backup {
@@ -190,6 +193,10 @@ struct GenArgs {
     /// The same seed gives the same files.
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// A seed for the observations alone (default: --seed), to draw a further
+    /// batch over the same catalogue.
+    #[arg(long)]
+    observations_seed: Option<u64>,
     /// Folder for sites.geojson and observations-NNNN.geojson.
     #[arg(long, default_value = "gen")]
     out: PathBuf,
@@ -200,6 +207,38 @@ struct GenArgs {
     /// the built-in seed, through the same import paths as `sitewatch import`.
     #[arg(long)]
     db: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// The server's base URL.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// Kinds of request, sent in equal shares: nearby (10 km), nearest (10),
+    /// bbox (1 degree), item, history.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "nearby,nearest,bbox,item,history"
+    )]
+    mix: Vec<String>,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+    /// Seconds measured.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Seconds sent first and not counted.
+    #[arg(long, default_value_t = 1)]
+    warmup: u64,
+    /// The site whose history is read (default: the server's first site).
+    #[arg(long)]
+    history_site: Option<String>,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Subcommand)]
@@ -448,6 +487,7 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Gen(args) => generate(args)?,
+        Command::Bench(args) => bench(args)?,
         Command::Export {
             what: ExportWhat::Sites { db },
         } => {
@@ -504,7 +544,7 @@ fn generate(args: GenArgs) -> Result<()> {
             batch_size: args.batch_size,
             busiest_site_events: args.busiest_site_events,
             off_site_share: 0.1,
-            seed: args.seed,
+            seed: args.observations_seed.unwrap_or(args.seed),
         },
         postgis_tsv: args.postgis,
     };
@@ -553,6 +593,53 @@ fn generate(args: GenArgs) -> Result<()> {
             report.observations,
             report.observations as f64 / secs
         );
+    }
+    Ok(())
+}
+
+/// `sitewatch bench`: loads a running server and prints what it measured.
+fn bench(args: BenchArgs) -> Result<()> {
+    use sitewatch::loadgen::{LoadPlan, RequestKind, run, site_ids};
+    let kinds = args
+        .mix
+        .iter()
+        .map(|k| {
+            RequestKind::parse(k.trim()).with_context(|| {
+                format!("--mix: unknown kind {k:?} (nearby, nearest, bbox, item, history)")
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let base = args.url.trim_end_matches('/').to_owned();
+    let needs_ids = kinds.contains(&RequestKind::Item)
+        || (kinds.contains(&RequestKind::History) && args.history_site.is_none());
+    let ids = if needs_ids {
+        site_ids(&base)?
+    } else {
+        Vec::new()
+    };
+    let history_site = match args.history_site {
+        Some(id) => id,
+        None => ids.first().cloned().unwrap_or_default(),
+    };
+    let plan = LoadPlan {
+        base,
+        kinds,
+        concurrency: args.concurrency.max(1),
+        duration: std::time::Duration::from_secs(args.seconds.max(1)),
+        warmup: std::time::Duration::from_secs(args.warmup),
+        ids,
+        history_site,
+        seed: args.seed,
+    };
+    let report = run(&plan)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{report}");
+    }
+    let errors: usize = report.kinds.iter().map(|k| k.errors).sum();
+    if errors > 0 {
+        eprintln!("{errors} request(s) failed or did not answer 200");
     }
     Ok(())
 }

@@ -4,6 +4,7 @@ use crate::index::Hit;
 use crate::model::Site;
 use crate::model::SiteId;
 use crate::store::{Candidate, ObservationStats};
+use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,16 +20,145 @@ pub fn sites_collection<'a>(
 
 /// A FeatureCollection of proximity hits, each with `properties.distance_m`.
 pub fn hits_collection(hits: &[Hit], extra: Map<String, Value>) -> Value {
-    let features = hits
-        .iter()
-        .map(|h| {
-            // Centimetres are beyond any footprint's accuracy.
-            let d = (h.distance.get() * 100.0).round() / 100.0;
-            h.site
-                .to_feature_with([("distance_m".to_string(), json!(d))])
-        })
-        .collect();
-    collection(features, extra)
+    serde_json::to_value(HitsDocument {
+        hits,
+        extra: &extra,
+        stats: None,
+    })
+    .unwrap_or(Value::Null)
+}
+
+/// [`hits_collection`] written straight to JSON text, without building a
+/// document tree first, with the observation figures [`add_observation_stats`]
+/// would add. This is the hot path of the proximity API.
+pub fn hits_json(
+    hits: &[Hit],
+    extra: &Map<String, Value>,
+    stats: &HashMap<SiteId, ObservationStats>,
+) -> Vec<u8> {
+    // Serialising these types cannot fail: every key is a string and every
+    // number finite.
+    serde_json::to_vec(&HitsDocument {
+        hits,
+        extra,
+        stats: Some(stats),
+    })
+    .unwrap_or_default()
+}
+
+/// Centimetres are beyond any footprint's accuracy.
+fn round_cm(d: f64) -> f64 {
+    (d * 100.0).round() / 100.0
+}
+
+struct HitsDocument<'a> {
+    hits: &'a [Hit],
+    extra: &'a Map<String, Value>,
+    stats: Option<&'a HashMap<SiteId, ObservationStats>>,
+}
+
+impl Serialize for HitsDocument<'_> {
+    fn serialize<S: Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        let mut m = ser.serialize_map(None)?;
+        m.serialize_entry("type", "FeatureCollection")?;
+        m.serialize_entry("numberReturned", &self.hits.len())?;
+        for (k, v) in self.extra {
+            m.serialize_entry(k, v)?;
+        }
+        m.serialize_entry(
+            "features",
+            &Features(self.hits.iter().map(|h| SiteFeature {
+                site: &h.site,
+                distance_m: Some(round_cm(h.distance.get())),
+                stats: self.stats.map(|all| all.get(h.site.id.as_str()).copied()),
+            })),
+        )?;
+        m.end()
+    }
+}
+
+/// A sequence written from an iterator that can be copied (to serialise twice).
+struct Features<I>(I);
+
+impl<'a, I: Iterator<Item = SiteFeature<'a>> + Clone> Serialize for Features<I> {
+    fn serialize<S: Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        ser.collect_seq(self.0.clone())
+    }
+}
+
+/// A site as the Feature [`Site::to_feature_with`] makes, key for key, with
+/// `distance_m` and the observation figures appended when given.
+struct SiteFeature<'a> {
+    site: &'a Site,
+    distance_m: Option<f64>,
+    /// `Some` adds `last_observed_at` and `observation_count` (the inner
+    /// `None`: never observed).
+    stats: Option<Option<ObservationStats>>,
+}
+
+impl Serialize for SiteFeature<'_> {
+    fn serialize<S: Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        let s = self.site;
+        let mut m = ser.serialize_map(Some(4))?;
+        m.serialize_entry("type", "Feature")?;
+        m.serialize_entry("id", &s.id)?;
+        m.serialize_entry("geometry", &GeometryRef(&s.footprint))?;
+        m.serialize_entry(
+            "properties",
+            &Properties {
+                feature: self,
+                site: s,
+            },
+        )?;
+        m.end()
+    }
+}
+
+struct GeometryRef<'a>(&'a crate::model::Footprint);
+
+impl Serialize for GeometryRef<'_> {
+    fn serialize<S: Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        let mut m = ser.serialize_map(Some(2))?;
+        let parts = self.0.parts();
+        if self.0.is_multi() {
+            m.serialize_entry("type", "MultiPolygon")?;
+            m.serialize_entry("coordinates", parts)?;
+        } else {
+            m.serialize_entry("type", "Polygon")?;
+            m.serialize_entry("coordinates", &parts[0])?;
+        }
+        m.end()
+    }
+}
+
+struct Properties<'a> {
+    feature: &'a SiteFeature<'a>,
+    site: &'a Site,
+}
+
+impl Serialize for Properties<'_> {
+    fn serialize<S: Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        let s = self.site;
+        let mut m = ser.serialize_map(None)?;
+        m.serialize_entry("id", &s.id)?;
+        m.serialize_entry("name", &s.name)?;
+        m.serialize_entry("alt_names", &s.alt_names)?;
+        m.serialize_entry("country", &s.country)?;
+        m.serialize_entry("kind", &s.kind)?;
+        m.serialize_entry("declaration", &s.declaration)?;
+        m.serialize_entry("status", &s.status)?;
+        m.serialize_entry("confidence", &s.confidence)?;
+        m.serialize_entry("sources", &s.sources)?;
+        m.serialize_entry("notes", &s.notes)?;
+        if let Some(d) = self.feature.distance_m {
+            m.serialize_entry("distance_m", &d)?;
+        }
+        if let Some(stats) = self.feature.stats {
+            m.serialize_entry("last_observed_at", &stats.map(|s| s.last_observed_at))?;
+            m.serialize_entry("observation_count", &stats.map_or(0, |s| s.count))?;
+        }
+        m.end()
+    }
 }
 
 fn collection(features: Vec<Value>, extra: Map<String, Value>) -> Value {
@@ -72,5 +202,56 @@ pub fn add_observation_stats(doc: &mut Value, stats: &HashMap<SiteId, Observatio
     match doc["features"].as_array_mut() {
         Some(features) => features.iter_mut().for_each(add),
         None => add(doc),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::import::parse_sites;
+    use crate::index::{Filter, SiteIndex};
+    use crate::model::{IdPolicy, LonLat, Timestamp};
+
+    #[test]
+    fn hits_written_straight_to_json_equal_the_document_built_from_features() {
+        let mut sites =
+            parse_sites(include_str!("../data/sites.geojson"), IdPolicy::Required).unwrap();
+        sites.extend(crate::synth::sites(50, 4));
+        let index = SiteIndex::build(sites.into_iter().map(Arc::new));
+        let hits = index.nearest(
+            LonLat::parse("p", 125.75, 39.8).unwrap(),
+            60,
+            &Filter::default(),
+        );
+        let mut stats = HashMap::new();
+        stats.insert(
+            hits[1].site.id.clone(),
+            ObservationStats {
+                last_observed_at: Timestamp::parse("t", "2024-02-03T04:05:06Z").unwrap(),
+                count: 7,
+            },
+        );
+        let mut extra = Map::new();
+        extra.insert("query".into(), json!({"lon": 125.75, "limit": 60}));
+
+        let features: Vec<Value> = hits
+            .iter()
+            .map(|h| {
+                let d = (h.distance.get() * 100.0).round() / 100.0;
+                h.site
+                    .to_feature_with([("distance_m".to_string(), json!(d))])
+            })
+            .collect();
+        let mut expected = collection(features, extra.clone());
+        assert_eq!(hits_collection(&hits, extra.clone()), expected);
+
+        add_observation_stats(&mut expected, &stats);
+        let written: Value = serde_json::from_slice(&hits_json(&hits, &extra, &stats)).unwrap();
+        assert_eq!(written, expected);
+        // Key order too, as clients that print the document see it.
+        assert_eq!(
+            String::from_utf8(hits_json(&hits, &extra, &stats)).unwrap(),
+            expected.to_string()
+        );
     }
 }

@@ -3,7 +3,7 @@
 use super::error::ApiError;
 use super::params::Params;
 use super::routes::GEOJSON;
-use crate::catalogue::{Catalogue, ChangesQuery, Cursor, EventKind};
+use crate::catalogue::{Catalogue, ChangesQuery, Cursor, EventKind, HistoryQuery, Order};
 use crate::model::{Declaration, Finding, SiteId};
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::{Value, json};
@@ -14,7 +14,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/api/changes", web::get().to(changes));
 }
 
-/// `GET /api/sites/{id}/history?from=&to=`: revisions and observations, oldest first.
+/// `GET /api/sites/{id}/history?from=&to=&order=&limit=&cursor=`: revisions and
+/// observations, a page at a time, with a `next` link while there are more.
 #[utoipa::path(
     get,
     path = "/api/sites/{id}/history",
@@ -24,9 +25,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         ("id" = String, Path, description = "the site's id (retired sites too)"),
         ("from" = Option<String>, Query, format = DateTime, description = "events at or after this moment"),
         ("to" = Option<String>, Query, format = DateTime, description = "events at or before this moment"),
+        ("order" = Option<String>, Query, description = "`oldest` first (the default) or `newest` first"),
+        ("limit" = Option<u64>, Query, minimum = 1, description = "events per page (default 100, at most 10,000)"),
+        ("cursor" = Option<String>, Query, description = "where the previous page ended, from its `next` link"),
     ),
     responses(
-        (status = 200, description = "Revisions with field-level diffs, and observations, oldest first", body = HistoryCollection, content_type = "application/geo+json"),
+        (status = 200, description = "Revisions with field-level diffs, and observations, in the order asked for", body = HistoryCollection, content_type = "application/geo+json"),
         (status = 400, description = "A parameter is wrong", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No site with this id was ever recorded", body = Problem, content_type = "application/problem+json"),
         (status = 500, description = "The server failed", body = Problem, content_type = "application/problem+json"),
@@ -49,16 +53,62 @@ pub(super) async fn site_history(
     {
         return Err(ApiError::bad("from", "from is later than to"));
     }
+    let order = match p.get("order")? {
+        None | Some("oldest") => Order::OldestFirst,
+        Some("newest") => Order::NewestFirst,
+        Some(other) => {
+            return Err(ApiError::bad(
+                "order",
+                format!("order must be oldest or newest, got {other:?}"),
+            ));
+        }
+    };
+    let q = HistoryQuery {
+        from,
+        to,
+        order,
+        after: cursor(&p)?,
+        limit: p.limit(100, 10_000)?,
+    };
     let cat = cat.get_ref().clone();
     let site = id.clone();
-    let events = web::block(move || cat.site_history(&site, from, to))
+    let page = web::block(move || cat.site_history(&site, &q))
         .await
         .map_err(ApiError::internal)?
         .map_err(ApiError::internal)?
         .ok_or_else(not_found)?;
     Ok(HttpResponse::Ok().content_type(GEOJSON).json(json!({
-        "type": "FeatureCollection", "site_id": id, "numberReturned": events.len(), "features": events,
+        "type": "FeatureCollection", "site_id": id, "numberReturned": page.events.len(),
+        "links": next_links(&req, page.next.as_ref())?, "features": page.events,
     })))
+}
+
+/// The `cursor` parameter, which must be one this server issued.
+fn cursor(p: &Params) -> Result<Option<Cursor>, ApiError> {
+    p.get("cursor")?
+        .map(|c| {
+            Cursor::decode(c)
+                .ok_or_else(|| ApiError::bad("cursor", "cursor is not one this server issued"))
+        })
+        .transpose()
+}
+
+/// A `next` link repeating the request with the cursor where this page ended.
+fn next_links(req: &HttpRequest, next: Option<&Cursor>) -> Result<Value, ApiError> {
+    let Some(next) = next else {
+        return Ok(json!([]));
+    };
+    let query: Vec<(String, String)> =
+        serde_urlencoded::from_str::<Vec<(String, String)>>(req.query_string())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(k, _)| k != "cursor")
+            .chain([("cursor".to_string(), next.encode())])
+            .collect();
+    let qs = serde_urlencoded::to_string(&query).map_err(ApiError::internal)?;
+    Ok(
+        json!([{"rel": "next", "type": GEOJSON, "href": format!("{}{}?{qs}", super::routes::base_url(req), req.path())}]),
+    )
 }
 
 /// `GET /api/changes?bbox=&since=&until=&finding=&declaration=&type=&limit=&cursor=`:
@@ -110,13 +160,7 @@ pub(super) async fn changes(
                 })
             })
             .collect::<Result<_, _>>()?,
-        after: p
-            .get("cursor")?
-            .map(|c| {
-                Cursor::decode(c)
-                    .ok_or_else(|| ApiError::bad("cursor", "cursor is not one this server issued"))
-            })
-            .transpose()?,
+        after: cursor(&p)?,
         limit: p.limit(100, 1000)?,
     };
     let cat = cat.get_ref().clone();
@@ -124,19 +168,7 @@ pub(super) async fn changes(
         .await
         .map_err(ApiError::internal)?
         .map_err(ApiError::internal)?;
-    let mut links = Vec::new();
-    if let Some(next) = &page.next {
-        let query: Vec<(String, String)> =
-            serde_urlencoded::from_str::<Vec<(String, String)>>(req.query_string())
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|(k, _)| k != "cursor")
-                .chain([("cursor".to_string(), next.encode())])
-                .collect();
-        let qs = serde_urlencoded::to_string(&query).map_err(ApiError::internal)?;
-        links.push(json!({"rel": "next", "type": GEOJSON, "href": format!("{}{}?{qs}", super::routes::base_url(&req), req.path())}));
-    }
     Ok(HttpResponse::Ok().content_type(GEOJSON).json(json!({
-        "type": "FeatureCollection", "numberReturned": page.events.len(), "links": Value::Array(links), "features": page.events,
+        "type": "FeatureCollection", "numberReturned": page.events.len(), "links": next_links(&req, page.next.as_ref())?, "features": page.events,
     })))
 }

@@ -267,9 +267,8 @@ pub async fn nearby(
         "query".into(),
         json!({"lon": point.lon(), "lat": point.lat(), "radius_m": radius.map(|r| r.get()), "limit": limit}),
     );
-    let mut doc = render::hits_collection(&hits, extra);
-    render::add_observation_stats(&mut doc, &cat.observation_stats());
-    Ok(geojson(doc))
+    let body = render::hits_json(&hits, &extra, &cat.observation_stats());
+    Ok(HttpResponse::Ok().content_type(GEOJSON).body(body))
 }
 
 /// Requests no route took: a path that names a resource gets a 405 with the

@@ -81,21 +81,21 @@ impl Catalogue {
     /// The live sites as recorded at `t`, indexed so that every query works on
     /// them. Built on each call.
     pub fn sites_as_of(&self, t: Timestamp) -> Result<SiteIndex, StoreError> {
-        let sites = self.store().sites_as_of(t)?;
+        let sites = self.reader()?.sites_as_of(t)?;
         Ok(SiteIndex::build(sites))
     }
 
     /// One site as recorded at `t`; `None` if it did not exist or was retired then.
     pub fn site_as_of(&self, id: &SiteId, t: Timestamp) -> Result<Option<Arc<Site>>, StoreError> {
-        Ok(self.store().site_as_of(id, t)?.map(Arc::new))
+        Ok(self.reader()?.site_as_of(id, t)?.map(Arc::new))
     }
 
     /// The sites retired now, or at `at`, as they were when retired, indexed so
     /// that every query works on them. Built on each call.
     pub fn retired_sites(&self, at: Option<Timestamp>) -> Result<SiteIndex, StoreError> {
         let sites = match at {
-            None => self.store().retired_sites()?,
-            Some(t) => self.store().retired_sites_as_of(t)?,
+            None => self.reader()?.retired_sites()?,
+            Some(t) => self.reader()?.retired_sites_as_of(t)?,
         };
         Ok(SiteIndex::build(sites))
     }
@@ -107,8 +107,8 @@ impl Catalogue {
         at: Option<Timestamp>,
     ) -> Result<Option<Arc<Site>>, StoreError> {
         let site = match at {
-            None => self.store().retired_site(id)?,
-            Some(t) => self.store().retired_site_as_of(id, t)?,
+            None => self.reader()?.retired_site(id)?,
+            Some(t) => self.reader()?.retired_site_as_of(id, t)?,
         };
         Ok(site.map(Arc::new))
     }

@@ -5,7 +5,7 @@ use super::Catalogue;
 use crate::index::footprint_meets_bbox;
 use crate::model::{BBox, Declaration, Finding, IdPolicy, Site, SiteId, Timestamp};
 use crate::render::candidate_feature;
-use crate::store::{Before, RevisionRow, StoreError, StoredObservation};
+use crate::store::{Before, RevisionRow, SitePage, StoreError, StoredObservation};
 use serde_json::{Value, json};
 
 /// The kinds of event, in the order they sort among events of the same instant.
@@ -93,7 +93,26 @@ pub struct ChangesQuery {
     pub limit: usize,
 }
 
-/// One page of events, newest first, and where the next one starts.
+/// The order of a site's timeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Order {
+    #[default]
+    OldestFirst,
+    NewestFirst,
+}
+
+/// What `site_history` asks for.
+#[derive(Debug, Clone, Default)]
+pub struct HistoryQuery {
+    pub from: Option<Timestamp>,
+    pub to: Option<Timestamp>,
+    pub order: Order,
+    /// Where the previous page ended.
+    pub after: Option<Cursor>,
+    pub limit: usize,
+}
+
+/// One page of events, and where the next one starts.
 #[derive(Debug, Clone)]
 pub struct Page {
     pub events: Vec<Value>,
@@ -150,37 +169,71 @@ fn revision_event(r: &RevisionRow) -> Event {
     }
 }
 
-fn newest_first(a: &Event, b: &Event) -> std::cmp::Ordering {
+fn newest_first_order(a: &Event, b: &Event) -> std::cmp::Ordering {
     (&b.time, b.kind, &b.id).cmp(&(&a.time, a.kind, &a.id))
 }
 
 impl Catalogue {
-    /// A site's timeline, oldest first: every revision with its field-level diff,
-    /// and every observation linked to it, within `[from, to]`. `None` if the
-    /// site was never recorded.
-    pub fn site_history(
-        &self,
-        id: &SiteId,
-        from: Option<Timestamp>,
-        to: Option<Timestamp>,
-    ) -> Result<Option<Vec<Value>>, StoreError> {
-        let store = self.store();
+    /// One page of a site's timeline: every revision with its field-level diff
+    /// and every observation linked to it, within `[from, to]`, in the order
+    /// asked for. `None` if the site was never recorded.
+    pub fn site_history(&self, id: &SiteId, q: &HistoryQuery) -> Result<Option<Page>, StoreError> {
+        let store = self.reader()?;
         if !store.site_known(id.as_str())? {
             return Ok(None);
         }
+        let newest_first = q.order == Order::NewestFirst;
+        // Observations at the cursor's own instant sort before revisions oldest
+        // first (all already listed) and after them newest first (none listed
+        // yet); "~" sorts after every id, so it bounds both cases.
+        let bound = q.after.as_ref().map(|c| Before {
+            time: c.time.clone(),
+            id: if c.kind == EventKind::Observation {
+                c.id.clone()
+            } else {
+                "~".to_owned()
+            },
+        });
+        let page = SitePage {
+            newest_first,
+            after: bound.as_ref(),
+            limit: q.limit + 1,
+        };
+        // A site has few revisions; they are read whole and cut to the page here.
         let mut events: Vec<Event> = store
-            .revisions_between(Some(id.as_str()), from, to, None, usize::MAX >> 1)?
+            .revisions_between(Some(id.as_str()), q.from, q.to, None, usize::MAX >> 1)?
             .iter()
             .map(revision_event)
             .chain(
                 store
-                    .site_observations(id, from, to)?
+                    .site_observations(id, q.from, q.to, page)?
                     .iter()
                     .map(observation_event),
             )
             .collect();
-        events.sort_by(|a, b| newest_first(b, a));
-        Ok(Some(events.into_iter().map(|e| e.feature).collect()))
+        if let Some(c) = &q.after {
+            let key = (c.time.as_str(), c.kind, c.id.as_str());
+            events.retain(|e| {
+                let k = (e.time.as_str(), e.kind, e.id.as_str());
+                if newest_first { k < key } else { k > key }
+            });
+        }
+        if newest_first {
+            events.sort_by(newest_first_order);
+        } else {
+            events.sort_by(|a, b| newest_first_order(b, a));
+        }
+        let more = events.len() > q.limit;
+        events.truncate(q.limit);
+        let next = more.then(|| events.last()).flatten().map(|e| Cursor {
+            time: e.time.clone(),
+            kind: e.kind,
+            id: e.id.clone(),
+        });
+        Ok(Some(Page {
+            events: events.into_iter().map(|e| e.feature).collect(),
+            next,
+        }))
     }
 
     /// Every observation, revision and candidate in the area and time window,
@@ -198,7 +251,7 @@ impl Catalogue {
         let fetch = q.limit + 1;
         let bound = |k: EventKind| q.after.as_ref().map(|c| c.bound_for(k));
         let mut events: Vec<Event> = Vec::new();
-        let store = self.store();
+        let store = self.reader()?;
         if wanted(EventKind::Observation) {
             let findings: Vec<String> = q.finding.iter().map(|f| f.as_str().to_owned()).collect();
             let b = bound(EventKind::Observation);
@@ -281,7 +334,7 @@ impl Catalogue {
                 }
             }
         }
-        events.sort_by(newest_first);
+        events.sort_by(newest_first_order);
         let more = events.len() > q.limit;
         events.truncate(q.limit);
         let next = if more {
@@ -303,6 +356,67 @@ impl Catalogue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn paged(cat: &Catalogue, order: Order, limit: usize) -> Vec<Value> {
+        let id = SiteId::parse("id", "yongbyon").unwrap();
+        let mut q = HistoryQuery {
+            order,
+            limit,
+            ..HistoryQuery::default()
+        };
+        let mut all = Vec::new();
+        loop {
+            let page = cat.site_history(&id, &q).unwrap().unwrap();
+            assert!(page.events.len() <= limit);
+            all.extend(page.events);
+            match page.next {
+                Some(c) => q.after = Some(c),
+                None => return all,
+            }
+        }
+    }
+
+    #[test]
+    fn paging_through_a_site_history_in_either_order_gives_every_event_once() {
+        let cat = Catalogue::from_store(crate::store::Store::open_in_memory().unwrap())
+            .unwrap()
+            .0;
+        // Three observations share each second, so pages break inside ties.
+        let features: Vec<Value> = (0..61)
+            .map(|i| {
+                json!({"type": "Feature",
+                    "geometry": {"type": "Point", "coordinates": [125.75, 39.8]},
+                    "properties": {"observed_at": format!("2023-05-01T00:00:{:02}Z", i / 3),
+                        "sensor": "test", "finding": "no_change", "site_id": "yongbyon"}})
+            })
+            .collect();
+        let batch = json!({"type": "FeatureCollection", "features": features}).to_string();
+        let report = cat
+            .import_observations(batch.as_bytes(), "test", &Default::default(), |_, _| {})
+            .unwrap();
+        assert!(report.stored, "{}", report.summary);
+
+        let whole = paged(&cat, Order::OldestFirst, 10_000);
+        let key = |e: &Value| {
+            let p = &e["properties"];
+            (
+                p["time"].as_str().unwrap().to_owned(),
+                p["event"].as_str().unwrap().to_owned(),
+            )
+        };
+        assert!(whole.len() > 61, "{} events", whole.len());
+        assert!(whole.windows(2).all(|w| key(&w[0]).0 <= key(&w[1]).0));
+        for limit in [1, 2, 7, 100] {
+            assert_eq!(
+                paged(&cat, Order::OldestFirst, limit),
+                whole,
+                "limit {limit}"
+            );
+            let mut newest = paged(&cat, Order::NewestFirst, limit);
+            newest.reverse();
+            assert_eq!(newest, whole, "newest first, limit {limit}");
+        }
+    }
 
     #[test]
     fn a_cursor_survives_its_text_form() {

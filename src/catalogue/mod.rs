@@ -9,7 +9,7 @@ mod ogc;
 
 pub use check::{CheckReport, check_database};
 pub use edits::EditError;
-pub use history::{ChangesQuery, Cursor, EventKind, Page};
+pub use history::{ChangesQuery, Cursor, EventKind, HistoryQuery, Order, Page};
 
 pub use observations::{ObservationImportError, PromoteError, Promotion};
 
@@ -48,6 +48,47 @@ pub struct Catalogue {
     index: ArcSwap<SiteIndex>,
     /// When each site was last observed and how often; replaced after each batch.
     stats: ArcSwap<HashMap<SiteId, ObservationStats>>,
+    /// The database file, for read-only connections; `None` in memory, where
+    /// reads share the writer's connection.
+    file: Option<String>,
+    /// Idle read-only connections, reused across requests.
+    readers: Mutex<Vec<Store>>,
+}
+
+/// Read-only connections kept idle for reuse; more may be open at once, and
+/// those beyond this are closed when done.
+const IDLE_READERS: usize = 8;
+
+/// A store to read from: a pooled read-only connection, or the writer's own
+/// connection for an in-memory catalogue.
+pub(crate) enum Reader<'a> {
+    Pooled(Option<Store>, &'a Mutex<Vec<Store>>),
+    Writer(MutexGuard<'a, Store>),
+}
+
+impl std::ops::Deref for Reader<'_> {
+    type Target = Store;
+
+    fn deref(&self) -> &Store {
+        match self {
+            // The store is taken out only in `drop`.
+            Reader::Pooled(store, _) => store.as_ref().unwrap_or_else(|| unreachable!()),
+            Reader::Writer(guard) => guard,
+        }
+    }
+}
+
+impl Drop for Reader<'_> {
+    fn drop(&mut self) {
+        if let Reader::Pooled(store, pool) = self
+            && let Some(store) = store.take()
+        {
+            let mut idle = pool.lock().unwrap_or_else(PoisonError::into_inner);
+            if idle.len() < IDLE_READERS {
+                idle.push(store);
+            }
+        }
+    }
 }
 
 /// What opening a catalogue did, for the caller to report.
@@ -96,6 +137,8 @@ impl Catalogue {
             live_sites: index.len(),
         };
         let catalogue = Self {
+            file: store.file(),
+            readers: Mutex::new(Vec::new()),
             store: Mutex::new(store),
             index: ArcSwap::from_pointee(index),
             stats: ArcSwap::from_pointee(stats),
@@ -128,6 +171,23 @@ impl Catalogue {
         self.store.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// A connection for reads that need not wait for a write in progress.
+    pub(crate) fn reader(&self) -> Result<Reader<'_>, StoreError> {
+        let Some(file) = &self.file else {
+            return Ok(Reader::Writer(self.store()));
+        };
+        let idle = self
+            .readers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        let store = match idle {
+            Some(s) => s,
+            None => Store::open_reader(file)?,
+        };
+        Ok(Reader::Pooled(Some(store), &self.readers))
+    }
+
     /// Parses a FeatureCollection of sites and applies it in one transaction; the
     /// index is rebuilt from the store and swapped in only after the commit.
     pub fn import_sites(
@@ -154,7 +214,7 @@ impl Catalogue {
 
     /// Every revision of a site, oldest first.
     pub fn revisions(&self, id: &SiteId) -> Result<Vec<Revision>, StoreError> {
-        self.store().revisions(id)
+        self.reader()?.revisions(id)
     }
 }
 

@@ -110,16 +110,16 @@ impl Catalogue {
         limit: usize,
         before: Option<&str>,
     ) -> Result<Vec<BatchRecord>, StoreError> {
-        self.store().batches(limit, before)
+        self.reader()?.batches(limit, before)
     }
 
     /// Candidate undeclared sites, newest first; only those in `state` if given.
     pub fn candidates(&self, state: Option<&str>) -> Result<Vec<Candidate>, StoreError> {
-        self.store().candidates(state)
+        self.reader()?.candidates(state)
     }
 
     pub fn candidate(&self, id: &str) -> Result<Option<Candidate>, StoreError> {
-        self.store().candidate(id)
+        self.reader()?.candidate(id)
     }
 
     /// Dismisses an open candidate; false if there is none open with that id.

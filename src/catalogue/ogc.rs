@@ -16,7 +16,7 @@ impl Catalogue {
         until: Option<Timestamp>,
         findings: &[String],
     ) -> Result<Vec<StoredObservation>, StoreError> {
-        let store = self.store();
+        let store = self.reader()?;
         let everywhere = [None];
         let pieces: Vec<Option<[f64; 4]>> = match rects {
             Some(r) => r.iter().copied().map(Some).collect(),
@@ -38,14 +38,14 @@ impl Catalogue {
 
     /// One observation by id, or `None`.
     pub fn observation(&self, id: &str) -> Result<Option<StoredObservation>, StoreError> {
-        self.store().observation(id)
+        self.reader()?.observation(id)
     }
 
     /// The box around every observation and the first and last observation times.
     pub fn observation_extent(
         &self,
     ) -> Result<Option<([f64; 4], Timestamp, Timestamp)>, StoreError> {
-        self.store().observation_extent()
+        self.reader()?.observation_extent()
     }
 }
 

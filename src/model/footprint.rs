@@ -246,6 +246,11 @@ impl Footprint {
     }
 
     /// The footprint as an RFC 7946 geometry object.
+    /// Whether the footprint was given as a MultiPolygon.
+    pub fn is_multi(&self) -> bool {
+        self.multi
+    }
+
     pub fn to_geojson(&self) -> Value {
         if self.multi {
             json!({"type": "MultiPolygon", "coordinates": self.parts})

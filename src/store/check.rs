@@ -416,7 +416,7 @@ mod tests {
                  VALUES ('obs-1', 'batch-1', 0, '2025-01-01T00:00:00Z', '2026-01-01T00:00:00Z', 's', 'other',
                      'medium', '{\"type\":\"Point\",\"coordinates\":[125.005,39.005]}', 125.005, 39.005,
                      125.005, 39.005, 125.005, 39.005, 'a', 1);
-                 INSERT INTO observation_sites VALUES ('obs-1', 'a', 'named', 0.0);",
+                 INSERT INTO observation_sites VALUES ('obs-1', 'a', 'named', 0.0, '2025-01-01T00:00:00Z');",
             )
             .unwrap();
         (dir, path)
@@ -513,7 +513,7 @@ mod tests {
             "UPDATE batches SET stored = 0 WHERE id = 'batch-1';
              PRAGMA foreign_keys = OFF;
              UPDATE observations SET site_id = 'nowhere' WHERE id = 'obs-1';
-             INSERT INTO observation_sites VALUES ('obs-gone', 'a', 'named', 0.0);",
+             INSERT INTO observation_sites VALUES ('obs-gone', 'a', 'named', 0.0, '2025-01-01T00:00:00Z');",
         );
         let has = |f: &dyn Fn(&Problem) -> bool| problems.iter().any(f);
         assert!(

@@ -14,6 +14,15 @@ pub struct Before {
     pub id: String,
 }
 
+/// One page of a site's observations: the order, the position the page starts
+/// strictly after (in that order), and how many at most.
+#[derive(Debug, Clone, Copy)]
+pub struct SitePage<'a> {
+    pub newest_first: bool,
+    pub after: Option<&'a Before>,
+    pub limit: usize,
+}
+
 /// A revision as an event: the site's id, revision number, when and by whom,
 /// the change and diff, and the feature as recorded.
 #[derive(Debug, Clone)]

@@ -16,7 +16,7 @@ use std::path::Path;
 
 pub use backup::{BackupError, BackupReport, backup};
 pub use check::{CheckError, Inspection, Problem, inspect};
-pub use history::{Before, RevisionRow, revision_key};
+pub use history::{Before, RevisionRow, SitePage, revision_key};
 pub use observations::{
     BatchRecord, BatchTx, Candidate, LinkHow, ObservationStats, SiteLink, StoredObservation,
     Unmatched,
@@ -102,6 +102,26 @@ impl Store {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let conn = Connection::open(path)?;
         Self::init(conn)
+    }
+
+    /// A connection to an existing catalogue file that only reads. Under WAL it
+    /// sees the last commit and never waits for the writer, so reads go on while
+    /// a batch imports.
+    pub fn open_reader(path: &str) -> Result<Self, StoreError> {
+        let conn = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        Ok(Self { conn })
+    }
+
+    /// The file this store reads and writes; `None` in memory.
+    pub fn file(&self) -> Option<String> {
+        self.conn
+            .path()
+            .filter(|p| !p.is_empty())
+            .map(str::to_owned)
     }
 
     /// A private in-memory database, for tests.

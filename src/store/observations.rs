@@ -2,6 +2,7 @@
 //! undeclared sites. A batch is written inside one transaction, [`BatchTx`],
 //! which commits all of it or none.
 
+use super::history::SitePage;
 use super::{Before, Store, StoreError};
 use crate::model::{LonLat, Observation, SiteId, Timestamp};
 use rusqlite::{OptionalExtension, Transaction, params};
@@ -219,7 +220,7 @@ impl Store {
     /// Per site: the latest observation time and the number of observations.
     pub fn observation_stats(&self) -> Result<HashMap<SiteId, ObservationStats>, StoreError> {
         let mut stmt = self.conn.prepare(
-            "SELECT l.site_id, max(o.observed_at), count(*) FROM observation_sites l JOIN observations o ON o.id = l.observation_id GROUP BY l.site_id",
+            "SELECT site_id, max(observed_at), count(*) FROM observation_sites GROUP BY site_id",
         )?;
         let rows = stmt.query_map([], |r| {
             Ok((
@@ -357,18 +358,35 @@ impl Store {
         site: &SiteId,
         from: Option<Timestamp>,
         to: Option<Timestamp>,
+        page: SitePage<'_>,
     ) -> Result<Vec<StoredObservation>, StoreError> {
-        let (from, to) = (
-            from.map(Timestamp::to_rfc3339),
-            to.map(Timestamp::to_rfc3339),
-        );
+        // Bounds that admit everything stand in for absent ones, so that SQLite
+        // walks the (site, time) index in order and stops at the limit.
+        let from = from.map_or_else(String::new, Timestamp::to_rfc3339);
+        let to = to.map_or_else(|| "~".to_owned(), Timestamp::to_rfc3339);
+        let (sql, time, id) = match (page.newest_first, page.after) {
+            (false, after) => (
+                "l.observed_at >= ?2 AND l.observed_at <= ?3
+                 AND (l.observed_at > ?4 OR (l.observed_at = ?4 AND l.observation_id > ?5))
+                 ORDER BY l.observed_at, l.observation_id",
+                after.map_or("", |b| b.time.as_str()),
+                after.map_or("", |b| b.id.as_str()),
+            ),
+            (true, after) => (
+                "l.observed_at >= ?2 AND l.observed_at <= ?3
+                 AND (l.observed_at < ?4 OR (l.observed_at = ?4 AND l.observation_id < ?5))
+                 ORDER BY l.observed_at DESC, l.observation_id DESC",
+                after.map_or("~", |b| b.time.as_str()),
+                after.map_or("~", |b| b.id.as_str()),
+            ),
+        };
+        let limit = page.limit.min(i64::MAX as usize) as i64;
         self.read_observations(
             &format!(
-                "SELECT {OBS_COLUMNS} FROM observations o JOIN observation_sites l ON l.observation_id = o.id
-                 WHERE l.site_id = ?1 AND (?2 IS NULL OR o.observed_at >= ?2) AND (?3 IS NULL OR o.observed_at <= ?3)
-                 ORDER BY o.observed_at, o.id"
+                "SELECT {OBS_COLUMNS} FROM observation_sites l JOIN observations o ON o.id = l.observation_id
+                 WHERE l.site_id = ?1 AND {sql} LIMIT ?6"
             ),
-            &[&site.as_str(), &from, &to],
+            &[&site.as_str(), &from, &to, &time, &id, &limit],
         )
     }
 
@@ -523,7 +541,8 @@ impl Store {
         };
         {
             let mut link = tx.prepare_cached(
-                "INSERT INTO observation_sites (observation_id, site_id, how, distance_m) VALUES (?1, ?2, 'promoted', ?3)",
+                "INSERT INTO observation_sites (observation_id, site_id, how, distance_m, observed_at)
+                 SELECT ?1, ?2, 'promoted', ?3, observed_at FROM observations WHERE id = ?1",
             )?;
             let mut mark =
                 tx.prepare_cached("UPDATE observations SET matched = 1 WHERE id = ?1")?;
@@ -580,6 +599,7 @@ impl BatchTx<'_> {
             ulid::Ulid::generate().to_string().to_ascii_lowercase()
         );
         let anchor = obs.place.anchor();
+        let observed_at = obs.observed_at.to_rfc3339();
         let [w, s, e, n] = obs.place.lonlat_bounds();
         let mut stmt = self.tx.prepare_cached(
             "INSERT INTO observations (id, batch_id, feature_index, observed_at, recorded_at, sensor, finding, confidence, geometry,
@@ -590,7 +610,7 @@ impl BatchTx<'_> {
             id,
             self.batch_id,
             feature_index as i64,
-            obs.observed_at.to_rfc3339(),
+            observed_at,
             self.recorded_at,
             obs.sensor,
             obs.finding.as_str(),
@@ -609,13 +629,14 @@ impl BatchTx<'_> {
             obs.external_id,
             !links.is_empty() as i64,
         ])?;
-        let mut link = self.tx.prepare_cached("INSERT INTO observation_sites (observation_id, site_id, how, distance_m) VALUES (?1, ?2, ?3, ?4)")?;
+        let mut link = self.tx.prepare_cached("INSERT INTO observation_sites (observation_id, site_id, how, distance_m, observed_at) VALUES (?1, ?2, ?3, ?4, ?5)")?;
         for l in links {
             link.execute(params![
                 id,
                 l.site_id.as_str(),
                 l.how.as_str(),
-                l.distance_m
+                l.distance_m,
+                observed_at,
             ])?;
         }
         Ok(id)

@@ -91,6 +91,14 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (observation_id, site_id)
     ) STRICT, WITHOUT ROWID;
     CREATE INDEX observation_sites_by_site ON observation_sites(site_id, observation_id);",
+    // 3: each link carries its observation's time, so that a site's history and
+    // its observation counts are read in time order from one index, without
+    // visiting every observation of a busy site.
+    "ALTER TABLE observation_sites ADD COLUMN observed_at TEXT NOT NULL DEFAULT '';
+    UPDATE observation_sites SET observed_at =
+        (SELECT o.observed_at FROM observations o WHERE o.id = observation_sites.observation_id);
+    CREATE INDEX observation_sites_by_site_time
+        ON observation_sites(site_id, observed_at, observation_id);",
 ];
 
 /// The schema version this build writes.

@@ -82,7 +82,7 @@ export class SitePanel {
     try {
       [site, history] = await Promise.all([
         getJson(`/api/collections/sites/items/${encodeURIComponent(id)}`, params),
-        getJson(`/api/sites/${encodeURIComponent(id)}/history`),
+        getJson(`/api/sites/${encodeURIComponent(id)}/history?order=newest&limit=500`),
       ]);
     } catch (e) {
       if (ticket !== this.request) return;
@@ -115,7 +115,7 @@ export class SitePanel {
       el('li', {}, externalLink(s.title, s.url), s.date ? ` (${s.date})` : ''));
     const events = history.features ?? [];
     const shownUntil = this.app.time.observationsUntil();
-    const items = events.slice().reverse().map((e) => {
+    const items = events.map((e) => {
       const ep = e.properties;
       const later = shownUntil && ep.time > shownUntil;
       return el('li', {
@@ -133,7 +133,7 @@ export class SitePanel {
       p.notes ? el('p', { class: 'notes' }, p.notes) : null,
       el('h3', {}, 'Sources'),
       sources.length ? el('ul', { class: 'sources' }, sources) : el('p', { class: 'hint' }, 'No sources recorded.'),
-      el('h3', {}, `History (${count(events.length, 'event')}, newest first)`),
+      el('h3', {}, `History (${history.links?.some((l) => l.rel === 'next') ? 'latest ' : ''}${count(events.length, 'event')}, newest first)`),
       items.length ? el('ol', { class: 'timeline' }, items) : el('p', { class: 'hint' }, 'No events.'),
     );
   }
