@@ -363,18 +363,20 @@ fn run(cli: Cli) -> Result<()> {
         Command::Import {
             what: ImportWhat::Sites { db, file, reason },
         } => {
-            let text = if file.as_os_str() == "-" {
-                std::io::read_to_string(std::io::stdin())?
+            let reader: Box<dyn std::io::Read> = if file.as_os_str() == "-" {
+                Box::new(std::io::stdin().lock())
             } else {
-                std::fs::read_to_string(&file)
-                    .with_context(|| format!("reading {}", file.display()))?
+                Box::new(std::io::BufReader::new(
+                    std::fs::File::open(&file)
+                        .with_context(|| format!("opening {}", file.display()))?,
+                ))
             };
             let cat = open(&db)?;
             let by = Provenance {
                 actor: format!("cli import {}", file.display()),
                 reason,
             };
-            match cat.import_sites(&text, &by) {
+            match cat.import_sites_from(reader, &by) {
                 Ok(report) => println!("{}", serde_json::to_string_pretty(&report)?),
                 Err(ImportSitesError::Invalid(ImportError::Invalid(problems))) => {
                     println!(
@@ -564,13 +566,14 @@ fn generate(args: GenArgs) -> Result<()> {
     let t = Instant::now();
     let (cat, _) =
         Catalogue::open_unseeded(db).with_context(|| format!("creating {}", db.display()))?;
-    let text = std::fs::read_to_string(&report.sites_file)?;
     let by = Provenance {
         actor: "gen".into(),
         reason: Some(format!("synthetic catalogue, seed {}", args.seed)),
     };
-    let applied = cat.import_sites(&text, &by)?;
-    drop(text);
+    let applied = cat.import_sites_from(
+        std::io::BufReader::new(std::fs::File::open(&report.sites_file)?),
+        &by,
+    )?;
     eprintln!(
         "imported {} sites into {} in {:.1} s",
         applied.created.len(),

@@ -204,6 +204,22 @@ impl Catalogue {
         Ok(report)
     }
 
+    /// [`Catalogue::import_sites`] from a reader, without holding the text.
+    pub fn import_sites_from<R: std::io::Read>(
+        &self,
+        reader: R,
+        by: &Provenance,
+    ) -> Result<ApplyReport, ImportSitesError> {
+        let sites = crate::import::read_sites(reader, IdPolicy::Required)?;
+        let mut store = self.store();
+        let report = store.apply_sites(&sites, by)?;
+        drop(sites);
+        if !report.created.is_empty() || !report.updated.is_empty() {
+            self.refresh_index(&store)?;
+        }
+        Ok(report)
+    }
+
     /// Rebuilds the index from the store and swaps it in; called after each
     /// commit while the store is still locked, so snapshots follow commit order.
     fn refresh_index(&self, store: &Store) -> Result<(), StoreError> {

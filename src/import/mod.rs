@@ -15,6 +15,8 @@ use crate::model::{FieldError, IdPolicy, Site};
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::HashSet;
+use std::convert::Infallible;
+use std::io::Read;
 
 /// One rejected feature: where it is in the batch, which field, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -49,15 +51,80 @@ fn features(doc: &Value) -> Result<&Vec<Value>, ImportError> {
         })
 }
 
+/// `Site::from_feature` over every feature, spread over the machine's cores
+/// (a catalogue file may hold a million sites), results in feature order.
+fn parse_each(features: &[Value], ids: IdPolicy) -> Vec<Result<Site, FieldError>> {
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if workers < 2 || features.len() < 1_024 {
+        return features
+            .iter()
+            .map(|f| Site::from_feature(f, ids))
+            .collect();
+    }
+    let chunk = features.len().div_ceil(workers);
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = features
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || {
+                    part.iter()
+                        .map(|f| Site::from_feature(f, ids))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|h| {
+                // A panic in a parser thread is a bug; it is raised here as it
+                // would have been without the threads.
+                h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))
+            })
+            .collect()
+    })
+}
+
 /// Parses a FeatureCollection of sites. Fails, listing every bad feature, if any
 /// feature is invalid or repeats an id seen earlier in the batch.
 pub fn parse_sites(json: &str, ids: IdPolicy) -> Result<Vec<Site>, ImportError> {
     let doc: Value = crate::model::json::from_str(json)?;
+    collect_sites(parse_each(features(&doc)?, ids))
+}
+
+/// Features parsed at a time by [`read_sites`]: enough to share among the
+/// cores, few enough that memory holds sites rather than JSON trees.
+const CHUNK: usize = 4_096;
+
+/// [`parse_sites`] from a reader, one feature at a time: a catalogue file of a
+/// million sites is never held whole, only the sites it becomes.
+pub fn read_sites<R: Read>(reader: R, ids: IdPolicy) -> Result<Vec<Site>, ImportError> {
+    let mut pending: Vec<Value> = Vec::with_capacity(CHUNK);
+    let mut parsed = Vec::new();
+    let streamed = for_each_feature(reader, |_, f| -> Result<(), Infallible> {
+        pending.push(f);
+        if pending.len() == CHUNK {
+            parsed.extend(parse_each(&pending, ids));
+            pending.clear();
+        }
+        Ok(())
+    });
+    match streamed {
+        Ok(_) => {}
+        Err(Ok(StreamError::Json(e))) => return Err(ImportError::Json(e)),
+        Err(Ok(other)) => return Err(ImportError::NotACollection(other.to_string())),
+        Err(Err(never)) => match never {},
+    }
+    parsed.extend(parse_each(&pending, ids));
+    collect_sites(parsed)
+}
+
+/// The sites, or every bad feature (and every id seen earlier in the batch).
+fn collect_sites(parsed: Vec<Result<Site, FieldError>>) -> Result<Vec<Site>, ImportError> {
     let mut problems = Vec::new();
     let mut seen = HashSet::new();
-    let mut sites = Vec::new();
-    for (index, f) in features(&doc)?.iter().enumerate() {
-        match Site::from_feature(f, ids) {
+    let mut sites = Vec::with_capacity(parsed.len());
+    for (index, parsed) in parsed.into_iter().enumerate() {
+        match parsed {
             Ok(site) if !seen.insert(site.id.clone()) => problems.push(FeatureProblem {
                 index,
                 field: "id".into(),
@@ -86,6 +153,30 @@ mod tests {
         format!(
             r#"{{"type":"Feature","id":"{id}","geometry":{{"type":"Polygon","coordinates":[[[0,0],[1,0],[1,1],[0,0]]]}},"properties":{{"name":"n","country":"ZZZ","kind":"{kind}"}}}}"#
         )
+    }
+
+    #[test]
+    fn reading_sites_from_a_stream_gives_what_parsing_the_text_gives() {
+        let good = crate::synth::feature_collection(CHUNK + 300, 6).to_string();
+        assert_eq!(
+            read_sites(good.as_bytes(), IdPolicy::Required).unwrap(),
+            parse_sites(&good, IdPolicy::Required).unwrap()
+        );
+        let bad = format!(
+            r#"{{"type":"FeatureCollection","features":[{},{},{}]}}"#,
+            feature("a", "reactor"),
+            feature("b", "volcano"),
+            feature("a", "reactor")
+        );
+        let Err(ImportError::Invalid(p)) = read_sites(bad.as_bytes(), IdPolicy::Required) else {
+            panic!("accepted")
+        };
+        assert_eq!((p[0].index, p[0].field.as_str()), (1, "properties.kind"));
+        assert_eq!((p[1].index, p[1].field.as_str()), (2, "id"));
+        assert!(matches!(
+            read_sites(&b"{\"type\":\"Feature\"}"[..], IdPolicy::Required),
+            Err(ImportError::NotACollection(_))
+        ));
     }
 
     #[test]
