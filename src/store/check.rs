@@ -367,6 +367,24 @@ fn observations(conn: &Connection, out: &mut Inspection) -> rusqlite::Result<()>
             reason: format!("its link to site {site} dangles"),
         });
     }
+    // Schema 3 copies each observation's time onto its site links, where a
+    // site's history is read in time order; a copy that differs would misplace
+    // the observation in that history.
+    if out.schema_version >= 3 {
+        let mut stale = conn.prepare(
+            "SELECT l.observation_id, l.site_id FROM observation_sites l
+             JOIN observations o ON o.id = l.observation_id
+             WHERE l.observed_at <> o.observed_at",
+        )?;
+        let rows = stale.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        for row in rows {
+            let (obs, site) = row?;
+            out.problems.push(Problem::Observation {
+                id: obs,
+                reason: format!("its link to site {site} carries another time than it has"),
+            });
+        }
+    }
     let mut unfinished: Vec<String> = unfinished.into_iter().collect();
     unfinished.sort();
     for id in unfinished {
@@ -420,6 +438,18 @@ mod tests {
             )
             .unwrap();
         (dir, path)
+    }
+
+    #[test]
+    fn a_site_link_whose_time_differs_from_its_observation_is_reported() {
+        let problems = damaged(
+            "UPDATE observation_sites SET observed_at = '1999-01-01T00:00:00Z' WHERE observation_id = 'obs-1'",
+        );
+        assert!(
+            problems.iter().any(|p| matches!(p,
+                Problem::Observation { id, reason } if id == "obs-1" && reason.contains("another time"))),
+            "{problems:?}"
+        );
     }
 
     /// Damages the database with SQL that bypasses the store, then inspects it.

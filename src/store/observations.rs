@@ -250,35 +250,31 @@ impl Store {
         Ok(out)
     }
 
-    fn links_of(&self, observation_id: &str) -> Result<Vec<SiteLink>, StoreError> {
-        let mut stmt = self.conn.prepare_cached("SELECT site_id, how, distance_m FROM observation_sites WHERE observation_id = ?1 ORDER BY site_id")?;
-        let rows = stmt.query_map([observation_id], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, f64>(2)?,
-            ))
-        })?;
-        let mut links = Vec::new();
-        for row in rows {
-            let (site, how, distance_m) = row?;
-            let how = match how.as_str() {
-                "named" => LinkHow::Named,
-                "intersects" => LinkHow::Intersects,
-                "nearest" => LinkHow::Nearest,
-                _ => LinkHow::Promoted,
-            };
-            let site_id = SiteId::parse("site_id", &site).map_err(|e| StoreError::Corrupt {
-                id: observation_id.to_owned(),
-                reason: e.to_string(),
-            })?;
-            links.push(SiteLink {
-                site_id,
-                how,
-                distance_m,
-            });
-        }
-        Ok(links)
+    /// The links column of [`OBS_COLUMNS`]: `[[site_id, how, distance_m], ...]`.
+    fn links_from_json(observation_id: &str, text: &str) -> Result<Vec<SiteLink>, StoreError> {
+        let corrupt = |reason: String| StoreError::Corrupt {
+            id: observation_id.to_owned(),
+            reason,
+        };
+        let rows: Vec<(String, String, f64)> =
+            serde_json::from_str(text).map_err(|e| corrupt(e.to_string()))?;
+        rows.into_iter()
+            .map(|(site, how, distance_m)| {
+                let how = match how.as_str() {
+                    "named" => LinkHow::Named,
+                    "intersects" => LinkHow::Intersects,
+                    "nearest" => LinkHow::Nearest,
+                    _ => LinkHow::Promoted,
+                };
+                let site_id =
+                    SiteId::parse("site_id", &site).map_err(|e| corrupt(e.to_string()))?;
+                Ok(SiteLink {
+                    site_id,
+                    how,
+                    distance_m,
+                })
+            })
+            .collect()
     }
 
     fn read_observations(
@@ -286,7 +282,7 @@ impl Store {
         sql: &str,
         args: &[&dyn rusqlite::ToSql],
     ) -> Result<Vec<StoredObservation>, StoreError> {
-        let mut stmt = self.conn.prepare(sql)?;
+        let mut stmt = self.conn.prepare_cached(sql)?;
         let rows = stmt.query_map(args, |r| {
             Ok(StoredObservation {
                 id: r.get(0)?,
@@ -305,10 +301,13 @@ impl Store {
                 candidate_id: r.get(13)?,
                 sites: Vec::new(),
             })
+            .and_then(|o| Ok((o, r.get::<_, String>(14)?)))
         })?;
-        let mut out: Vec<StoredObservation> = rows.collect::<Result<_, _>>()?;
-        for o in &mut out {
-            o.sites = self.links_of(&o.id)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (mut o, links) = row?;
+            o.sites = Self::links_from_json(&o.id, &links)?;
+            out.push(o);
         }
         Ok(out)
     }
@@ -560,7 +559,11 @@ impl Store {
     }
 }
 
-const OBS_COLUMNS: &str = "o.id, o.batch_id, o.recorded_at, o.observed_at, o.sensor, o.finding, o.confidence, o.geometry, o.site_id, o.description, o.image_ref, o.source, o.external_id, o.candidate_id";
+/// The columns [`Store::read_observations`] reads; the last gathers the
+/// observation's site links, so a page of observations is one statement.
+const OBS_COLUMNS: &str = "o.id, o.batch_id, o.recorded_at, o.observed_at, o.sensor, o.finding, o.confidence, o.geometry, o.site_id, o.description, o.image_ref, o.source, o.external_id, o.candidate_id,
+    (SELECT json_group_array(json_array(k.site_id, k.how, k.distance_m))
+       FROM (SELECT site_id, how, distance_m FROM observation_sites WHERE observation_id = o.id ORDER BY site_id) k)";
 
 impl BatchTx<'_> {
     pub fn batch_id(&self) -> &str {
