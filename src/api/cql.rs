@@ -340,6 +340,30 @@ pub enum Expr {
     Temporal(TemporalOp, TimeOperand, TimeOperand),
 }
 
+/// How deep parentheses may nest in CQL2 text. The `cql2` parser backtracks
+/// through every way of reading an unclosed group, so its time grows about
+/// threefold with each level (in a debug build 16 levels took seconds and 20
+/// did not finish in a minute). A MULTIPOLYGON inside a function inside a few
+/// groups stays well below this.
+pub const MAX_TEXT_NESTING: usize = 10;
+
+/// The deepest nesting of parentheses outside string literals.
+fn nesting(raw: &str) -> usize {
+    let (mut depth, mut deepest, mut quoted) = (0usize, 0usize, false);
+    for c in raw.chars() {
+        match c {
+            '\'' => quoted = !quoted,
+            '(' if !quoted => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            ')' if !quoted => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
 /// Reads a filter in `lang` and checks it against `queryables`.
 pub fn parse(raw: &str, lang: Lang, queryables: &[Queryable]) -> Result<Expr, CqlError> {
     let syntax = |reason: String| CqlError::Syntax {
@@ -347,6 +371,11 @@ pub fn parse(raw: &str, lang: Lang, queryables: &[Queryable]) -> Result<Expr, Cq
         reason,
     };
     let expr = match lang {
+        Lang::Text if nesting(raw) > MAX_TEXT_NESTING => {
+            return Err(syntax(format!(
+                "parentheses nest more than {MAX_TEXT_NESTING} deep"
+            )));
+        }
         Lang::Text => cql2::parse_text(raw).map_err(|e| syntax(e.to_string()))?,
         Lang::Json => cql2::parse_json(raw).map_err(|e| syntax(e.to_string()))?,
     };

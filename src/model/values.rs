@@ -2,7 +2,7 @@
 //! positions and boxes. Each has exactly one constructor from raw input.
 
 use super::FieldError;
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
 use serde::{Serialize, Serializer};
 use std::fmt;
 
@@ -115,19 +115,21 @@ impl Meters {
     }
 }
 
-/// An instant in UTC, read from and written as RFC 3339.
+/// An instant in UTC, read from and written as RFC 3339. It holds whole
+/// microseconds, as it is written, so a time compares the same before and after
+/// a round trip through the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Timestamp(DateTime<Utc>);
 
 impl Timestamp {
     pub fn parse(field: &str, raw: &str) -> Result<Self, FieldError> {
         DateTime::parse_from_rfc3339(raw)
-            .map(|t| Self(t.with_timezone(&Utc)))
+            .map(|t| Self(t.with_timezone(&Utc).trunc_subsecs(6)))
             .map_err(|e| FieldError::new(field, format!("{raw:?} is not an RFC 3339 time ({e})")))
     }
 
     pub fn now() -> Self {
-        Self(Utc::now())
+        Self(Utc::now().trunc_subsecs(6))
     }
 
     /// The calendar day in UTC.
