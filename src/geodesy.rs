@@ -201,7 +201,10 @@ fn arcs_intersect(a: Vec3, b: Vec3, c: Vec3, d: Vec3) -> bool {
     let n2 = cross(c, d);
     let (sc, sd) = (dot(n1, c), dot(n1, d));
     let (sa, sb) = (dot(n2, a), dot(n2, b));
-    let straddles = |x: f64, y: f64| (x <= 0.0 && y >= 0.0) || (x >= 0.0 && y <= 0.0);
+    // A point within rounding of the other arc's great circle counts as on it,
+    // so that shared and touching edges meet (a shape meets itself).
+    const ON: f64 = 1e-15;
+    let straddles = |x: f64, y: f64| (x <= ON && y >= -ON) || (x >= -ON && y <= ON);
     // Two great circles meet twice, at antipodes; short arcs near each other can
     // only meet at the crossing on their own side of the sphere.
     let same_side = dot(
@@ -479,6 +482,28 @@ pub fn lonlat_rect_envelope(west: f64, south: f64, east: f64, north: f64) -> (Ve
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_shape_meets_itself() {
+        for site in crate::synth::sites(300, 19) {
+            let shape = site.footprint.shape();
+            assert!(shape.intersects(shape), "{}", site.id);
+        }
+        let square = |lon: f64, lat: f64| {
+            let ring = [
+                [lon, lat],
+                [lon + 0.01, lat],
+                [lon + 0.01, lat + 0.01],
+                [lon, lat + 0.01],
+                [lon, lat],
+            ];
+            SphericalShape::new([[&ring[..]]]).unwrap()
+        };
+        for i in 0..200 {
+            let s = square(-179.0 + i as f64 * 1.7, -60.0 + i as f64 * 0.6);
+            assert!(s.intersects(&s), "square {i}");
+        }
+    }
 
     fn square(lon: f64, lat: f64, half: f64) -> Vec<[f64; 2]> {
         vec![

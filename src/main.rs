@@ -43,7 +43,8 @@ enum Command {
         /// Bearer token that writes must carry. Without one, only loopback clients may write.
         #[arg(long, env = "SITEWATCH_TOKEN", hide_env_values = true)]
         token: Option<String>,
-        /// Allow serving on a non-loopback address with no token (anyone who can reach it may write).
+        /// Allow serving on a non-loopback address with no token: reads are open to
+        /// anyone who can reach it, and writes are still taken from loopback only.
         #[arg(long)]
         insecure_open_writes: bool,
         /// Largest request body in bytes (observation batches over HTTP).

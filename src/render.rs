@@ -199,7 +199,9 @@ pub fn add_observation_stats(doc: &mut Value, stats: &HashMap<SiteId, Observatio
             props.insert("observation_count".into(), json!(s.map_or(0, |s| s.count)));
         }
     };
-    match doc["features"].as_array_mut() {
+    // `get_mut`, not indexing: indexing a Feature by a missing key would add
+    // `"features": null` to it.
+    match doc.get_mut("features").and_then(Value::as_array_mut) {
         Some(features) => features.iter_mut().for_each(add),
         None => add(doc),
     }
@@ -209,6 +211,16 @@ pub fn add_observation_stats(doc: &mut Value, stats: &HashMap<SiteId, Observatio
 mod tests {
     use super::*;
     use crate::import::parse_sites;
+
+    #[test]
+    fn observation_figures_on_a_single_feature_add_no_features_member() {
+        let site = &crate::synth::sites(1, 2)[0];
+        let mut f = site.to_feature();
+        add_observation_stats(&mut f, &HashMap::new());
+        assert!(f.get("features").is_none(), "{f}");
+        assert_eq!(f["properties"]["observation_count"], 0);
+        assert!(f["properties"]["last_observed_at"].is_null());
+    }
     use crate::index::{Filter, SiteIndex};
     use crate::model::{IdPolicy, LonLat, Timestamp};
 

@@ -201,7 +201,7 @@ impl Catalogue {
         };
         // A site has few revisions; they are read whole and cut to the page here.
         let mut events: Vec<Event> = store
-            .revisions_between(Some(id.as_str()), q.from, q.to, None, usize::MAX >> 1)?
+            .site_revisions_between(id.as_str(), q.from, q.to)?
             .iter()
             .map(revision_event)
             .chain(

@@ -56,8 +56,10 @@ pub struct Catalogue {
 }
 
 /// Read-only connections kept idle for reuse; more may be open at once, and
-/// those beyond this are closed when done.
-const IDLE_READERS: usize = 8;
+/// those beyond this are closed when done. Enough for the reads a busy server
+/// has in flight: a connection closed and opened again per request would read
+/// the schema and prepare its statements anew each time.
+const IDLE_READERS: usize = 32;
 
 /// A store to read from: a pooled read-only connection, or the writer's own
 /// connection for an in-memory catalogue.

@@ -38,6 +38,23 @@ pub struct RevisionRow {
 }
 
 impl RevisionRow {
+    /// Reads `site_id, revision, recorded_at, actor, reason, change, diff, feature`.
+    fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(RevisionRow {
+            site_id: r.get(0)?,
+            revision: r.get(1)?,
+            recorded_at: Timestamp::parse("recorded_at", &r.get::<_, String>(2)?)
+                .map_err(conversion)?,
+            actor: r.get(3)?,
+            reason: r.get(4)?,
+            change: r.get(5)?,
+            diff: serde_json::from_str(&r.get::<_, String>(6)?).map_err(conversion)?,
+            feature: serde_json::from_str(&r.get::<_, String>(7)?).map_err(conversion)?,
+        })
+    }
+}
+
+impl RevisionRow {
     /// The key that orders revisions recorded at the same instant.
     pub fn key(&self) -> String {
         revision_key(&self.site_id, self.revision)
@@ -90,21 +107,33 @@ impl Store {
                 before.map_or(AFTER_EVERY_TIME, |b| b.id.as_str()),
                 limit as i64
             ],
-            |r| {
-                Ok(RevisionRow {
-                    site_id: r.get(0)?,
-                    revision: r.get(1)?,
-                    recorded_at: Timestamp::parse("recorded_at", &r.get::<_, String>(2)?)
-                        .map_err(conversion)?,
-                    actor: r.get(3)?,
-                    reason: r.get(4)?,
-                    change: r.get(5)?,
-                    diff: serde_json::from_str(&r.get::<_, String>(6)?).map_err(conversion)?,
-                    feature: serde_json::from_str(&r.get::<_, String>(7)?).map_err(conversion)?,
-                })
-            },
+            RevisionRow::from_row,
         )?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Every revision of one site recorded within `[since, until]`, oldest
+    /// first: a site's own timeline, read by its primary key.
+    pub fn site_revisions_between(
+        &self,
+        site: &str,
+        since: Option<Timestamp>,
+        until: Option<Timestamp>,
+    ) -> Result<Vec<RevisionRow>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT site_id, revision, recorded_at, actor, reason, change, diff, feature FROM site_revisions
+             WHERE site_id = ?1 ORDER BY revision",
+        )?;
+        let rows = stmt.query_map([site], RevisionRow::from_row)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let r = row?;
+            if since.is_none_or(|t| r.recorded_at >= t) && until.is_none_or(|t| r.recorded_at <= t)
+            {
+                out.push(r);
+            }
+        }
+        Ok(out)
     }
 
     /// Ids of candidates created within `[since, until]` inside the lon/lat
@@ -144,10 +173,9 @@ impl Store {
 
     /// Whether a site was ever recorded (retired ones included).
     pub fn site_known(&self, id: &str) -> Result<bool, StoreError> {
-        Ok(self.conn.query_row(
-            "SELECT EXISTS (SELECT 1 FROM sites WHERE id = ?1)",
-            [id],
-            |r| r.get(0),
-        )?)
+        Ok(self
+            .conn
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM sites WHERE id = ?1)")?
+            .query_row([id], |r| r.get(0))?)
     }
 }

@@ -108,10 +108,14 @@ impl Store {
     /// sees the last commit and never waits for the writer, so reads go on while
     /// a batch imports.
     pub fn open_reader(path: &str) -> Result<Self, StoreError> {
+        // Opened read-write and made query-only, rather than opened read-only: a
+        // read-only connection cannot map the WAL index for writing, and SQLite
+        // then rebuilds it, and the schema, at every read transaction.
         let conn = Connection::open_with_flags(
             path,
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
+        conn.pragma_update(None, "query_only", true)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         Ok(Self { conn })
     }

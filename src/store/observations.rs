@@ -360,20 +360,23 @@ impl Store {
         page: SitePage<'_>,
     ) -> Result<Vec<StoredObservation>, StoreError> {
         // Bounds that admit everything stand in for absent ones, so that SQLite
-        // walks the (site, time) index in order and stops at the limit.
+        // walks the (site, time) index in order and stops at the limit. The
+        // keyset bound is a row-value comparison: an OR there would make the
+        // plan depend on the values bound, and SQLite would prepare the
+        // statement again at every use.
         let from = from.map_or_else(String::new, Timestamp::to_rfc3339);
         let to = to.map_or_else(|| "~".to_owned(), Timestamp::to_rfc3339);
         let (sql, time, id) = match (page.newest_first, page.after) {
             (false, after) => (
                 "l.observed_at >= ?2 AND l.observed_at <= ?3
-                 AND (l.observed_at > ?4 OR (l.observed_at = ?4 AND l.observation_id > ?5))
+                 AND (l.observed_at, l.observation_id) > (?4, ?5)
                  ORDER BY l.observed_at, l.observation_id",
                 after.map_or("", |b| b.time.as_str()),
                 after.map_or("", |b| b.id.as_str()),
             ),
             (true, after) => (
                 "l.observed_at >= ?2 AND l.observed_at <= ?3
-                 AND (l.observed_at < ?4 OR (l.observed_at = ?4 AND l.observation_id < ?5))
+                 AND (l.observed_at, l.observation_id) < (?4, ?5)
                  ORDER BY l.observed_at DESC, l.observation_id DESC",
                 after.map_or("~", |b| b.time.as_str()),
                 after.map_or("~", |b| b.id.as_str()),
