@@ -114,20 +114,29 @@ impl Ord for Bound {
     }
 }
 
-/// An immutable snapshot of the catalogue's live sites and the tree over them.
-/// Writers build a new one and swap it in; readers keep the one they started with.
+/// One bulk-loaded tree over a set of sites, sorted by id, so that a lookup by
+/// id is a binary search and needs no second copy of every id.
 #[derive(Debug, Default)]
-pub struct SiteIndex {
-    /// Sorted by id, so that a lookup by id is a binary search and needs no
-    /// second copy of every id.
+struct Layer {
     sites: Vec<Arc<Site>>,
     tree: RTree<Entry>,
+    /// The lon/lat box around every footprint (see [`Footprint::lonlat_bounds`]).
+    bounds: Option<[f64; 4]>,
 }
 
-impl SiteIndex {
-    /// Bulk-loads the tree from a set of sites (ids must be unique; the last wins).
-    pub fn build(sites: impl IntoIterator<Item = Arc<Site>>) -> Self {
+/// Grows `b` to hold `[w, s, e, n]`.
+fn grow(b: &mut Option<[f64; 4]>, [w, s, e, n]: [f64; 4]) {
+    *b = Some(match *b {
+        None => [w, s, e, n],
+        Some([bw, bs, be, bn]) => [bw.min(w), bs.min(s), be.max(e), bn.max(n)],
+    });
+}
+
+impl Layer {
+    /// Ids must be unique; the last wins.
+    fn build(sites: impl IntoIterator<Item = Arc<Site>>) -> Self {
         let mut sites: Vec<Arc<Site>> = sites.into_iter().collect();
+        // Stable, so that of equal ids the later stays later.
         sites.sort_by(|a, b| a.id.cmp(&b.id));
         sites.dedup_by(|later, earlier| {
             let same = later.id == earlier.id;
@@ -136,10 +145,12 @@ impl SiteIndex {
             }
             same
         });
+        let mut bounds = None;
         let entries = sites
             .iter()
             .enumerate()
             .map(|(i, s)| {
+                grow(&mut bounds, s.footprint.lonlat_bounds());
                 let (lo, hi) = s.footprint.shape().envelope();
                 Entry {
                     slot: i as u32,
@@ -150,44 +161,30 @@ impl SiteIndex {
         Self {
             sites,
             tree: RTree::bulk_load(entries),
+            bounds,
         }
     }
 
-    pub fn len(&self) -> usize {
-        self.sites.len()
+    fn position(&self, id: &SiteId) -> Option<usize> {
+        self.sites.binary_search_by(|s| s.id.cmp(id)).ok()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.sites.is_empty()
-    }
-
-    pub fn get(&self, id: &SiteId) -> Option<&Arc<Site>> {
-        self.sites
-            .binary_search_by(|s| s.id.cmp(id))
-            .ok()
-            .map(|i| &self.sites[i])
-    }
-
-    /// Every site passing the filter, in id order.
-    pub fn all<'a>(&'a self, filter: &'a Filter) -> impl Iterator<Item = &'a Arc<Site>> + 'a {
-        self.sites.iter().filter(move |s| filter.matches(s))
+    fn get(&self, id: &SiteId) -> Option<&Arc<Site>> {
+        self.position(id).map(|i| &self.sites[i])
     }
 
     fn shape(&self, slot: u32) -> &SphericalShape {
         self.sites[slot as usize].footprint.shape()
     }
 
-    /// Every site whose footprint lies within `radius` of `point`, nearest first
-    /// (ties by id), at most `limit`.
-    pub fn nearby(&self, point: LonLat, radius: Meters, filter: &Filter, limit: usize) -> Vec<Hit> {
+    fn nearby(&self, point: LonLat, radius: Meters, keep: &dyn Fn(&Site) -> bool) -> Vec<Hit> {
         let p = geodesy::to_unit(point.to_array());
         let chord = chord_of_angle(max_angle_for_distance(radius.get()));
-        let mut hits: Vec<Hit> = self
-            .tree
+        self.tree
             .locate_within_distance(p, chord * chord)
             .filter_map(|e| {
                 let site = &self.sites[e.slot as usize];
-                if !filter.matches(site) {
+                if !keep(site) {
                     return None;
                 }
                 let shape = self.shape(e.slot);
@@ -200,14 +197,10 @@ impl SiteIndex {
                     distance: Meters::from_computed(d),
                 })
             })
-            .collect();
-        hits.sort_by(by_distance_then_id);
-        hits.truncate(limit);
-        hits
+            .collect()
     }
 
-    /// The `k` sites nearest to `point`, nearest first (ties by id).
-    pub fn nearest(&self, point: LonLat, k: usize, filter: &Filter) -> Vec<Hit> {
+    fn nearest(&self, point: LonLat, k: usize, keep: &dyn Fn(&Site) -> bool) -> Vec<Hit> {
         if k == 0 {
             return Vec::new();
         }
@@ -229,8 +222,7 @@ impl SiteIndex {
             if min_distance_for_angle(angle_of_chord(d2.sqrt())) > kth(&uppers) {
                 break;
             }
-            let site = &self.sites[e.slot as usize];
-            if !filter.matches(site) {
+            if !keep(&self.sites[e.slot as usize]) {
                 continue;
             }
             let shape = self.shape(e.slot);
@@ -261,8 +253,7 @@ impl SiteIndex {
         hits
     }
 
-    /// Every site whose footprint meets the lon/lat box, in id order.
-    pub fn bbox(&self, bbox: &BBox, filter: &Filter) -> Vec<Arc<Site>> {
+    fn bbox(&self, bbox: &BBox, keep: &dyn Fn(&Site) -> bool) -> Vec<Arc<Site>> {
         let mut slots: Vec<u32> = Vec::new();
         for [w, s, e, n] in bbox.pieces() {
             let (lo, hi) = geodesy::lonlat_rect_envelope(w, s, e, n);
@@ -271,7 +262,7 @@ impl SiteIndex {
                 .locate_in_envelope_intersecting(&AABB::from_corners(lo, hi))
             {
                 let site = &self.sites[entry.slot as usize];
-                if filter.matches(site) && footprint_meets_rect(&site.footprint, [w, s, e, n]) {
+                if keep(site) && footprint_meets_rect(&site.footprint, [w, s, e, n]) {
                     slots.push(entry.slot);
                 }
             }
@@ -284,15 +275,12 @@ impl SiteIndex {
             .collect()
     }
 
-    /// Every site whose footprint shares a point with `shape`, in id order.
-    pub fn intersects(&self, shape: &SphericalShape, filter: &Filter) -> Vec<Arc<Site>> {
+    fn intersects(&self, shape: &SphericalShape, keep: &dyn Fn(&Site) -> bool) -> Vec<Arc<Site>> {
         let (lo, hi) = shape.envelope();
         let mut slots: Vec<u32> = self
             .tree
             .locate_in_envelope_intersecting(&AABB::from_corners(lo, hi))
-            .filter(|e| {
-                filter.matches(&self.sites[e.slot as usize]) && self.shape(e.slot).intersects(shape)
-            })
+            .filter(|e| keep(&self.sites[e.slot as usize]) && self.shape(e.slot).intersects(shape))
             .map(|e| e.slot)
             .collect();
         slots.sort_unstable();
@@ -301,6 +289,219 @@ impl SiteIndex {
             .map(|i| self.sites[i as usize].clone())
             .collect()
     }
+}
+
+/// The sites written since the base was built stay in a small layer of their
+/// own until there are this many; then both are merged into a new base.
+/// Rebuilding the small layer per edit costs O(m log m) for m of these, and
+/// the merge O(n) once per this many edits.
+const RECENT_LIMIT: usize = 4096;
+
+/// An immutable snapshot of the catalogue's live sites and the trees over them.
+/// Writers derive a new one with [`SiteIndex::with_changes`] and swap it in;
+/// readers keep the one they started with.
+///
+/// A snapshot is a large base layer, shared between snapshots, and a small
+/// layer of the sites written since, which hides the base's versions of them.
+/// An edit so costs a rebuild of the small layer, never of the whole catalogue.
+#[derive(Debug, Default, Clone)]
+pub struct SiteIndex {
+    base: Arc<Layer>,
+    recent: Arc<Layer>,
+    /// Ids of base sites that `recent` replaces or that were retired since.
+    hidden: Arc<std::collections::HashSet<SiteId>>,
+    len: usize,
+    /// [`RECENT_LIMIT`], smaller in tests so that merges happen.
+    recent_limit: usize,
+}
+
+/// What a commit did to one live site: its new state, or `None` if it left
+/// the live catalogue.
+pub type SiteChange = (SiteId, Option<Arc<Site>>);
+
+impl SiteIndex {
+    /// Bulk-loads the tree from a set of sites (ids must be unique; the last wins).
+    pub fn build(sites: impl IntoIterator<Item = Arc<Site>>) -> Self {
+        let base = Layer::build(sites);
+        Self {
+            len: base.sites.len(),
+            base: Arc::new(base),
+            recent_limit: RECENT_LIMIT,
+            ..Self::default()
+        }
+    }
+
+    /// This snapshot with `changes` applied, in order (the last change to an
+    /// id wins). Costs the number of sites written since the last merge, not
+    /// the size of the catalogue, except once every [`RECENT_LIMIT`] sites.
+    pub fn with_changes(&self, changes: impl IntoIterator<Item = SiteChange>) -> Self {
+        let changes: std::collections::BTreeMap<SiteId, Option<Arc<Site>>> =
+            changes.into_iter().collect();
+        if changes.is_empty() {
+            return self.clone();
+        }
+        if self.recent.sites.len() + changes.len()
+            > self.recent_limit.max(self.base.sites.len() / 64)
+        {
+            let all = Filter::default();
+            let mut merged = Self::build(merge_changes(self.all(&all).cloned(), &changes));
+            merged.recent_limit = self.recent_limit;
+            return merged;
+        }
+        let mut hidden = (*self.hidden).clone();
+        for id in changes.keys() {
+            if self.base.get(id).is_some() {
+                hidden.insert(id.clone());
+            }
+        }
+        let recent = Layer::build(merge_changes(self.recent.sites.iter().cloned(), &changes));
+        Self {
+            len: self.base.sites.len() - hidden.len() + recent.sites.len(),
+            base: self.base.clone(),
+            recent: Arc::new(recent),
+            hidden: Arc::new(hidden),
+            recent_limit: self.recent_limit,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The lon/lat box around every live footprint (a footprint across the
+    /// antimeridian spans every longitude). After sites leave, it may still
+    /// hold where they were until the layers are next merged: never too small.
+    pub fn bounds(&self) -> Option<[f64; 4]> {
+        let mut b = self.base.bounds;
+        if let Some(r) = self.recent.bounds {
+            grow(&mut b, r);
+        }
+        b
+    }
+
+    fn in_base(&self, site: &Site) -> bool {
+        self.hidden.is_empty() || !self.hidden.contains(&site.id)
+    }
+
+    pub fn get(&self, id: &SiteId) -> Option<&Arc<Site>> {
+        self.recent.get(id).or_else(|| {
+            if self.hidden.contains(id) {
+                None
+            } else {
+                self.base.get(id)
+            }
+        })
+    }
+
+    /// Every site passing the filter, in id order.
+    pub fn all<'a>(&'a self, filter: &'a Filter) -> impl Iterator<Item = &'a Arc<Site>> + 'a {
+        self.from(None, filter)
+    }
+
+    /// Every site passing the filter whose id is after `after` (all if `None`),
+    /// in id order: a page's worth costs that page, not the catalogue.
+    pub fn from<'a>(
+        &'a self,
+        after: Option<&SiteId>,
+        filter: &'a Filter,
+    ) -> impl Iterator<Item = &'a Arc<Site>> + 'a {
+        let start = |layer: &Layer| match after {
+            None => 0,
+            Some(id) => layer.sites.partition_point(|s| s.id <= *id),
+        };
+        let base = self.base.sites[start(&self.base)..]
+            .iter()
+            .filter(|s| self.in_base(s))
+            .peekable();
+        let recent = self.recent.sites[start(&self.recent)..].iter().peekable();
+        MergeById { a: base, b: recent }.filter(move |s| filter.matches(s))
+    }
+
+    /// Every site whose footprint lies within `radius` of `point`, nearest first
+    /// (ties by id), at most `limit`.
+    pub fn nearby(&self, point: LonLat, radius: Meters, filter: &Filter, limit: usize) -> Vec<Hit> {
+        let mut hits = self
+            .base
+            .nearby(point, radius, &|s| filter.matches(s) && self.in_base(s));
+        hits.extend(self.recent.nearby(point, radius, &|s| filter.matches(s)));
+        hits.sort_by(by_distance_then_id);
+        hits.truncate(limit);
+        hits
+    }
+
+    /// The `k` sites nearest to `point`, nearest first (ties by id).
+    pub fn nearest(&self, point: LonLat, k: usize, filter: &Filter) -> Vec<Hit> {
+        let mut hits = self
+            .base
+            .nearest(point, k, &|s| filter.matches(s) && self.in_base(s));
+        if !self.recent.sites.is_empty() {
+            hits.extend(self.recent.nearest(point, k, &|s| filter.matches(s)));
+            hits.sort_by(by_distance_then_id);
+            hits.truncate(k);
+        }
+        hits
+    }
+
+    /// Every site whose footprint meets the lon/lat box, in id order.
+    pub fn bbox(&self, bbox: &BBox, filter: &Filter) -> Vec<Arc<Site>> {
+        let mut sites = self
+            .base
+            .bbox(bbox, &|s| filter.matches(s) && self.in_base(s));
+        if !self.recent.sites.is_empty() {
+            sites.extend(self.recent.bbox(bbox, &|s| filter.matches(s)));
+            sites.sort_by(|a, b| a.id.cmp(&b.id));
+        }
+        sites
+    }
+
+    /// Every site whose footprint shares a point with `shape`, in id order.
+    pub fn intersects(&self, shape: &SphericalShape, filter: &Filter) -> Vec<Arc<Site>> {
+        let mut sites = self
+            .base
+            .intersects(shape, &|s| filter.matches(s) && self.in_base(s));
+        if !self.recent.sites.is_empty() {
+            sites.extend(self.recent.intersects(shape, &|s| filter.matches(s)));
+            sites.sort_by(|a, b| a.id.cmp(&b.id));
+        }
+        sites
+    }
+}
+
+/// Two id-ordered runs of sites with no id in both, as one id-ordered run.
+struct MergeById<A: Iterator, B: Iterator> {
+    a: std::iter::Peekable<A>,
+    b: std::iter::Peekable<B>,
+}
+
+impl<'a, A, B> Iterator for MergeById<A, B>
+where
+    A: Iterator<Item = &'a Arc<Site>>,
+    B: Iterator<Item = &'a Arc<Site>>,
+{
+    type Item = &'a Arc<Site>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match (self.a.peek(), self.b.peek()) {
+            (Some(x), Some(y)) if y.id < x.id => self.b.next(),
+            (Some(_), _) => self.a.next(),
+            (None, _) => self.b.next(),
+        }
+    }
+}
+
+/// An id-ordered run of sites with `changes` applied: changed ids take their
+/// new state, or leave if it is `None`.
+fn merge_changes(
+    sites: impl Iterator<Item = Arc<Site>>,
+    changes: &std::collections::BTreeMap<SiteId, Option<Arc<Site>>>,
+) -> Vec<Arc<Site>> {
+    let mut out: Vec<Arc<Site>> = sites.filter(|s| !changes.contains_key(&s.id)).collect();
+    out.extend(changes.values().flatten().cloned());
+    out
 }
 
 /// Whether a footprint meets a lon/lat box (which may cross the antimeridian).
@@ -517,6 +718,58 @@ mod tests {
             let want: Vec<SiteId> = sites.iter().filter(|site| b.pieces().into_iter().any(|r| footprint_meets_rect(&site.footprint, r))).map(|s| s.id.clone()).collect();
             let got: Vec<SiteId> = idx.bbox(&b, &Filter::default()).iter().map(|s| s.id.clone()).collect();
             prop_assert_eq!(got, want);
+        }
+
+        #[test]
+        fn a_snapshot_changed_by_deltas_answers_like_one_built_from_scratch(seed in 0u64..1000, edits in 1usize..60, lon in -180.0f64..180.0, lat in -90.0f64..90.0, k in 1usize..12) {
+            use rand::{Rng, SeedableRng};
+            let pool = random_sites(seed, 400);
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0x5eed);
+            // The first 300 are the catalogue; later ones replace or add sites,
+            // and some changes take a site out.
+            let mut live: std::collections::BTreeMap<SiteId, Arc<Site>> =
+                pool[..300].iter().map(|s| (s.id.clone(), s.clone())).collect();
+            let mut idx = SiteIndex::build(pool[..300].to_vec());
+            // Small enough that some runs merge the layers, some more than once.
+            idx.recent_limit = 24;
+            for _ in 0..edits {
+                let mut batch = Vec::new();
+                for _ in 0..rng.random_range(1..4) {
+                    let id = pool[rng.random_range(0..pool.len())].id.clone();
+                    let change = if rng.random_bool(0.3) {
+                        None
+                    } else {
+                        let donor = &pool[rng.random_range(0..pool.len())];
+                        let mut moved = (**donor).clone();
+                        moved.id = id.clone();
+                        Some(Arc::new(moved))
+                    };
+                    match &change {
+                        Some(s) => live.insert(id.clone(), s.clone()),
+                        None => live.remove(&id),
+                    };
+                    batch.push((id, change));
+                }
+                idx = idx.with_changes(batch);
+            }
+            let fresh = SiteIndex::build(live.values().cloned());
+            let all = Filter::default();
+            prop_assert_eq!(idx.len(), fresh.len());
+            let list = |i: &SiteIndex| i.all(&all).map(|s| s.id.clone()).collect::<Vec<_>>();
+            prop_assert_eq!(list(&idx), list(&fresh));
+            for s in live.values() {
+                prop_assert!(idx.get(&s.id).is_some_and(|got| Arc::ptr_eq(got, s)));
+            }
+            let p = ll(lon, lat);
+            prop_assert_eq!(ids(&idx.nearest(p, k, &all)), ids(&fresh.nearest(p, k, &all)));
+            let r = Meters::parse("r", 800_000.0).unwrap();
+            prop_assert_eq!(ids(&idx.nearby(p, r, &all, usize::MAX)), ids(&fresh.nearby(p, r, &all, usize::MAX)));
+            let b = BBox::parse("bbox", &[lon.min(170.0), lat.min(80.0), lon.min(170.0) + 10.0, lat.min(80.0) + 10.0]).unwrap();
+            let boxed = |i: &SiteIndex| i.bbox(&b, &all).iter().map(|s| s.id.clone()).collect::<Vec<_>>();
+            prop_assert_eq!(boxed(&idx), boxed(&fresh));
+            let after = pool[150].id.clone();
+            let page = |i: &SiteIndex| i.from(Some(&after), &all).take(20).map(|s| s.id.clone()).collect::<Vec<_>>();
+            prop_assert_eq!(page(&idx), page(&fresh));
         }
 
         #[test]

@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod catalogue;
+pub mod deadline;
 pub mod geodesy;
 pub mod import;
 pub mod index;

@@ -61,6 +61,10 @@ enum Command {
         /// separate with commas). Without it only the server's own page can.
         #[arg(long, env = "SITEWATCH_CORS_ORIGIN")]
         cors_origin: Vec<String>,
+        /// How long a request may take, in seconds (fractions allowed): one still
+        /// working then is answered 503 and its database statement interrupted.
+        #[arg(long, env = "SITEWATCH_REQUEST_TIMEOUT", default_value_t = api::DEFAULT_REQUEST_TIMEOUT.as_secs_f64(), value_parser = seconds)]
+        request_timeout: f64,
     },
     /// Import a GeoJSON FeatureCollection into the catalogue.
     Import {
@@ -325,6 +329,7 @@ fn run(cli: Cli) -> Result<()> {
             tiles,
             tiles_attribution,
             cors_origin,
+            request_timeout,
         } => {
             let cors = api::Cors::parse(&cors_origin).map_err(anyhow::Error::msg)?;
             let tiles = tiles
@@ -359,6 +364,7 @@ fn run(cli: Cli) -> Result<()> {
                 listener,
                 api::PageConfig::new(tiles),
                 cors,
+                api::RequestTimeout(std::time::Duration::from_secs_f64(request_timeout)),
             )?;
         }
         Command::Import {
@@ -646,4 +652,18 @@ fn bench(args: BenchArgs) -> Result<()> {
         eprintln!("{errors} request(s) failed or did not answer 200");
     }
     Ok(())
+}
+
+/// A duration in seconds: finite, above zero, at most a day.
+fn seconds(raw: &str) -> Result<f64, String> {
+    let s: f64 = raw
+        .parse()
+        .map_err(|_| format!("expected a number of seconds, got {raw:?}"))?;
+    if s.is_finite() && s > 0.0 && s <= 86_400.0 {
+        Ok(s)
+    } else {
+        Err(format!(
+            "expected more than 0 and at most 86400 seconds, got {raw}"
+        ))
+    }
 }

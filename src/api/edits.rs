@@ -3,6 +3,7 @@
 
 use super::auth::WriteAuth;
 use super::body::read_json;
+use super::deadline::blocking;
 use super::error::ApiError;
 use super::params::Params;
 use super::routes::GEOJSON;
@@ -51,18 +52,6 @@ fn not_found(raw: &str) -> ApiError {
 /// An id from the path; one that cannot be a site id names no site.
 fn path_id(raw: &str) -> Result<SiteId, ApiError> {
     SiteId::parse("id", raw).map_err(|_| not_found(raw))
-}
-
-/// Runs catalogue work that touches SQLite off the async workers.
-async fn blocking<T: Send + 'static, E: Into<ApiError> + Send + 'static>(
-    cat: &Arc<Catalogue>,
-    work: impl FnOnce(&Catalogue) -> Result<T, E> + Send + 'static,
-) -> Result<T, ApiError> {
-    let cat = cat.clone();
-    web::block(move || work(&cat))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(Into::into)
 }
 
 /// The stored site as every read serves it, observation statistics included.
@@ -210,21 +199,34 @@ impl RecordView {
     /// The live sites in this view and, when asked for, the retired ones. The
     /// present live sites are the shared snapshot; anything else is read from
     /// the store for this request.
+    ///
+    /// A query confined to an area passes it as lon/lat rectangles (`west <=
+    /// east`): the past and the retired are then read from that area only,
+    /// by index, and the caller's exact test on the index decides.
     pub(super) async fn indexes(
         &self,
         cat: &Arc<Catalogue>,
+        area: Option<Vec<[f64; 4]>>,
     ) -> Result<(Arc<SiteIndex>, Option<SiteIndex>), ApiError> {
         let live = match self.as_of {
             None => cat.index(),
-            Some(t) => Arc::new(
-                blocking(cat, move |c| c.sites_as_of(t).map_err(ApiError::internal)).await?,
-            ),
+            Some(t) => {
+                let area = area.clone();
+                Arc::new(
+                    blocking(cat, move |c| {
+                        c.sites_as_of(t, area.as_deref())
+                            .map_err(ApiError::internal)
+                    })
+                    .await?,
+                )
+            }
         };
         let retired = if self.include_retired {
             let at = self.as_of;
             Some(
                 blocking(cat, move |c| {
-                    c.retired_sites(at).map_err(ApiError::internal)
+                    c.retired_sites(at, area.as_deref())
+                        .map_err(ApiError::internal)
                 })
                 .await?,
             )

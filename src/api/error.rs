@@ -45,6 +45,10 @@ pub enum ApiError {
         /// Extension members added to the problem document (RFC 9457 §3.2).
         extra: serde_json::Map<String, serde_json::Value>,
     },
+    /// The request ran past its deadline and was stopped.
+    Timeout {
+        detail: String,
+    },
     /// Something failed inside the server. The cause is logged, never sent.
     Internal(anyhow::Error),
 }
@@ -57,8 +61,27 @@ impl ApiError {
         }
     }
 
+    /// A failure inside the server; work stopped at its deadline (a statement
+    /// interrupted, a loop that gave up) is a timeout instead.
     pub fn internal(e: impl Into<anyhow::Error>) -> Self {
-        Self::Internal(e.into())
+        let e = e.into();
+        let late = e.chain().any(|c| {
+            c.downcast_ref::<crate::store::StoreError>()
+                .is_some_and(crate::store::StoreError::is_interrupted)
+                || c.downcast_ref::<crate::deadline::Expired>().is_some()
+        });
+        if late {
+            return Self::Timeout {
+                detail: "the request did not finish within the server's time limit; narrow it (a smaller area, window or page) and try again".into(),
+            };
+        }
+        Self::Internal(e)
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> Self {
+        Self::internal(e)
     }
 }
 
@@ -81,6 +104,7 @@ impl fmt::Display for ApiError {
             | ApiError::Conflict { detail }
             | ApiError::UnsupportedMediaType { detail }
             | ApiError::PayloadTooLarge { detail }
+            | ApiError::Timeout { detail }
             | ApiError::Unprocessable { detail, .. } => f.write_str(detail),
             ApiError::Internal(e) => write!(f, "internal error: {e:#}"),
         }
@@ -98,6 +122,7 @@ impl ResponseError for ApiError {
             ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Timeout { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -116,7 +141,8 @@ impl ResponseError for ApiError {
             | ApiError::Unauthorized { detail }
             | ApiError::Conflict { detail }
             | ApiError::UnsupportedMediaType { detail }
-            | ApiError::PayloadTooLarge { detail } => body["detail"] = json!(detail),
+            | ApiError::PayloadTooLarge { detail }
+            | ApiError::Timeout { detail } => body["detail"] = json!(detail),
             ApiError::Unprocessable { detail, extra } => {
                 body["detail"] = json!(detail);
                 for (k, v) in extra {
@@ -130,6 +156,9 @@ impl ResponseError for ApiError {
             }
         }
         let mut resp = HttpResponse::build(status);
+        // Set here too, for an error that ends a request before the middleware
+        // that adds it to every response sees one (a request past its deadline).
+        resp.insert_header(("X-Content-Type-Options", "nosniff"));
         if status == StatusCode::UNAUTHORIZED {
             resp.insert_header(("WWW-Authenticate", "Bearer"));
         }

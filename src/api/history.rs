@@ -1,5 +1,6 @@
 //! History over HTTP: a site's timeline and the changes in an area.
 
+use super::deadline::blocking;
 use super::error::ApiError;
 use super::params::Params;
 use super::routes::GEOJSON;
@@ -11,7 +12,8 @@ use std::sync::Arc;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/api/sites/{id}/history", web::get().to(site_history))
-        .route("/api/changes", web::get().to(changes));
+        .route("/api/changes", web::get().to(changes))
+        .route("/api/changes/log", web::get().to(change_log));
 }
 
 /// `GET /api/sites/{id}/history?from=&to=&order=&limit=&cursor=`: revisions and
@@ -70,12 +72,9 @@ pub(super) async fn site_history(
         after: cursor(&p)?,
         limit: p.limit(100, 10_000)?,
     };
-    let cat = cat.get_ref().clone();
     let site = id.clone();
-    let page = web::block(move || cat.site_history(&site, &q))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(ApiError::internal)?
+    let page = blocking(&cat, move |c| c.site_history(&site, &q))
+        .await?
         .ok_or_else(not_found)?;
     Ok(HttpResponse::Ok().content_type(GEOJSON).json(json!({
         "type": "FeatureCollection", "site_id": id, "numberReturned": page.events.len(),
@@ -163,12 +162,51 @@ pub(super) async fn changes(
         after: cursor(&p)?,
         limit: p.limit(100, 1000)?,
     };
-    let cat = cat.get_ref().clone();
-    let page = web::block(move || cat.changes(&q))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(ApiError::internal)?;
+    let page = blocking(&cat, move |c| c.changes(&q)).await?;
     Ok(HttpResponse::Ok().content_type(GEOJSON).json(json!({
         "type": "FeatureCollection", "numberReturned": page.events.len(), "links": next_links(&req, page.next.as_ref())?, "features": page.events,
+    })))
+}
+
+/// `GET /api/changes/log?after=SEQ&limit=`: every committed write after a
+/// sequence number, oldest first, so that a client follows the catalogue by
+/// asking again with the last number it saw, never re-reading everything.
+#[utoipa::path(
+    get,
+    path = "/api/changes/log",
+    tag = "History",
+    operation_id = "getChangeLog",
+    params(super::openapi::ChangeLogParams),
+    responses(
+        (status = 200, description = "Log entries oldest first, with a `next` link while there are more", body = ChangeLog, content_type = "application/json"),
+        (status = 400, description = "A parameter is wrong; `parameter` names it", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "The server failed", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(super) async fn change_log(
+    req: HttpRequest,
+    cat: web::Data<Arc<Catalogue>>,
+) -> Result<HttpResponse, ApiError> {
+    let p = Params::parse(req.query_string())?;
+    let after = match p.f64("after")? {
+        None => 0,
+        Some(a) if a >= 0.0 && a.fract() == 0.0 && a <= i64::MAX as f64 => a as i64,
+        Some(a) => {
+            return Err(ApiError::bad(
+                "after",
+                format!("after must be a sequence number (a whole number, 0 or more), got {a}"),
+            ));
+        }
+    };
+    let limit = p.limit(100, 1000)?;
+    let (entries, head) = blocking(&cat, move |c| c.change_log(after, limit)).await?;
+    let last = entries.last().map_or(after, |e| e.seq);
+    let mut links = vec![];
+    if last < head {
+        links.push(json!({"rel": "next", "type": "application/json",
+            "href": format!("{}{}?after={last}&limit={limit}", super::routes::base_url(&req), req.path())}));
+    }
+    Ok(HttpResponse::Ok().json(json!({
+        "entries": entries, "head": head, "last": last, "links": links,
     })))
 }

@@ -6,6 +6,7 @@ mod body;
 mod cors;
 pub(crate) mod cql;
 mod csv;
+mod deadline;
 mod edits;
 mod error;
 mod history;
@@ -18,6 +19,7 @@ mod routes;
 
 pub use auth::WriteAuth;
 pub use cors::Cors;
+pub use deadline::{DEFAULT_REQUEST_TIMEOUT, RequestTimeout};
 pub use error::ApiError;
 pub use page::{PageConfig, Tiles};
 
@@ -59,18 +61,22 @@ pub fn serve(
     listener: TcpListener,
     page: PageConfig,
     cors: Cors,
+    timeout: RequestTimeout,
 ) -> std::io::Result<()> {
     actix_web::rt::System::new().block_on(async move {
         let data = web::Data::new(catalogue);
         let auth = web::Data::new(auth);
         let page = web::Data::new(page);
+        let timeout = web::Data::new(timeout);
         HttpServer::new(move || {
             App::new()
                 .app_data(data.clone())
                 .app_data(auth.clone())
                 .app_data(page.clone())
+                .app_data(timeout.clone())
                 .app_data(web::PayloadConfig::new(max_body))
                 .app_data(body::MaxBody(max_body))
+                .wrap(actix_web::middleware::from_fn(deadline::enforce))
                 .wrap(actix_web::middleware::from_fn(error::problems_only))
                 .wrap(actix_web::middleware::from_fn(openapi::reject_undocumented))
                 .wrap(DefaultHeaders::new().add(("X-Content-Type-Options", "nosniff")))

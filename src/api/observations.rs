@@ -2,6 +2,7 @@
 
 use super::auth::WriteAuth;
 use super::body::{parse_json, read_body, require_json};
+use super::deadline::blocking;
 use super::error::ApiError;
 use super::params::Params;
 use super::routes::GEOJSON;
@@ -113,15 +114,15 @@ pub(super) async fn import(
         req.peer_addr()
             .map_or("unknown".to_string(), |a| a.ip().to_string())
     );
-    let cat = cat.get_ref().clone();
     let mode = opts.mode;
-    let report = web::block(move || cat.import_observations(&body[..], &origin, &opts, |_, _| {}))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(|e| match e {
-            ObservationImportError::Unreadable(detail) => ApiError::bad("body", detail),
-            ObservationImportError::Store(s) => ApiError::internal(s),
-        })?;
+    let report = blocking(&cat, move |c| {
+        c.import_observations(&body[..], &origin, &opts, |_, _| {})
+            .map_err(|e| match e {
+                ObservationImportError::Unreadable(detail) => ApiError::bad("body", detail),
+                ObservationImportError::Store(s) => ApiError::internal(s),
+            })
+    })
+    .await?;
     let report_json = serde_json::to_value(&report).map_err(ApiError::internal)?;
     if mode == ImportMode::Atomic && report.rejected > 0 {
         let mut extra = serde_json::Map::new();
@@ -162,11 +163,7 @@ pub(super) async fn batches(
     let p = Params::parse(req.query_string())?;
     let limit = p.limit(100, 1000)?;
     let before = p.get("before")?.map(str::to_owned);
-    let cat = cat.get_ref().clone();
-    let list = web::block(move || cat.batches(limit, before.as_deref()))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(ApiError::internal)?;
+    let list = blocking(&cat, move |c| c.batches(limit, before.as_deref())).await?;
     let items: Vec<Value> = list
         .iter()
         .map(|b| {
@@ -210,11 +207,7 @@ pub(super) async fn candidates(
             ));
         }
     };
-    let cat = cat.get_ref().clone();
-    let list = web::block(move || cat.candidates(state.as_deref()))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(ApiError::internal)?;
+    let list = blocking(&cat, move |c| c.candidates(state.as_deref())).await?;
     let features: Vec<Value> = list.iter().map(candidate_feature).collect();
     Ok(HttpResponse::Ok().content_type(GEOJSON).json(json!({"type": "FeatureCollection", "numberReturned": features.len(), "features": features})))
 }
@@ -346,20 +339,20 @@ pub(super) async fn promote(
             .unwrap_or_default()
     };
     let id = path.into_inner();
-    let promoter = cat.get_ref().clone();
-    let site = web::block(move || promoter.promote_candidate(&id, promotion, &by))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(|e| match e {
-            PromoteError::NotOpen(_) => ApiError::NotFound {
-                detail: e.to_string(),
-            },
-            PromoteError::Invalid(f) => f.into(),
-            PromoteError::Exists(_) => ApiError::Conflict {
-                detail: e.to_string(),
-            },
-            PromoteError::Store(s) => ApiError::internal(s),
-        })?;
+    let site = blocking(&cat, move |c| {
+        c.promote_candidate(&id, promotion, &by)
+            .map_err(|e| match e {
+                PromoteError::NotOpen(_) => ApiError::NotFound {
+                    detail: e.to_string(),
+                },
+                PromoteError::Invalid(f) => f.into(),
+                PromoteError::Exists(_) => ApiError::Conflict {
+                    detail: e.to_string(),
+                },
+                PromoteError::Store(s) => ApiError::internal(s),
+            })
+    })
+    .await?;
     let mut resp = HttpResponse::Created();
     resp.insert_header((
         "Location",

@@ -5,6 +5,7 @@
 
 use super::cql::{self, Geom, Interval, Kind, Queryable, Record, Scalar};
 use super::csv;
+use super::deadline::blocking;
 use super::error::ApiError;
 use super::params::Params;
 use super::routes::{GEOJSON, base_url};
@@ -571,31 +572,6 @@ fn grow(b: &mut Option<[f64; 4]>, [w, s, e, n]: [f64; 4]) {
     });
 }
 
-/// The box around a GeoJSON geometry's positions; an area across the
-/// antimeridian gets the whole longitude range.
-fn geometry_bounds(g: &Value) -> Option<[f64; 4]> {
-    fn walk(v: &Value, b: &mut Option<[f64; 4]>) {
-        match v.as_array() {
-            Some(a) if a.len() >= 2 && a[0].is_number() => {
-                if let (Some(x), Some(y)) = (a[0].as_f64(), a[1].as_f64()) {
-                    grow(b, [x, y, x, y]);
-                }
-            }
-            Some(a) => a.iter().for_each(|v| walk(v, b)),
-            None => {}
-        }
-    }
-    let mut b = None;
-    walk(g.get("coordinates")?, &mut b);
-    b.map(|[w, s, e, n]| {
-        if e - w > 180.0 {
-            [-180.0, s, 180.0, n]
-        } else {
-            [w, s, e, n]
-        }
-    })
-}
-
 fn extent(bbox: Option<[f64; 4]>, times: Option<(Timestamp, Timestamp)>) -> Extent {
     Extent {
         spatial: bbox.map(|b| SpatialExtent {
@@ -616,18 +592,6 @@ fn span(times: impl Iterator<Item = Timestamp>) -> Option<(Timestamp, Timestamp)
     })
 }
 
-/// Runs catalogue work that touches SQLite off the async workers.
-async fn blocking<T: Send + 'static>(
-    cat: &Arc<Catalogue>,
-    work: impl FnOnce(&Catalogue) -> Result<T, crate::store::StoreError> + Send + 'static,
-) -> Result<T, ApiError> {
-    let cat = cat.clone();
-    web::block(move || work(&cat))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(ApiError::internal)
-}
-
 async fn collection_info(
     c: CollectionId,
     cat: &Arc<Catalogue>,
@@ -635,21 +599,8 @@ async fn collection_info(
 ) -> Result<CollectionInfo, ApiError> {
     let extent = match c {
         CollectionId::Sites => {
-            let index = cat.index();
-            let mut b = None;
-            for s in index.all(&crate::index::Filter::default()) {
-                if let Some(sb) = geometry_bounds(&s.footprint.to_geojson()) {
-                    grow(&mut b, sb);
-                }
-            }
-            let stats = cat.observation_stats();
-            let times = span(
-                stats
-                    .iter()
-                    .filter(|(id, _)| index.get(id).is_some())
-                    .map(|(_, s)| s.last_observed_at),
-            );
-            extent(b, times)
+            // Both kept up to date as data changes, not computed per request.
+            extent(cat.index().bounds(), cat.observed_span())
         }
         CollectionId::Observations => {
             // One aggregate query, not a read of every observation.
@@ -1117,7 +1068,7 @@ impl ItemQuery {
             .collect();
         Selection {
             page,
-            matched,
+            matched: Some(matched),
             next,
             prev,
         }
@@ -1205,7 +1156,9 @@ impl ItemQuery {
                 if !link_header.is_empty() {
                     resp.insert_header((header::LINK, link_header));
                 }
-                resp.insert_header(("OGC-NumberMatched", sel.matched.to_string()));
+                if let Some(m) = sel.matched {
+                    resp.insert_header(("OGC-NumberMatched", m.to_string()));
+                }
                 Ok(resp
                     .content_type(CSV)
                     .body(csv::features(self.collection.csv_columns(), &features)))
@@ -1214,7 +1167,9 @@ impl ItemQuery {
                 let mut doc = Map::new();
                 doc.insert("type".into(), json!("FeatureCollection"));
                 doc.insert("timeStamp".into(), json!(Timestamp::now()));
-                doc.insert("numberMatched".into(), json!(sel.matched));
+                if let Some(m) = sel.matched {
+                    doc.insert("numberMatched".into(), json!(m));
+                }
                 doc.insert("numberReturned".into(), json!(features.len()));
                 if let Some(asked) = self.clamped_from {
                     doc.insert(
@@ -1236,7 +1191,9 @@ impl ItemQuery {
 /// One page of a query, and where the pages beside it start.
 pub struct Selection<T> {
     pub page: Vec<T>,
-    pub matched: usize,
+    /// How many items match in all; `None` where counting them would cost
+    /// more than a page is worth.
+    pub matched: Option<usize>,
     pub next: Option<String>,
     pub prev: Option<String>,
 }
@@ -1341,11 +1298,69 @@ pub async fn observation_items(
     };
     let since = query.datetime.and_then(|i| bound(i.start));
     let until = query.datetime.and_then(|i| bound(i.end));
+    let bbox = query.bbox;
+    let exact = move |i: &ObservationItem| {
+        // SQL matched the bounds; the exact test is on the geometry itself.
+        bbox.is_none_or(|b| {
+            i.place()
+                .is_some_and(|p| cql::geom_meets_bbox(p.into(), &b))
+        })
+    };
+    if query.sortby.is_empty()
+        && query.filter.is_none()
+        && query.before.is_none()
+        && sensors.is_empty()
+    {
+        // Id order, the bounds, the window and the findings are all answered
+        // by the store's indexes: read one page, not the collection.
+        let after = match query.after.as_deref() {
+            Some([Scalar::Str(id)]) => Some(id.clone()),
+            _ => None,
+        };
+        let limit = query.limit;
+        let (rows, matched) = blocking(&cat, move |c| {
+            let rows = c.observations_page(
+                rects.as_deref(),
+                since,
+                until,
+                &findings,
+                after.as_deref(),
+                limit + 1,
+            )?;
+            let matched =
+                c.count_observations(rects.as_deref(), since, until, &findings, COUNT_CAP)?;
+            Ok::<_, ApiError>((rows, matched))
+        })
+        .await?;
+        let more = rows.len() > limit;
+        let last_read = rows
+            .get(limit.min(rows.len()).wrapping_sub(1))
+            .map(|o| o.id.clone());
+        let page: Vec<ObservationItem> = rows
+            .into_iter()
+            .take(limit)
+            .map(|o| ObservationItem {
+                o,
+                place: OnceCell::new(),
+            })
+            .filter(exact)
+            .collect();
+        let sel = Selection {
+            // A box is tested exactly only on the page, so its count is known
+            // only without one.
+            matched: matched.filter(|_| bbox.is_none()),
+            next: last_read.filter(|_| more),
+            prev: None,
+            page,
+        };
+        let base = base_url(&req);
+        let features = sel.page.iter().map(|i| i.feature(&base)).collect();
+        return query.respond(&req, &sel, features);
+    }
     let stored = blocking(&cat, move |c| {
         c.observations_matching(rects.as_deref(), since, until, &findings)
     })
     .await?;
-    let bbox = query.bbox;
     let items: Vec<ObservationItem> = stored
         .into_iter()
         .filter(|o| sensors.is_empty() || sensors.contains(&o.sensor))
@@ -1353,19 +1368,17 @@ pub async fn observation_items(
             o,
             place: OnceCell::new(),
         })
-        .filter(|i| {
-            // SQL matched the bounds; the exact test is on the geometry itself.
-            bbox.is_none_or(|b| {
-                i.place()
-                    .is_some_and(|p| cql::geom_meets_bbox(p.into(), &b))
-            })
-        })
+        .filter(exact)
         .collect();
     let sel = query.select(items);
     let base = base_url(&req);
     let features = sel.page.iter().map(|i| i.feature(&base)).collect();
     query.respond(&req, &sel, features)
 }
+
+/// Counting more matches than this costs more than a page is worth; past it,
+/// `numberMatched` is left out, as OGC API - Features allows.
+const COUNT_CAP: usize = 10_000;
 
 /// A single-item response may only be asked for in JSON.
 fn single_item(req: &HttpRequest) -> Result<(), ApiError> {
@@ -1575,9 +1588,15 @@ mod tests {
     #[test]
     fn the_bounds_of_a_geometry_across_the_antimeridian_span_every_longitude() {
         let g = json!({"type": "Polygon", "coordinates": [[[179.9, 0.0], [-179.9, 0.0], [-179.9, 1.0], [179.9, 0.0]]]});
-        assert_eq!(geometry_bounds(&g), Some([-180.0, 0.0, 180.0, 1.0]));
+        assert_eq!(
+            crate::model::geojson_bounds(&g),
+            Some([-180.0, 0.0, 180.0, 1.0])
+        );
         let p = json!({"type": "Point", "coordinates": [125.0, 39.0]});
-        assert_eq!(geometry_bounds(&p), Some([125.0, 39.0, 125.0, 39.0]));
+        assert_eq!(
+            crate::model::geojson_bounds(&p),
+            Some([125.0, 39.0, 125.0, 39.0])
+        );
     }
 
     struct Row(&'static str, f64);
@@ -1619,7 +1638,7 @@ mod tests {
         let q = query("limit=2&sortby=-observation_count");
         let first = q.select(rows());
         assert_eq!(ids(&first), ["a", "c"]);
-        assert_eq!(first.matched, 5);
+        assert_eq!(first.matched, Some(5));
         assert!(first.prev.is_none());
         let next = first.next.clone().unwrap();
         let second = query(&format!(

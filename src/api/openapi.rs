@@ -422,6 +422,35 @@ mod schemas {
         pub features: Vec<EventFeature>,
     }
 
+    /// What one committed write did, in commit order.
+    #[derive(Serialize, ToSchema)]
+    pub struct LogEntry {
+        /// Sequence number: strictly increasing in commit order.
+        pub seq: i64,
+        /// When the write was recorded (RFC 3339, UTC).
+        #[schema(format = DateTime)]
+        pub at: String,
+        /// site_created, site_updated, site_retired, site_restored, batch_stored, candidate_dismissed.
+        pub kind: String,
+        pub site_id: Option<String>,
+        pub revision: Option<i64>,
+        pub batch_id: Option<String>,
+        pub candidate_id: Option<String>,
+        /// minLon,minLat,maxLon,maxLat of what changed.
+        pub bbox: Option<Vec<f64>>,
+    }
+
+    /// A page of the change log, oldest first.
+    #[derive(Serialize, ToSchema)]
+    pub struct ChangeLog {
+        pub entries: Vec<LogEntry>,
+        /// The newest sequence number when the page was read.
+        pub head: i64,
+        /// Ask again with `after` set to this to follow the log.
+        pub last: i64,
+        pub links: Vec<Link>,
+    }
+
     /// One import attempt.
     #[derive(Serialize, ToSchema)]
     pub struct Batch {
@@ -698,6 +727,19 @@ mod schemas {
         cursor: Option<String>,
     }
 
+    /// `GET /api/changes/log` parameters.
+    #[derive(Deserialize, IntoParams)]
+    #[into_params(parameter_in = Query)]
+    #[allow(dead_code)]
+    pub struct ChangeLogParams {
+        /// Entries with a sequence number above this (default 0: from the start).
+        #[param(minimum = 0)]
+        after: Option<i64>,
+        /// Entries per page: default 100, at most 1,000.
+        #[param(minimum = 1)]
+        limit: Option<u64>,
+    }
+
     /// Candidate filters.
     #[derive(Deserialize, IntoParams)]
     #[into_params(parameter_in = Query)]
@@ -752,6 +794,7 @@ impl Modify for BearerToken {
         routes::nearby,
         history::site_history,
         history::changes,
+        history::change_log,
         observations::import,
         observations::batches,
         observations::candidates,
@@ -770,7 +813,7 @@ impl Modify for BearerToken {
         SiteInputProperties, SiteInput, LimitClamped, SiteCollection, SiteLink,
         ObservationProperties, ObservationFeature, ObservationCollection, CandidateProperties,
         CandidateFeature, CandidateCollection, CandidateList, NearbyQuery, NearbyCollection,
-        EventFeature, HistoryCollection, ChangesCollection, Batch, BatchList, FeatureProblem,
+        EventFeature, HistoryCollection, ChangesCollection, LogEntry, ChangeLog, Batch, BatchList, FeatureProblem,
         DuplicateFeature, ImportReport, Promotion, Health, ItemFormat, FilterLang,
         JsonOnly, CandidateState,
         SiteKindName, DeclarationName, StatusName, ConfidenceName, FindingName,

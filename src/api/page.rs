@@ -3,6 +3,7 @@
 //! settings, the span of the record for the time slider, a compact answer per
 //! view that stays small with 100,000 sites, and search by name.
 
+use super::deadline::blocking;
 use super::error::ApiError;
 use super::params::Params;
 use super::routes::GEOJSON;
@@ -12,7 +13,6 @@ use crate::index::SiteIndex;
 use crate::model::{BBox, Declaration, Finding, Site, SiteKind, Status, Timestamp};
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
-use chrono::NaiveDate;
 use serde_json::{Map, Value, json};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
@@ -222,30 +222,14 @@ fn names<T: Copy>(all: &[T], as_str: fn(T) -> &'static str) -> Vec<&'static str>
     all.iter().map(|v| as_str(*v)).collect()
 }
 
-/// The lon/lat box around every live site's centre, for the first view.
-fn extent(index: &SiteIndex) -> Option<[f64; 4]> {
-    let all = crate::index::Filter::default();
-    index
-        .all(&all)
-        .map(|s| centre(s))
-        .fold(None, |b, [lon, lat]| {
-            Some(match b {
-                None => [lon, lat, lon, lat],
-                Some([w, s, e, n]) => [w.min(lon), s.min(lat), e.max(lon), n.max(lat)],
-            })
-        })
-}
-
 /// `GET /api/map/config`: what the page needs before it draws anything.
 async fn config(
     cat: web::Data<Arc<Catalogue>>,
     cfg: Option<web::Data<PageConfig>>,
 ) -> Result<HttpResponse, ApiError> {
     let cfg = page_config(cfg);
-    let index = cat.index();
-    let extent = web::block(move || extent(&index))
-        .await
-        .map_err(ApiError::internal)?;
+    // Kept by the index as sites change, not computed per request.
+    let extent = cat.index().bounds();
     Ok(HttpResponse::Ok().json(json!({
         "assets": WEB_STATUS,
         "extent": extent,
@@ -258,25 +242,6 @@ async fn config(
             "finding": names(Finding::ALL, Finding::as_str),
         },
     })))
-}
-
-/// Runs catalogue work that touches SQLite off the async workers.
-async fn blocking<T: Send + 'static>(
-    cat: &Arc<Catalogue>,
-    work: impl FnOnce(&Catalogue) -> Result<T, ApiError> + Send + 'static,
-) -> Result<T, ApiError> {
-    let cat = cat.clone();
-    web::block(move || work(&cat))
-        .await
-        .map_err(ApiError::internal)?
-}
-
-fn end_of_day(d: NaiveDate) -> Timestamp {
-    let t = d
-        .and_hms_micro_opt(23, 59, 59, 999_999)
-        .unwrap_or_default()
-        .and_utc();
-    Timestamp::parse("day", &t.to_rfc3339()).unwrap_or_else(|_| Timestamp::now())
 }
 
 /// The newest event of these kinds at or before `until`.
@@ -296,60 +261,13 @@ fn newest_event(
     Ok(page.events.into_iter().next())
 }
 
-/// The day (UTC) of an event's `time`.
-fn event_day(event: &Value) -> Result<NaiveDate, ApiError> {
-    let time = event["properties"]["time"].as_str().unwrap_or_default();
-    Ok(Timestamp::parse("time", time)
-        .map_err(ApiError::internal)?
-        .date())
-}
-
-/// The first day (UTC) with an event of this kind. The change log is read
-/// newest first, so the day is found with `until`: galloping back from the
-/// newest event in doubling steps until a day with nothing before it, then
-/// halving that span. A record that began recently costs two or three small
-/// queries; twenty years of observations about twenty-five.
-fn first_day(cat: &Catalogue, kind: EventKind) -> Result<Option<NaiveDate>, ApiError> {
-    let kinds = [kind];
-    let Some(newest) = newest_event(cat, &kinds, None)? else {
-        return Ok(None);
-    };
-    let floor = NaiveDate::from_ymd_opt(1, 1, 1).unwrap_or(NaiveDate::MIN);
-    // Invariant: something by the end of `hi`; nothing by the end of `lo`.
-    let mut hi = event_day(&newest)?;
-    let mut step = 1;
-    let mut lo = loop {
-        let probe = hi
-            .checked_sub_signed(chrono::Duration::days(step))
-            .filter(|d| *d >= floor)
-            .unwrap_or(floor);
-        match newest_event(cat, &kinds, Some(end_of_day(probe)))? {
-            None => break probe,
-            Some(_) if probe == floor => return Ok(Some(floor)),
-            // The newest event by then is itself a better upper bound.
-            Some(e) => hi = event_day(&e)?.min(probe),
-        }
-        step *= 2;
-    };
-    while (hi - lo).num_days() > 1 {
-        let mid = lo + chrono::Duration::days((hi - lo).num_days() / 2);
-        match newest_event(cat, &kinds, Some(end_of_day(mid)))? {
-            Some(e) => hi = event_day(&e)?.min(mid),
-            None => lo = mid,
-        }
-    }
-    Ok(Some(hi))
-}
-
 /// `GET /api/map/timeline`: the days the time slider spans. `first_day` is the
 /// first observation or revision; `record_first_day` the day the catalogue
 /// itself was first recorded, before which it has no sites to show.
 async fn timeline(cat: web::Data<Arc<Catalogue>>) -> Result<HttpResponse, ApiError> {
     let (first_observation, first_record) = blocking(&cat, |c| {
-        Ok((
-            first_day(c, EventKind::Observation)?,
-            first_day(c, EventKind::Revision)?,
-        ))
+        let (observed, recorded) = c.first_event_times().map_err(ApiError::internal)?;
+        Ok::<_, ApiError>((observed.map(Timestamp::date), recorded.map(Timestamp::date)))
     })
     .await?;
     let first_event = first_observation.into_iter().chain(first_record).min();
@@ -365,21 +283,28 @@ async fn timeline(cat: web::Data<Arc<Catalogue>>) -> Result<HttpResponse, ApiErr
 /// with a revision recorded at or before `t`, so the newest such revision keys
 /// a small cache: stepping the slider through days without revisions rebuilds
 /// nothing.
+///
+/// With `area` (lon/lat rectangles, `west <= east`), only the sites whose
+/// footprint boxes meet it are read, by index.
 async fn sites_at(
     cat: &Arc<Catalogue>,
     cfg: &PageConfig,
     t: Option<Timestamp>,
+    area: Option<Vec<[f64; 4]>>,
 ) -> Result<Arc<SiteIndex>, ApiError> {
     let Some(t) = t else {
         return Ok(cat.index());
     };
     let key = blocking(cat, move |c| {
-        Ok(newest_event(c, &[EventKind::Revision], Some(t))?.map(|e| format!("{}", e["id"])))
+        Ok::<_, ApiError>(
+            newest_event(c, &[EventKind::Revision], Some(t))?.map(|e| format!("{}", e["id"])),
+        )
     })
     .await?;
     let Some(key) = key else {
         return Ok(Arc::new(SiteIndex::default()));
     };
+    let key = format!("{key} {area:?}");
     let cached = {
         let past = cfg.past.lock().unwrap_or_else(PoisonError::into_inner);
         past.iter().find(|(k, _)| *k == key).map(|(_, i)| i.clone())
@@ -387,8 +312,13 @@ async fn sites_at(
     if let Some(index) = cached {
         return Ok(index);
     }
-    let index =
-        Arc::new(blocking(cat, move |c| c.sites_as_of(t).map_err(ApiError::internal)).await?);
+    let index = Arc::new(
+        blocking(cat, move |c| {
+            c.sites_as_of(t, area.as_deref())
+                .map_err(ApiError::internal)
+        })
+        .await?,
+    );
     let mut past = cfg.past.lock().unwrap_or_else(PoisonError::into_inner);
     if past.len() == AS_OF_CACHE {
         past.pop_front();
@@ -546,9 +476,9 @@ async fn view_sites(
     };
     let q = needle(&p)?;
     let as_of = p.timestamp("as_of")?;
-    let index = sites_at(&cat, &page_config(cfg), as_of).await?;
+    let index = sites_at(&cat, &page_config(cfg), as_of, Some(bbox.pieces())).await?;
     let res = resolution(zoom);
-    let doc = web::block(move || {
+    let doc = blocking(&cat, move |_| {
         let mut sites = index.bbox(&bbox, &filter);
         if let Some(q) = &q {
             sites.retain(|s| name_matches(s, q));
@@ -558,13 +488,12 @@ async fn view_sites(
         } else {
             ("clusters", clusters(&sites, res))
         };
-        json!({
+        Ok::<_, ApiError>(json!({
             "type": "FeatureCollection", "mode": mode, "zoom": zoom,
             "numberMatched": sites.len(), "as_of": as_of, "features": features,
-        })
+        }))
     })
-    .await
-    .map_err(ApiError::internal)?;
+    .await?;
     Ok(HttpResponse::Ok().content_type(GEOJSON).json(doc))
 }
 
@@ -579,7 +508,7 @@ async fn search(
     let p = Params::parse(req.query_string())?;
     let q = needle(&p)?.ok_or_else(|| ApiError::bad("q", "q is required"))?;
     let limit = p.limit(20, 200)?;
-    let index = sites_at(&cat, &page_config(cfg), p.timestamp("as_of")?).await?;
+    let index = sites_at(&cat, &page_config(cfg), p.timestamp("as_of")?, None).await?;
     let all = crate::index::Filter::default();
     let mut found: Vec<(bool, &Arc<Site>)> = index
         .all(&all)
@@ -670,7 +599,7 @@ mod tests {
     }
 
     #[test]
-    fn the_first_day_is_found_for_each_kind_of_event() {
+    fn the_first_event_times_are_the_earliest_observation_and_revision() {
         let (cat, _) =
             Catalogue::from_store(crate::store::Store::open_in_memory().unwrap()).unwrap();
         let seed: Value = serde_json::from_str(crate::catalogue::SEED_OBSERVATIONS).unwrap();
@@ -678,19 +607,19 @@ mod tests {
             .as_array()
             .unwrap()
             .iter()
-            .map(|f| f["properties"]["observed_at"].as_str().unwrap())
+            .map(|f| {
+                Timestamp::parse("t", f["properties"]["observed_at"].as_str().unwrap()).unwrap()
+            })
             .min()
             .unwrap();
-        let earliest = Timestamp::parse("t", earliest).unwrap().date();
-        assert_eq!(
-            first_day(&cat, EventKind::Observation).unwrap(),
-            Some(earliest)
-        );
-        assert_eq!(
-            first_day(&cat, EventKind::Revision).unwrap(),
-            Some(Timestamp::now().date())
-        );
-        assert_eq!(first_day(&cat, EventKind::Candidate).unwrap(), None);
+        let (observed, recorded) = cat.first_event_times().unwrap();
+        assert_eq!(observed, Some(earliest));
+        let first_revision = cat
+            .revisions(&crate::model::SiteId::parse("id", "yongbyon").unwrap())
+            .unwrap()[0]
+            .recorded_at;
+        assert!(recorded.is_some_and(|r| r <= first_revision));
+        assert_eq!(recorded.map(Timestamp::date), Some(Timestamp::now().date()));
     }
 
     #[test]

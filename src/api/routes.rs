@@ -138,7 +138,17 @@ pub async fn site_items(
             (None, None) => index.all(&filter).cloned().collect(),
         }
     };
-    let (live, retired) = view.indexes(&cat).await?;
+    // The lon/lat rectangles that hold every answer, so that the past is read
+    // from that area only.
+    let area: Option<Vec<[f64; 4]>> = match (&bbox, &intersects) {
+        (Some(b), _) => Some(b.pieces()),
+        (None, Some(g)) => {
+            let [w, s, e, n] = g.lonlat_bounds();
+            Some(vec![[w, s, e, n]])
+        }
+        (None, None) => None,
+    };
+    let (live, retired) = view.indexes(&cat, area).await?;
     // Each site paired with whether it is retired; a site is live or retired at
     // any one moment, never both.
     let mut matched: Vec<(Arc<Site>, bool)> =

@@ -30,8 +30,9 @@ impl Catalogue {
         if store.create_site(&site, by)?.is_none() {
             return Err(EditError::Exists(site.id));
         }
-        self.refresh_index(&store)?;
-        Ok(Arc::new(site))
+        let site = Arc::new(site);
+        self.publish(vec![(site.id.clone(), Some(site.clone()))]);
+        Ok(site)
     }
 
     /// Replaces a live site with a GeoJSON Feature. The feature may leave out
@@ -63,8 +64,9 @@ impl Catalogue {
         if store.replace_site(&site, by)?.is_none() {
             return Err(EditError::NotFound(site.id));
         }
-        self.refresh_index(&store)?;
-        Ok(Arc::new(site))
+        let site = Arc::new(site);
+        self.publish(vec![(site.id.clone(), Some(site.clone()))]);
+        Ok(site)
     }
 
     /// Retires a live site: it leaves every query but its record and history
@@ -74,14 +76,23 @@ impl Catalogue {
         let revision = store
             .retire_site(id, by)?
             .ok_or_else(|| EditError::NotFound(id.clone()))?;
-        self.refresh_index(&store)?;
+        self.publish(vec![(id.clone(), None)]);
         Ok(revision)
     }
 
     /// The live sites as recorded at `t`, indexed so that every query works on
-    /// them. Built on each call.
-    pub fn sites_as_of(&self, t: Timestamp) -> Result<SiteIndex, StoreError> {
-        let sites = self.reader()?.sites_as_of(t)?;
+    /// them. Built on each call: with `area` (lon/lat rectangles, `west <=
+    /// east`), from the revisions whose boxes meet it, found by index; without,
+    /// from every site.
+    pub fn sites_as_of(
+        &self,
+        t: Timestamp,
+        area: Option<&[[f64; 4]]>,
+    ) -> Result<SiteIndex, StoreError> {
+        let sites = match area {
+            Some(rects) => self.reader()?.sites_in_area_at(Some(t), false, rects)?,
+            None => self.reader()?.sites_as_of(t)?,
+        };
         Ok(SiteIndex::build(sites))
     }
 
@@ -91,11 +102,17 @@ impl Catalogue {
     }
 
     /// The sites retired now, or at `at`, as they were when retired, indexed so
-    /// that every query works on them. Built on each call.
-    pub fn retired_sites(&self, at: Option<Timestamp>) -> Result<SiteIndex, StoreError> {
-        let sites = match at {
-            None => self.reader()?.retired_sites()?,
-            Some(t) => self.reader()?.retired_sites_as_of(t)?,
+    /// that every query works on them. Built on each call, from the area only
+    /// when one is given (see [`Catalogue::sites_as_of`]).
+    pub fn retired_sites(
+        &self,
+        at: Option<Timestamp>,
+        area: Option<&[[f64; 4]]>,
+    ) -> Result<SiteIndex, StoreError> {
+        let sites = match (area, at) {
+            (Some(rects), at) => self.reader()?.sites_in_area_at(at, true, rects)?,
+            (None, None) => self.reader()?.retired_sites()?,
+            (None, Some(t)) => self.reader()?.retired_sites_as_of(t)?,
         };
         Ok(SiteIndex::build(sites))
     }
@@ -257,8 +274,18 @@ mod tests {
         assert_eq!(cat.index().len(), before - 1);
         assert!(cat.index().get(&id("t")).is_none());
 
-        let retired = cat.retired_sites(None).unwrap();
+        let retired = cat.retired_sites(None, None).unwrap();
         assert_eq!(retired.all(&Filter::default()).count(), 1);
+        // Read by area from the revisions' boxes: found where it is, not elsewhere.
+        let here: &[[f64; 4]] = &[[9.9, 9.9, 10.05, 10.05]];
+        let elsewhere: &[[f64; 4]] = &[[20.0, 20.0, 21.0, 21.0]];
+        assert!(
+            cat.retired_sites(None, Some(here))
+                .unwrap()
+                .get(&id("t"))
+                .is_some()
+        );
+        assert!(cat.retired_sites(None, Some(elsewhere)).unwrap().is_empty());
         assert!(cat.retired_site(&id("t"), None).unwrap().is_some());
         assert!(
             cat.retired_site(&id("t"), Some(live_then))
@@ -266,15 +293,34 @@ mod tests {
                 .is_none()
         );
         assert!(
-            cat.retired_sites(Some(Timestamp::now()))
+            cat.retired_sites(Some(Timestamp::now()), None)
                 .unwrap()
                 .get(&id("t"))
                 .is_some()
         );
 
-        let then = cat.sites_as_of(live_then).unwrap();
+        let then = cat.sites_as_of(live_then, None).unwrap();
         assert_eq!(then.len(), before);
         assert!(then.get(&id("t")).is_some());
+        let in_area = cat.sites_as_of(live_then, Some(here)).unwrap();
+        assert!(in_area.get(&id("t")).is_some());
+        assert!(
+            cat.sites_as_of(live_then, Some(elsewhere))
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            cat.sites_as_of(Timestamp::now(), Some(here))
+                .unwrap()
+                .get(&id("t"))
+                .is_none()
+        );
+        assert!(
+            cat.retired_sites(Some(live_then), Some(here))
+                .unwrap()
+                .get(&id("t"))
+                .is_none()
+        );
         assert!(cat.site_as_of(&id("t"), live_then).unwrap().is_some());
         assert!(
             cat.site_as_of(&id("t"), Timestamp::now())

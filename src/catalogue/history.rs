@@ -236,6 +236,19 @@ impl Catalogue {
         }))
     }
 
+    /// Change log entries after sequence number `after`, oldest first, at most
+    /// `limit`, and the newest sequence number.
+    pub fn change_log(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> Result<(Vec<crate::store::LogEntry>, i64), StoreError> {
+        let store = self.reader()?;
+        // The head first: entries committed in between are on the page, not lost.
+        let head = store.log_head()?;
+        Ok((store.log_after(after, limit)?, head))
+    }
+
     /// Every observation, revision and candidate in the area and time window,
     /// newest first, one page at a time.
     pub fn changes(&self, q: &ChangesQuery) -> Result<Page, StoreError> {
@@ -277,8 +290,35 @@ impl Catalogue {
             let mut cursor = bound(EventKind::Revision);
             let mut taken = 0;
             loop {
-                let chunk =
-                    store.revisions_between(None, q.since, q.until, cursor.as_ref(), 256)?;
+                // With an area, each rectangle is read by index; the chunk is
+                // newest first over all of them, so the cursor stays sound.
+                let chunk = match &q.bbox {
+                    None => {
+                        store.revisions_between(None, q.since, q.until, cursor.as_ref(), 256)?
+                    }
+                    Some(b) => {
+                        let mut rows = Vec::new();
+                        for rect in b.pieces() {
+                            rows.extend(store.revisions_in_area(
+                                rect,
+                                q.since,
+                                q.until,
+                                cursor.as_ref(),
+                                256,
+                            )?);
+                        }
+                        rows.sort_by(|a, b| {
+                            (b.recorded_at, &b.site_id, b.revision).cmp(&(
+                                a.recorded_at,
+                                &a.site_id,
+                                a.revision,
+                            ))
+                        });
+                        rows.dedup_by(|a, b| a.site_id == b.site_id && a.revision == b.revision);
+                        rows.truncate(256);
+                        rows
+                    }
+                };
                 let exhausted = chunk.len() < 256;
                 for r in &chunk {
                     cursor = Some(Before {

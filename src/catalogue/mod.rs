@@ -14,8 +14,8 @@ pub use history::{ChangesQuery, Cursor, EventKind, HistoryQuery, Order, Page};
 pub use observations::{ObservationImportError, PromoteError, Promotion};
 
 use crate::import::{ImportError, parse_sites};
-use crate::index::SiteIndex;
-use crate::model::{IdPolicy, SiteId};
+use crate::index::{SiteChange, SiteIndex};
+use crate::model::{IdPolicy, Site, SiteId, Timestamp};
 use crate::store::ObservationStats;
 use crate::store::{ApplyReport, Provenance, Revision, Store, StoreError};
 use arc_swap::ArcSwap;
@@ -48,6 +48,8 @@ pub struct Catalogue {
     index: ArcSwap<SiteIndex>,
     /// When each site was last observed and how often; replaced after each batch.
     stats: ArcSwap<HashMap<SiteId, ObservationStats>>,
+    /// The first and last of the sites' last observation times, kept with `stats`.
+    observed_span: ArcSwap<Option<(Timestamp, Timestamp)>>,
     /// The database file, for read-only connections; `None` in memory, where
     /// reads share the writer's connection.
     file: Option<String>,
@@ -143,6 +145,7 @@ impl Catalogue {
             readers: Mutex::new(Vec::new()),
             store: Mutex::new(store),
             index: ArcSwap::from_pointee(index),
+            observed_span: ArcSwap::from_pointee(span_of(&stats)),
             stats: ArcSwap::from_pointee(stats),
         };
         if seeded.is_some() {
@@ -198,12 +201,7 @@ impl Catalogue {
         by: &Provenance,
     ) -> Result<ApplyReport, ImportSitesError> {
         let sites = parse_sites(json, IdPolicy::Required)?;
-        let mut store = self.store();
-        let report = store.apply_sites(&sites, by)?;
-        if !report.created.is_empty() || !report.updated.is_empty() {
-            self.refresh_index(&store)?;
-        }
-        Ok(report)
+        self.apply_sites(sites, by)
     }
 
     /// [`Catalogue::import_sites`] from a reader, without holding the text.
@@ -213,26 +211,68 @@ impl Catalogue {
         by: &Provenance,
     ) -> Result<ApplyReport, ImportSitesError> {
         let sites = crate::import::read_sites(reader, IdPolicy::Required)?;
+        self.apply_sites(sites, by)
+    }
+
+    /// Stores parsed sites in one transaction, then brings the index up to date
+    /// with the sites that were created or changed.
+    fn apply_sites(
+        &self,
+        sites: Vec<Site>,
+        by: &Provenance,
+    ) -> Result<ApplyReport, ImportSitesError> {
         let mut store = self.store();
         let report = store.apply_sites(&sites, by)?;
-        drop(sites);
         if !report.created.is_empty() || !report.updated.is_empty() {
-            self.refresh_index(&store)?;
+            let written: std::collections::HashSet<&SiteId> =
+                report.created.iter().chain(&report.updated).collect();
+            // A file may name an id twice; the last one is what was stored.
+            let changes: Vec<SiteChange> = sites
+                .into_iter()
+                .filter(|s| written.contains(&s.id))
+                .map(|s| (s.id.clone(), Some(Arc::new(s))))
+                .collect();
+            self.publish(changes);
         }
         Ok(report)
     }
 
-    /// Rebuilds the index from the store and swaps it in; called after each
-    /// commit while the store is still locked, so snapshots follow commit order.
-    fn refresh_index(&self, store: &Store) -> Result<(), StoreError> {
-        let index = SiteIndex::build(store.live_sites()?);
-        self.index.store(Arc::new(index));
-        Ok(())
+    /// Applies the changes of a commit to the index and swaps the new snapshot
+    /// in; called after each commit while the store is still locked, so
+    /// snapshots follow commit order. Costs the change, not the catalogue.
+    fn publish(&self, changes: Vec<SiteChange>) {
+        let next = self.index.load().with_changes(changes);
+        self.index.store(Arc::new(next));
     }
 
     /// Every revision of a site, oldest first.
     pub fn revisions(&self, id: &SiteId) -> Result<Vec<Revision>, StoreError> {
         self.reader()?.revisions(id)
+    }
+}
+
+/// The first and last of the sites' last observation times.
+fn span_of(stats: &HashMap<SiteId, ObservationStats>) -> Option<(Timestamp, Timestamp)> {
+    stats.values().fold(None, |acc, s| {
+        let t = s.last_observed_at;
+        Some(match acc {
+            None => (t, t),
+            Some((a, b)) => (a.min(t), b.max(t)),
+        })
+    })
+}
+
+impl Catalogue {
+    /// Replaces the observation statistics after a commit, with their span.
+    fn set_stats(&self, stats: HashMap<SiteId, ObservationStats>) {
+        self.observed_span.store(Arc::new(span_of(&stats)));
+        self.stats.store(Arc::new(stats));
+    }
+
+    /// The first and last of the sites' last observation times: the temporal
+    /// extent of the sites collection.
+    pub fn observed_span(&self) -> Option<(Timestamp, Timestamp)> {
+        **self.observed_span.load()
     }
 }
 

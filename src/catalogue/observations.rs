@@ -80,7 +80,7 @@ impl Catalogue {
                     e.count += s.count;
                     e.last_observed_at = e.last_observed_at.max(s.last_observed_at);
                 }
-                self.stats.store(Arc::new(stats));
+                self.set_stats(stats);
             }
         } else {
             tx.rollback()?;
@@ -237,7 +237,7 @@ impl Catalogue {
                 None => PromoteError::NotOpen(id.to_owned()),
             });
         }
-        self.refresh_index(&store)?;
+        self.publish(vec![(site.id.clone(), Some(Arc::new(site.clone())))]);
         let mut stats: HashMap<SiteId, ObservationStats> = (**self.stats.load()).clone();
         if let (Some(last), false) = (c.last_observed_at, members.is_empty()) {
             stats.insert(
@@ -247,7 +247,7 @@ impl Catalogue {
                     count: members.len() as u64,
                 },
             );
-            self.stats.store(Arc::new(stats));
+            self.set_stats(stats);
         }
         Ok(self
             .index()

@@ -36,9 +36,63 @@ impl Catalogue {
         Ok(out)
     }
 
+    /// Observations whose bounds meet any of the rectangles (everywhere if
+    /// `None`), observed within `[since, until]`, with one of `findings` if any
+    /// are given, in id order after `after`, at most `limit`: one page, read by
+    /// index.
+    pub fn observations_page(
+        &self,
+        rects: Option<&[[f64; 4]]>,
+        since: Option<Timestamp>,
+        until: Option<Timestamp>,
+        findings: &[String],
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<StoredObservation>, StoreError> {
+        let store = self.reader()?;
+        let mut out: Vec<StoredObservation> = Vec::new();
+        for rect in rects.map_or(vec![None], |r| r.iter().copied().map(Some).collect()) {
+            out.extend(store.observations_by_id(rect, since, until, findings, after, limit)?);
+        }
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        out.dedup_by(|a, b| a.id == b.id);
+        out.truncate(limit);
+        Ok(out)
+    }
+
+    /// How many observations [`Catalogue::observations_page`] would page
+    /// through, or `None` if more than `cap`.
+    pub fn count_observations(
+        &self,
+        rects: Option<&[[f64; 4]]>,
+        since: Option<Timestamp>,
+        until: Option<Timestamp>,
+        findings: &[String],
+        cap: usize,
+    ) -> Result<Option<usize>, StoreError> {
+        let store = self.reader()?;
+        let mut total = 0;
+        for rect in rects.map_or(vec![None], |r| r.iter().copied().map(Some).collect()) {
+            // Rectangles either side of the antimeridian may both hold an
+            // observation that spans every longitude, so a split box is not
+            // counted.
+            if rects.is_some_and(|r| r.len() > 1) {
+                return Ok(None);
+            }
+            total += store.count_observations(rect, since, until, findings, cap + 1)?;
+        }
+        Ok((total <= cap).then_some(total))
+    }
+
     /// One observation by id, or `None`.
     pub fn observation(&self, id: &str) -> Result<Option<StoredObservation>, StoreError> {
         self.reader()?.observation(id)
+    }
+
+    /// The first observation time and the first revision time, if any: the
+    /// start of the record, read from the time indexes.
+    pub fn first_event_times(&self) -> Result<(Option<Timestamp>, Option<Timestamp>), StoreError> {
+        self.reader()?.first_event_times()
     }
 
     /// The box around every observation and the first and last observation times.

@@ -241,6 +241,13 @@ impl Footprint {
         self.parts[0][0][0]
     }
 
+    /// The lon/lat box `[west, south, east, north]` around every position (see
+    /// [`bounds_of`]).
+    pub fn lonlat_bounds(&self) -> [f64; 4] {
+        bounds_of(self.parts.iter().flatten().flatten().copied())
+            .unwrap_or([-180.0, -90.0, 180.0, 90.0])
+    }
+
     pub fn vertex_count(&self) -> usize {
         self.parts.iter().flatten().map(Vec::len).sum()
     }
@@ -258,6 +265,44 @@ impl Footprint {
             json!({"type": "Polygon", "coordinates": self.parts[0]})
         }
     }
+}
+
+/// The lon/lat box `[west, south, east, north]` around positions; `None` for
+/// none. Positions that span more than 180° of longitude (a shape across the
+/// antimeridian) get the whole longitude range, so the box is never too small.
+pub fn bounds_of(positions: impl Iterator<Item = [f64; 2]>) -> Option<[f64; 4]> {
+    let mut b: Option<[f64; 4]> = None;
+    for [lon, lat] in positions {
+        b = Some(match b {
+            None => [lon, lat, lon, lat],
+            Some([w, s, e, n]) => [w.min(lon), s.min(lat), e.max(lon), n.max(lat)],
+        });
+    }
+    b.map(|[w, s, e, n]| {
+        if e - w > 180.0 {
+            [-180.0, s, 180.0, n]
+        } else {
+            [w, s, e, n]
+        }
+    })
+}
+
+/// [`bounds_of`] the positions of a GeoJSON geometry object.
+pub fn geojson_bounds(geometry: &Value) -> Option<[f64; 4]> {
+    fn walk(v: &Value, out: &mut Vec<[f64; 2]>) {
+        match v.as_array() {
+            Some(a) if a.len() >= 2 && a[0].is_number() => {
+                if let (Some(x), Some(y)) = (a[0].as_f64(), a[1].as_f64()) {
+                    out.push([x, y]);
+                }
+            }
+            Some(a) => a.iter().for_each(|v| walk(v, out)),
+            None => {}
+        }
+    }
+    let mut positions = Vec::new();
+    walk(geometry.get("coordinates")?, &mut positions);
+    bounds_of(positions.into_iter())
 }
 
 #[cfg(test)]

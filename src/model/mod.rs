@@ -49,7 +49,7 @@ mod site;
 mod values;
 
 pub use error::FieldError;
-pub use footprint::{Footprint, MAX_FOOTPRINT_VERTICES};
+pub use footprint::{Footprint, MAX_FOOTPRINT_VERTICES, bounds_of, geojson_bounds};
 pub use observation::{Finding, Observation, Place};
 pub use site::{
     Confidence, Declaration, FieldChange, IdPolicy, Site, SiteKind, Source, Status, diff_sites,

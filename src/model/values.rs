@@ -133,6 +133,24 @@ impl Timestamp {
     }
 
     /// The calendar day in UTC.
+    /// Seconds since 1970-01-01T00:00:00Z, for indexes that order by number.
+    pub fn epoch_seconds(self) -> f64 {
+        self.0.timestamp_micros() as f64 / 1e6
+    }
+
+    /// Microseconds since 1970-01-01T00:00:00Z.
+    pub fn epoch_micros(self) -> i64 {
+        self.0.timestamp_micros()
+    }
+
+    /// The moment `micros` microseconds after 1970-01-01T00:00:00Z, clamped to
+    /// the years 1 to 9999 that RFC 3339 can write.
+    pub fn from_epoch_micros(micros: i64) -> Self {
+        const MIN: i64 = -62_135_596_800_000_000;
+        const MAX: i64 = 253_402_300_799_999_999;
+        Self(DateTime::from_timestamp_micros(micros.clamp(MIN, MAX)).unwrap_or_default())
+    }
+
     pub fn date(self) -> chrono::NaiveDate {
         self.0.date_naive()
     }

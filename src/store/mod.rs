@@ -5,6 +5,7 @@ mod backup;
 mod check;
 mod history;
 mod load;
+mod log;
 mod observations;
 mod schema;
 mod sites;
@@ -17,6 +18,7 @@ use std::path::Path;
 pub use backup::{BackupError, BackupReport, backup};
 pub use check::{CheckError, Inspection, Problem, inspect};
 pub use history::{Before, RevisionRow, SitePage, revision_key};
+pub use log::{LogEntry, LogKind};
 pub use observations::{
     BatchRecord, BatchTx, Candidate, LinkHow, ObservationStats, SiteLink, StoredObservation,
     Unmatched,
@@ -31,6 +33,26 @@ pub enum StoreError {
     Migration(#[from] MigrationError),
     #[error("stored site {id} cannot be read back: {reason}")]
     Corrupt { id: String, reason: String },
+}
+
+impl StoreError {
+    /// Whether a statement was stopped because the deadline of the work it
+    /// ran for had passed (see [`crate::deadline`]).
+    pub fn is_interrupted(&self) -> bool {
+        matches!(self, StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _))
+            if e.code == rusqlite::ErrorCode::OperationInterrupted)
+    }
+}
+
+/// How many SQLite virtual-machine steps pass between checks of the deadline:
+/// a few microseconds of work, so a statement stops promptly once it is late.
+const DEADLINE_CHECK_STEPS: i32 = 10_000;
+
+/// Makes every statement on `conn` stop with an interruption once the
+/// deadline of the work it runs for has passed.
+fn interrupt_when_late(conn: &mut Connection) -> Result<(), StoreError> {
+    conn.progress_handler(DEADLINE_CHECK_STEPS, Some(crate::deadline::expired))?;
+    Ok(())
 }
 
 /// Who or what records a change, and why.
@@ -57,6 +79,16 @@ impl Change {
             Change::Updated => "updated",
             Change::Retired => "retired",
             Change::Restored => "restored",
+        }
+    }
+
+    /// The kind of this change in the change log.
+    fn log_kind(self) -> LogKind {
+        match self {
+            Change::Created => LogKind::SiteCreated,
+            Change::Updated => LogKind::SiteUpdated,
+            Change::Retired => LogKind::SiteRetired,
+            Change::Restored => LogKind::SiteRestored,
         }
     }
 
@@ -117,6 +149,8 @@ impl Store {
         )?;
         conn.pragma_update(None, "query_only", true)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        let mut conn = conn;
+        interrupt_when_late(&mut conn)?;
         Ok(Self { conn })
     }
 
@@ -141,6 +175,7 @@ impl Store {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         schema::migrate(&mut conn)?;
+        interrupt_when_late(&mut conn)?;
         Ok(Self { conn })
     }
 
@@ -157,5 +192,48 @@ impl Store {
             params![key, value],
         )?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    /// A statement that never ends by itself: only an interruption stops it.
+    const RUNAWAY: &str =
+        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c";
+
+    #[test]
+    fn a_runaway_statement_is_interrupted_once_its_deadline_passes() {
+        let store = Store::open_in_memory().unwrap();
+        let soon = Instant::now() + Duration::from_millis(50);
+        let err = crate::deadline::run_until(Some(soon), || {
+            store
+                .conn
+                .query_row(RUNAWAY, [], |r| r.get::<_, i64>(0))
+                .map_err(StoreError::from)
+        })
+        .unwrap_err();
+        assert!(err.is_interrupted(), "{err}");
+        assert!(Instant::now() >= soon);
+        // The connection serves the next statement as usual.
+        assert_eq!(store.site_count().unwrap(), 0);
+    }
+
+    #[test]
+    fn a_reader_connection_is_interrupted_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.db");
+        drop(Store::open(&path).unwrap());
+        let reader = Store::open_reader(path.to_str().unwrap()).unwrap();
+        let err = crate::deadline::run_until(Some(Instant::now()), || {
+            reader
+                .conn
+                .query_row(RUNAWAY, [], |r| r.get::<_, i64>(0))
+                .map_err(StoreError::from)
+        })
+        .unwrap_err();
+        assert!(err.is_interrupted(), "{err}");
     }
 }

@@ -153,6 +153,9 @@ pub struct BatchTx<'a> {
     tx: Transaction<'a>,
     batch_id: String,
     recorded_at: String,
+    /// The box and time span of what the batch stored so far.
+    bounds: std::cell::RefCell<Option<[f64; 4]>>,
+    times: std::cell::RefCell<Option<(String, String)>>,
 }
 
 impl Store {
@@ -181,6 +184,8 @@ impl Store {
             tx,
             batch_id: batch_id.to_owned(),
             recorded_at,
+            bounds: Default::default(),
+            times: Default::default(),
         })
     }
 
@@ -322,25 +327,45 @@ impl Store {
             .pop())
     }
 
+    /// The first observation time and the first revision time, each the
+    /// head of its time index.
+    pub fn first_event_times(&self) -> Result<(Option<Timestamp>, Option<Timestamp>), StoreError> {
+        let (observed, recorded): (Option<String>, Option<String>) = self.conn.query_row(
+            "SELECT (SELECT min(observed_at) FROM observations),
+                    (SELECT min(recorded_at) FROM site_revisions)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        Ok((
+            observed.map(|t| ts("observed_at", t)).transpose()?,
+            recorded.map(|t| ts("recorded_at", t)).transpose()?,
+        ))
+    }
+
     /// The lon/lat box `[west, south, east, north]` around every observation and
     /// the first and last observation times; `None` when there are none.
     pub fn observation_extent(
         &self,
     ) -> Result<Option<([f64; 4], Timestamp, Timestamp)>, StoreError> {
-        let row = self.conn.query_row(
-            "SELECT min(west), min(south), max(east), max(north), min(observed_at), max(observed_at) FROM observations",
-            [],
-            |r| {
-                Ok((
-                    r.get::<_, Option<f64>>(0)?,
-                    r.get::<_, Option<f64>>(1)?,
-                    r.get::<_, Option<f64>>(2)?,
-                    r.get::<_, Option<f64>>(3)?,
-                    r.get::<_, Option<String>>(4)?,
-                    r.get::<_, Option<String>>(5)?,
-                ))
-            },
-        )?;
+        // Kept up to date by each batch's commit: one row, not a scan.
+        let row = self
+            .conn
+            .query_row(
+                "SELECT west, south, east, north, first, last FROM aggregates WHERE name = 'observations'",
+                [],
+                |r| {
+                    Ok((
+                        r.get::<_, Option<f64>>(0)?,
+                        r.get::<_, Option<f64>>(1)?,
+                        r.get::<_, Option<f64>>(2)?,
+                        r.get::<_, Option<f64>>(3)?,
+                        r.get::<_, Option<String>>(4)?,
+                        r.get::<_, Option<String>>(5)?,
+                    ))
+                },
+            )
+            .optional()?
+            .unwrap_or_default();
         let (Some(w), Some(s), Some(e), Some(n), Some(first), Some(last)) = row else {
             return Ok(None);
         };
@@ -412,6 +437,20 @@ impl Store {
             until.map(Timestamp::to_rfc3339),
         );
         let (bt, bid) = (before.map(|b| b.time.clone()), before.map(|b| b.id.clone()));
+        if rect.is_some() && [w, s, e, n] != [-180.0, -90.0, 180.0, 90.0] {
+            let mut found = self.observations_in_area(
+                [w, s, e, n],
+                &since,
+                &until,
+                &findings,
+                &bt,
+                &bid,
+                limit,
+            )?;
+            found.sort_by(|a, b| (b.observed_at, &b.id).cmp(&(a.observed_at, &a.id)));
+            found.truncate(limit);
+            return Ok(found);
+        }
         self.read_observations(
             &format!(
                 "SELECT {OBS_COLUMNS} FROM observations o
@@ -434,6 +473,150 @@ impl Store {
                 &(limit as i64),
             ],
         )
+    }
+
+    /// The `WHERE` clause and arguments shared by the id-ordered page and its
+    /// count: the rectangle through the R*Tree (joined as `b`), the window and
+    /// the findings on the row.
+    fn observation_conditions(
+        rect: Option<[f64; 4]>,
+        since: Option<Timestamp>,
+        until: Option<Timestamp>,
+        findings: &[String],
+    ) -> (&'static str, &'static str, Vec<Box<dyn rusqlite::ToSql>>) {
+        let findings = serde_json::to_string(findings).unwrap_or_else(|_| "[]".into());
+        let mut args: Vec<Box<dyn rusqlite::ToSql>> = vec![
+            Box::new(since.map(Timestamp::to_rfc3339)),
+            Box::new(until.map(Timestamp::to_rfc3339)),
+            Box::new(findings),
+        ];
+        const ROW: &str =
+            "(?1 IS NULL OR o.observed_at >= ?1) AND (?2 IS NULL OR o.observed_at <= ?2)
+               AND (json_array_length(?3) = 0 OR o.finding IN (SELECT value FROM json_each(?3)))";
+        const AREA: &str =
+            "(?1 IS NULL OR o.observed_at >= ?1) AND (?2 IS NULL OR o.observed_at <= ?2)
+               AND (json_array_length(?3) = 0 OR o.finding IN (SELECT value FROM json_each(?3)))
+               AND b.west <= ?5 AND b.east >= ?4 AND b.south <= ?7 AND b.north >= ?6";
+        match rect {
+            None => ("observations o", ROW, args),
+            Some([w, s, e, n]) => {
+                args.extend([w, e, s, n].map(|v| Box::new(v) as Box<dyn rusqlite::ToSql>));
+                (
+                    "observation_boxes b JOIN observations o ON o.rowid = b.id",
+                    AREA,
+                    args,
+                )
+            }
+        }
+    }
+
+    /// Observations in id order after `after`, at most `limit`, whose bounds
+    /// meet the rectangle (`west <= east`; everywhere if `None`), observed
+    /// within `[since, until]`, with one of `findings` if any are given.
+    pub fn observations_by_id(
+        &self,
+        rect: Option<[f64; 4]>,
+        since: Option<Timestamp>,
+        until: Option<Timestamp>,
+        findings: &[String],
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<StoredObservation>, StoreError> {
+        let (from, cond, mut args) = Self::observation_conditions(rect, since, until, findings);
+        let n = args.len();
+        args.push(Box::new(after.map(str::to_owned)));
+        args.push(Box::new(limit as i64));
+        let sql = format!(
+            "SELECT {OBS_COLUMNS} FROM {from} WHERE {cond} AND (?{a} IS NULL OR o.id > ?{a})
+             ORDER BY o.id LIMIT ?{l}",
+            a = n + 1,
+            l = n + 2
+        );
+        let refs: Vec<&dyn rusqlite::ToSql> = args.iter().map(|a| a.as_ref()).collect();
+        self.read_observations(&sql, &refs)
+    }
+
+    /// How many observations [`Store::observations_by_id`] pages through, up to
+    /// `cap`: the count stops there, so it never costs more than `cap` rows.
+    pub fn count_observations(
+        &self,
+        rect: Option<[f64; 4]>,
+        since: Option<Timestamp>,
+        until: Option<Timestamp>,
+        findings: &[String],
+        cap: usize,
+    ) -> Result<usize, StoreError> {
+        let (from, cond, mut args) = Self::observation_conditions(rect, since, until, findings);
+        let n = args.len();
+        args.push(Box::new(cap as i64));
+        let sql = format!(
+            "SELECT count(*) FROM (SELECT 1 FROM {from} WHERE {cond} LIMIT ?{})",
+            n + 1
+        );
+        let refs: Vec<&dyn rusqlite::ToSql> = args.iter().map(|a| a.as_ref()).collect();
+        let count: i64 = self
+            .conn
+            .prepare_cached(&sql)?
+            .query_row(refs.as_slice(), |r| r.get(0))?;
+        Ok(count as usize)
+    }
+
+    /// [`Store::observations_in`] for an area: an R*Tree walk over the
+    /// observations' boxes in slabs of time, so that a small area costs what it
+    /// holds, not a scan of every observation in the time window. Returns at
+    /// least `limit` when there are as many; the caller sorts and cuts.
+    #[allow(clippy::too_many_arguments)]
+    fn observations_in_area(
+        &self,
+        [w, s, e, n]: [f64; 4],
+        since: &Option<String>,
+        until: &Option<String>,
+        findings: &str,
+        before_time: &Option<String>,
+        before_id: &Option<String>,
+        limit: usize,
+    ) -> Result<Vec<StoredObservation>, StoreError> {
+        let Some((first, last)) =
+            self.time_span("SELECT min(observed_at), max(observed_at) FROM observations")?
+        else {
+            return Ok(Vec::new());
+        };
+        let at = |t: &Option<String>| t.as_deref().and_then(|t| Timestamp::parse("t", t).ok());
+        let newest = [at(until), at(before_time)]
+            .into_iter()
+            .flatten()
+            .fold(last, Timestamp::min);
+        let oldest = at(since).map_or(first, |t| t.max(first));
+        let sql = format!(
+            "SELECT {OBS_COLUMNS} FROM observation_boxes b JOIN observations o ON o.rowid = b.id
+             WHERE b.west <= ?3 AND b.east >= ?1 AND b.south <= ?4 AND b.north >= ?2
+               AND b.t_from >= ?5 AND b.t_from <= ?6
+               AND o.observed_at >= ?7 AND o.observed_at < ?8
+               AND (?9 IS NULL OR o.observed_at >= ?9) AND (?10 IS NULL OR o.observed_at <= ?10)
+               AND (json_array_length(?11) = 0 OR o.finding IN (SELECT value FROM json_each(?11)))
+               AND (?12 IS NULL OR o.observed_at < ?12 OR (o.observed_at = ?12 AND o.id < ?13))"
+        );
+        super::history::newest_first_by_slabs(newest, oldest, limit, |slab| {
+            let (from, to, from_s, to_s) = slab.bounds();
+            self.read_observations(
+                &sql,
+                &[
+                    &w,
+                    &s,
+                    &e,
+                    &n,
+                    &from_s,
+                    &to_s,
+                    &from,
+                    &to,
+                    since,
+                    until,
+                    &findings,
+                    before_time,
+                    before_id,
+                ],
+            )
+        })
     }
 
     /// Candidates, newest first; only those in `state` if given.
@@ -493,11 +676,33 @@ impl Store {
 
     /// Marks an open candidate dismissed. Returns false if it is not open.
     pub fn dismiss_candidate(&mut self, id: &str, note: Option<&str>) -> Result<bool, StoreError> {
-        let n = self.conn.execute(
-            "UPDATE candidates SET state = 'dismissed', decided_at = ?2, note = ?3 WHERE id = ?1 AND state = 'open'",
-            params![id, Timestamp::now().to_rfc3339(), note],
+        let tx = self.conn.transaction()?;
+        let now = Timestamp::now().to_rfc3339();
+        let place: Option<(f64, f64)> = tx
+            .query_row(
+                "UPDATE candidates SET state = 'dismissed', decided_at = ?2, note = ?3 WHERE id = ?1 AND state = 'open'
+                 RETURNING lon, lat",
+                params![id, now, note],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let Some((lon, lat)) = place else {
+            return Ok(false);
+        };
+        super::log::append(
+            &tx,
+            &super::log::Entry {
+                at: &now,
+                kind: super::LogKind::CandidateDismissed.as_str(),
+                site_id: None,
+                revision: None,
+                batch_id: None,
+                candidate_id: Some(id),
+                bounds: Some([lon, lat, lon, lat]),
+            },
         )?;
-        Ok(n == 1)
+        tx.commit()?;
+        Ok(true)
     }
 }
 
@@ -635,6 +840,21 @@ impl BatchTx<'_> {
             obs.external_id,
             !links.is_empty() as i64,
         ])?;
+        let t = obs.observed_at.epoch_seconds();
+        self.tx
+            .prepare_cached("INSERT INTO observation_boxes VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)")?
+            .execute(params![self.tx.last_insert_rowid(), w, e, s, n, t])?;
+        let mut bounds = self.bounds.borrow_mut();
+        *bounds = Some(match *bounds {
+            None => [w, s, e, n],
+            Some([bw, bs, be, bn]) => [bw.min(w), bs.min(s), be.max(e), bn.max(n)],
+        });
+        let mut times = self.times.borrow_mut();
+        *times = Some(match times.take() {
+            None => (observed_at.clone(), observed_at.clone()),
+            Some((a, b)) => (a.min(observed_at.clone()), b.max(observed_at.clone())),
+        });
+        drop((bounds, times));
         let mut link = self.tx.prepare_cached("INSERT INTO observation_sites (observation_id, site_id, how, distance_m, observed_at) VALUES (?1, ?2, ?3, ?4, ?5)")?;
         for l in links {
             link.execute(params![
@@ -710,6 +930,32 @@ impl BatchTx<'_> {
         self.tx.execute(
             "UPDATE batches SET origin = ?2, content_hash = ?3, mode = ?4, stored = 1, report = ?5 WHERE id = ?1",
             params![self.batch_id, origin, content_hash, mode, report.to_string()],
+        )?;
+        let bounds = self.bounds.take();
+        if let (Some([w, s, e, n]), Some((first, last))) = (bounds, self.times.take()) {
+            // The observations' extent grows with each batch, so that it is read,
+            // not computed, per request.
+            self.tx.execute(
+                "INSERT INTO aggregates (name, west, south, east, north, first, last)
+                 VALUES ('observations', ?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT(name) DO UPDATE SET west = min(coalesce(west, ?1), ?1),
+                   south = min(coalesce(south, ?2), ?2), east = max(coalesce(east, ?3), ?3),
+                   north = max(coalesce(north, ?4), ?4), first = min(coalesce(first, ?5), ?5),
+                   last = max(coalesce(last, ?6), ?6)",
+                params![w, s, e, n, first, last],
+            )?;
+        }
+        super::log::append(
+            &self.tx,
+            &super::log::Entry {
+                at: &self.recorded_at,
+                kind: super::LogKind::BatchStored.as_str(),
+                site_id: None,
+                revision: None,
+                batch_id: Some(&self.batch_id),
+                candidate_id: None,
+                bounds,
+            },
         )?;
         self.tx.commit()?;
         Ok(())

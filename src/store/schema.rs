@@ -99,7 +99,36 @@ const MIGRATIONS: &[&str] = &[
         (SELECT o.observed_at FROM observations o WHERE o.id = observation_sites.observation_id);
     CREATE INDEX observation_sites_by_site_time
         ON observation_sites(site_id, observed_at, observation_id);",
+    // 4: the past and areas answered by index. Each revision carries the end of
+    // its validity (the next revision's time; NULL while current), and R*Trees
+    // hold each revision's footprint box with its validity in seconds, and each
+    // observation's box with its time. Every committed write appends to one
+    // ordered change log that the index and other followers replay. The boxes
+    // and times are filled by `fill_boxes` in the same transaction.
+    "ALTER TABLE site_revisions ADD COLUMN valid_until TEXT;
+    UPDATE site_revisions AS r SET valid_until = n.recorded_at
+      FROM site_revisions AS n WHERE n.site_id = r.site_id AND n.revision = r.revision + 1;
+    CREATE VIRTUAL TABLE site_revision_boxes USING rtree(id, west, east, south, north, t_from, t_until);
+    CREATE VIRTUAL TABLE observation_boxes USING rtree(id, west, east, south, north, t_from, t_until);
+    CREATE TABLE change_log (
+        seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+        at         TEXT NOT NULL,
+        kind       TEXT NOT NULL,
+        site_id    TEXT,
+        revision   INTEGER,
+        batch_id   TEXT,
+        candidate_id TEXT,
+        west REAL, south REAL, east REAL, north REAL
+    ) STRICT;
+    CREATE TABLE aggregates (
+        name  TEXT PRIMARY KEY,
+        west REAL, south REAL, east REAL, north REAL,
+        first TEXT, last TEXT
+    ) STRICT;",
 ];
+
+/// Seconds that stand for "not yet ended" in the validity of a current revision.
+pub const OPEN_END: f64 = 1e12;
 
 /// The schema version this build writes.
 pub const CURRENT_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -126,10 +155,77 @@ pub fn migrate(conn: &mut Connection) -> Result<(), MigrationError> {
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
+        if i + 1 == 4 {
+            fill_boxes(&tx)?;
+        }
         tx.pragma_update(None, "user_version", (i + 1) as i64)?;
         tx.commit()?;
     }
     Ok(())
+}
+
+/// Version 4's index rows for what a database already holds: a box and a
+/// validity per revision, a box and time per observation, and the
+/// observations' aggregate extent.
+fn fill_boxes(tx: &rusqlite::Transaction) -> Result<(), MigrationError> {
+    let bad = |what: String| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, what.into())
+    };
+    {
+        let mut read =
+            tx.prepare("SELECT rowid, recorded_at, valid_until, feature FROM site_revisions")?;
+        let mut write =
+            tx.prepare("INSERT INTO site_revision_boxes VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")?;
+        let mut rows = read.query([])?;
+        while let Some(r) = rows.next()? {
+            let rowid: i64 = r.get(0)?;
+            let from = seconds(&r.get::<_, String>(1)?)
+                .ok_or_else(|| bad(format!("revision {rowid}: bad time")))?;
+            let until = match r.get::<_, Option<String>>(2)? {
+                Some(t) => seconds(&t).ok_or_else(|| bad(format!("revision {rowid}: bad time")))?,
+                None => OPEN_END,
+            };
+            let feature: serde_json::Value = serde_json::from_str(&r.get::<_, String>(3)?)
+                .map_err(|e| bad(format!("revision {rowid}: {e}")))?;
+            let [w, s, e, n] = crate::model::geojson_bounds(&feature["geometry"])
+                .ok_or_else(|| bad(format!("revision {rowid}: no footprint")))?;
+            write.execute(rusqlite::params![rowid, w, e, s, n, from, until])?;
+        }
+    }
+    {
+        let mut read =
+            tx.prepare("SELECT rowid, observed_at, west, east, south, north FROM observations")?;
+        let mut write =
+            tx.prepare("INSERT INTO observation_boxes VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)")?;
+        let mut rows = read.query([])?;
+        while let Some(r) = rows.next()? {
+            let rowid: i64 = r.get(0)?;
+            let t = seconds(&r.get::<_, String>(1)?)
+                .ok_or_else(|| bad(format!("observation {rowid}: bad time")))?;
+            write.execute(rusqlite::params![
+                rowid,
+                r.get::<_, f64>(2)?,
+                r.get::<_, f64>(3)?,
+                r.get::<_, f64>(4)?,
+                r.get::<_, f64>(5)?,
+                t
+            ])?;
+        }
+    }
+    tx.execute(
+        "INSERT INTO aggregates (name, west, south, east, north, first, last)
+         SELECT 'observations', min(west), min(south), max(east), max(north), min(observed_at), max(observed_at)
+         FROM observations HAVING count(*) > 0",
+        [],
+    )?;
+    Ok(())
+}
+
+/// An RFC 3339 time as seconds since 1970, as the R*Trees store time.
+pub fn seconds(rfc3339: &str) -> Option<f64> {
+    crate::model::Timestamp::parse("t", rfc3339)
+        .ok()
+        .map(crate::model::Timestamp::epoch_seconds)
 }
 
 #[cfg(test)]

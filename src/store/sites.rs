@@ -73,6 +73,8 @@ struct RevisionWrite<'a> {
     change: Change,
     feature: &'a str,
     diff: Vec<FieldChange>,
+    /// The footprint's lon/lat box.
+    bounds: [f64; 4],
 }
 
 fn write_revision(
@@ -86,6 +88,19 @@ fn write_revision(
         id: w.id.to_string(),
         reason: e.to_string(),
     })?;
+    let seconds = at.epoch_seconds();
+    if let Some(previous) = w.previous {
+        // The previous revision's validity ends now.
+        let rowid: i64 = tx
+            .prepare_cached(
+                "UPDATE site_revisions SET valid_until = ?3 WHERE site_id = ?1 AND revision = ?2
+                 RETURNING rowid",
+            )?
+            .query_row(params![w.id.as_str(), previous, now], |r| r.get(0))?;
+        tx.prepare_cached("UPDATE site_revision_boxes SET t_until = ?2 WHERE id = ?1")?
+            .execute(params![rowid, seconds])?;
+    }
+    let [west, south, east, north] = w.bounds;
     if w.previous.is_none() {
         tx.prepare_cached(
             "INSERT INTO sites (id, revision, retired, feature, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
@@ -102,6 +117,28 @@ fn write_revision(
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?
     .execute(params![w.id.as_str(), revision, now, by.actor, by.reason, w.change.as_str(), w.feature, diff_json])?;
+    tx.prepare_cached("INSERT INTO site_revision_boxes VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")?
+        .execute(params![
+            tx.last_insert_rowid(),
+            west,
+            east,
+            south,
+            north,
+            seconds,
+            super::schema::OPEN_END
+        ])?;
+    super::log::append(
+        tx,
+        &super::log::Entry {
+            at: now,
+            kind: w.change.log_kind().as_str(),
+            site_id: Some(w.id.as_str()),
+            revision: Some(revision),
+            batch_id: None,
+            candidate_id: None,
+            bounds: Some([west, south, east, north]),
+        },
+    )?;
     Ok(Revision {
         site_id: w.id.clone(),
         revision,
@@ -142,6 +179,7 @@ pub(super) fn write_site(
         change,
         feature: &feature,
         diff,
+        bounds: site.footprint.lonlat_bounds(),
     };
     write_revision(tx, write, clock, by).map(Some)
 }
@@ -329,6 +367,10 @@ impl Store {
             return Ok(None);
         };
         let clock = clock(&tx)?;
+        // A retirement keeps the footprint, and so its box.
+        let bounds = parse_stored(id.as_str(), &current.feature)?
+            .footprint
+            .lonlat_bounds();
         let write = RevisionWrite {
             id,
             previous: Some(current.revision),
@@ -340,6 +382,7 @@ impl Store {
                 old: json!(false),
                 new: json!(true),
             }],
+            bounds,
         };
         let revision = write_revision(&tx, write, &clock, by)?;
         tx.commit()?;
@@ -370,6 +413,45 @@ impl Store {
              ORDER BY r.site_id",
         )?;
         sites_from_rows(&mut stmt, params![t.to_rfc3339(), retired])
+    }
+
+    /// The sites as recorded at `t` (now if `None`) whose footprint box meets
+    /// one of the lon/lat rectangles (`west <= east`), retired ones or live
+    /// ones, each once. An R*Tree walk over each revision's box and validity:
+    /// the cost follows the area, not the catalogue or its history. The boxes
+    /// are a superset; the caller tests footprints exactly.
+    pub fn sites_in_area_at(
+        &self,
+        t: Option<Timestamp>,
+        retired: bool,
+        rects: &[[f64; 4]],
+    ) -> Result<Vec<Arc<Site>>, StoreError> {
+        let (seconds, text) = match t {
+            Some(t) => (t.epoch_seconds(), t.to_rfc3339()),
+            None => (super::schema::OPEN_END, "~".to_owned()),
+        };
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT r.site_id, r.feature FROM site_revision_boxes b
+             JOIN site_revisions r ON r.rowid = b.id
+             WHERE b.west <= ?3 AND b.east >= ?1 AND b.south <= ?4 AND b.north >= ?2
+               AND b.t_from <= ?5 AND b.t_until >= ?5
+               AND r.recorded_at <= ?6 AND (r.valid_until IS NULL OR r.valid_until > ?6)
+               AND (r.change = 'retired') = ?7",
+        )?;
+        let mut seen = std::collections::HashSet::new();
+        let mut out = Vec::new();
+        for [w, s, e, n] in rects {
+            let rows = stmt.query_map(params![w, s, e, n, seconds, text, retired], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })?;
+            for row in rows {
+                let (id, feature) = row?;
+                if seen.insert(id.clone()) {
+                    out.push(Arc::new(parse_stored(&id, &feature)?));
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// One site as recorded at `t`; `None` if it did not exist yet or was

@@ -66,6 +66,24 @@ impl Server {
     pub fn geojson(&self, path_and_query: &str) -> Value {
         self.get_json(path_and_query, "application/geo+json")
     }
+
+    /// Sends SIGTERM and waits for the process to exit, at most `limit`;
+    /// returns the exit status, or `None` if it was still running then.
+    pub fn terminate(&mut self, limit: std::time::Duration) -> Option<std::process::ExitStatus> {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -TERM failed");
+        let start = std::time::Instant::now();
+        while start.elapsed() < limit {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        None
+    }
 }
 
 impl Drop for Server {

@@ -5,6 +5,7 @@ mod backup;
 mod cli;
 mod clients;
 mod crash;
+mod deadlines;
 mod edits;
 mod helpers;
 mod hostile;

@@ -1,0 +1,141 @@
+//! The change log: every committed write appends one entry, in commit order, in
+//! the write's own transaction. The in-memory index, and later alerts, tiles
+//! and other API nodes on a shared database, follow it by sequence number.
+
+use super::{Store, StoreError};
+use rusqlite::{Transaction, params};
+use serde::Serialize;
+
+/// The kinds of entry the log holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogKind {
+    SiteCreated,
+    SiteUpdated,
+    SiteRetired,
+    SiteRestored,
+    BatchStored,
+    CandidateDismissed,
+}
+
+impl LogKind {
+    pub const ALL: &[LogKind] = &[
+        LogKind::SiteCreated,
+        LogKind::SiteUpdated,
+        LogKind::SiteRetired,
+        LogKind::SiteRestored,
+        LogKind::BatchStored,
+        LogKind::CandidateDismissed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogKind::SiteCreated => "site_created",
+            LogKind::SiteUpdated => "site_updated",
+            LogKind::SiteRetired => "site_retired",
+            LogKind::SiteRestored => "site_restored",
+            LogKind::BatchStored => "batch_stored",
+            LogKind::CandidateDismissed => "candidate_dismissed",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|k| k.as_str() == s)
+    }
+}
+
+/// One entry as it is written.
+pub(super) struct Entry<'a> {
+    pub at: &'a str,
+    pub kind: &'static str,
+    pub site_id: Option<&'a str>,
+    pub revision: Option<i64>,
+    pub batch_id: Option<&'a str>,
+    pub candidate_id: Option<&'a str>,
+    /// `[west, south, east, north]` of what changed, if it has a place.
+    pub bounds: Option<[f64; 4]>,
+}
+
+/// Appends an entry in the caller's transaction, so it commits with the write
+/// it describes or not at all.
+pub(super) fn append(tx: &Transaction, e: &Entry<'_>) -> Result<(), StoreError> {
+    let b = e.bounds;
+    tx.prepare_cached(
+        "INSERT INTO change_log (at, kind, site_id, revision, batch_id, candidate_id, west, south, east, north)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )?
+    .execute(params![
+        e.at,
+        e.kind,
+        e.site_id,
+        e.revision,
+        e.batch_id,
+        e.candidate_id,
+        b.map(|b| b[0]),
+        b.map(|b| b[1]),
+        b.map(|b| b[2]),
+        b.map(|b| b[3]),
+    ])?;
+    Ok(())
+}
+
+/// One entry as it is read back.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LogEntry {
+    pub seq: i64,
+    pub at: String,
+    pub kind: LogKind,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub site_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revision: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batch_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub candidate_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bbox: Option<[f64; 4]>,
+}
+
+impl Store {
+    /// Entries after sequence number `after`, oldest first, at most `limit`.
+    pub fn log_after(&self, after: i64, limit: usize) -> Result<Vec<LogEntry>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT seq, at, kind, site_id, revision, batch_id, candidate_id, west, south, east, north
+             FROM change_log WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![after, limit as i64], |r| {
+            let kind: String = r.get(2)?;
+            let bbox = match (r.get(7)?, r.get(8)?, r.get(9)?, r.get(10)?) {
+                (Some(w), Some(s), Some(e), Some(n)) => Some([w, s, e, n]),
+                _ => None,
+            };
+            Ok(LogEntry {
+                seq: r.get(0)?,
+                at: r.get(1)?,
+                kind: LogKind::parse(&kind).ok_or_else(|| {
+                    rusqlite::Error::FromSqlConversionFailure(
+                        2,
+                        rusqlite::types::Type::Text,
+                        format!("unknown change log kind {kind:?}").into(),
+                    )
+                })?,
+                site_id: r.get(3)?,
+                revision: r.get(4)?,
+                batch_id: r.get(5)?,
+                candidate_id: r.get(6)?,
+                bbox,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The sequence number of the newest entry; 0 when the log is empty.
+    pub fn log_head(&self) -> Result<i64, StoreError> {
+        Ok(self
+            .conn
+            .query_row("SELECT coalesce(max(seq), 0) FROM change_log", [], |r| {
+                r.get(0)
+            })?)
+    }
+}
