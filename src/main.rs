@@ -220,7 +220,10 @@ struct BenchArgs {
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     url: String,
     /// Kinds of request, sent in equal shares: nearby (10 km), nearest (10),
-    /// bbox (1 degree), item, history.
+    /// bbox (1 degree), item, history, as_of, item_as_of, filter,
+    /// observed_before, changes, log, observations, observations_bbox,
+    /// observations_datetime, collections, timeline, map_config, map_world,
+    /// map_view, map_as_of, map_search, edit; `all` for every one.
     #[arg(
         long,
         value_delimiter = ',',
@@ -609,18 +612,20 @@ fn generate(args: GenArgs) -> Result<()> {
 
 /// `sitewatch bench`: loads a running server and prints what it measured.
 fn bench(args: BenchArgs) -> Result<()> {
-    use sitewatch::loadgen::{LoadPlan, RequestKind, run, site_ids};
-    let kinds = args
-        .mix
-        .iter()
-        .map(|k| {
-            RequestKind::parse(k.trim()).with_context(|| {
-                format!("--mix: unknown kind {k:?} (nearby, nearest, bbox, item, history)")
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
+    use sitewatch::loadgen::{LoadPlan, RequestKind, run, site_ids, spans};
+    let mut kinds = Vec::new();
+    for k in &args.mix {
+        match k.trim() {
+            "all" => kinds.extend_from_slice(RequestKind::ALL),
+            k => kinds.push(RequestKind::parse(k).with_context(|| {
+                let names: Vec<&str> = RequestKind::ALL.iter().map(|k| k.as_str()).collect();
+                format!("--mix: unknown kind {k:?} ({}, or all)", names.join(", "))
+            })?),
+        }
+    }
+    kinds.dedup();
     let base = args.url.trim_end_matches('/').to_owned();
-    let needs_ids = kinds.contains(&RequestKind::Item)
+    let needs_ids = kinds.iter().any(|k| k.needs_ids())
         || (kinds.contains(&RequestKind::History) && args.history_site.is_none());
     let ids = if needs_ids {
         site_ids(&base)?
@@ -631,6 +636,7 @@ fn bench(args: BenchArgs) -> Result<()> {
         Some(id) => id,
         None => ids.first().cloned().unwrap_or_default(),
     };
+    let (record, observed, log_head) = spans(&base)?;
     let plan = LoadPlan {
         base,
         kinds,
@@ -639,6 +645,9 @@ fn bench(args: BenchArgs) -> Result<()> {
         warmup: std::time::Duration::from_secs(args.warmup),
         ids,
         history_site,
+        record,
+        observed,
+        log_head,
         seed: args.seed,
     };
     let report = run(&plan)?;
