@@ -13,25 +13,40 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-/// A batch big enough that importing it takes a while, so a kill lands mid-way.
-fn write_big_batch(path: &std::path::Path, n: usize) {
-    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
-    write!(f, r#"{{"type":"FeatureCollection","features":["#).unwrap();
-    for i in 0..n {
-        if i > 0 {
-            write!(f, ",").unwrap();
+/// A batch of at least `min_bytes`, and how many features it holds: points
+/// spread over the Korean peninsula, some inside seed footprints, most not.
+fn big_batch(min_bytes: usize) -> (Vec<u8>, usize) {
+    let mut out = br#"{"type":"FeatureCollection","features":["#.to_vec();
+    let mut n = 0;
+    while out.len() < min_bytes {
+        if n > 0 {
+            out.push(b',');
         }
-        // Spread over the Korean peninsula: some inside seed footprints, most not.
-        let lon = 124.5 + (i % 997) as f64 * 0.005;
-        let lat = 37.5 + (i % 991) as f64 * 0.005;
+        let lon = 124.5 + (n % 997) as f64 * 0.005;
+        let lat = 37.5 + (n % 991) as f64 * 0.005;
         write!(
-            f,
-            r#"{{"type":"Feature","geometry":{{"type":"Point","coordinates":[{lon:.5},{lat:.5}]}},"properties":{{"observed_at":"2025-01-{:02}T00:00:00Z","sensor":"test","finding":"vehicle_activity","source":"crash-test","external_id":"c{i}"}}}}"#,
-            1 + i % 28
+            out,
+            r#"{{"type":"Feature","geometry":{{"type":"Point","coordinates":[{lon:.5},{lat:.5}]}},"properties":{{"observed_at":"2025-01-{:02}T00:00:00Z","sensor":"test","finding":"vehicle_activity","source":"crash-test","external_id":"c{n}"}}}}"#,
+            1 + n % 28
         )
         .unwrap();
+        n += 1;
     }
-    write!(f, "]}}").unwrap();
+    out.extend_from_slice(b"]}");
+    (out, n)
+}
+
+/// More bytes than a pipe holds: a write of this many bytes into a pipe returns
+/// only once the reader has taken some of them. On Linux a new pipe holds 16
+/// pages (64 KiB with 4 KiB pages, 1 MiB with 64 KiB ones) and grows only when
+/// its owner asks, up to `/proc/sys/fs/pipe-max-size` (1 MiB unless set
+/// otherwise); neither is more than the larger of 1 MiB and that setting.
+fn more_than_a_pipe_holds() -> usize {
+    let max = std::fs::read_to_string("/proc/sys/fs/pipe-max-size")
+        .ok()
+        .and_then(|s| s.trim().parse::<usize>().ok())
+        .unwrap_or(0);
+    max.max(1 << 20) + 1
 }
 
 fn counts(db: &std::path::Path) -> (i64, i64, String) {
@@ -50,13 +65,41 @@ fn counts(db: &std::path::Path) -> (i64, i64, String) {
     (obs, batches, integrity)
 }
 
+/// Whether another connection holds the database's write lock, i.e. has a
+/// write transaction open: taking the lock ourselves is refused at once.
+fn write_lock_is_held(db: &Path) -> bool {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    conn.busy_timeout(Duration::ZERO).unwrap();
+    match conn.execute_batch("BEGIN IMMEDIATE; ROLLBACK;") {
+        Ok(()) => false,
+        Err(rusqlite::Error::SqliteFailure(e, _))
+            if e.code == rusqlite::ErrorCode::DatabaseBusy =>
+        {
+            true
+        }
+        Err(e) => panic!("probing the write lock: {e}"),
+    }
+}
+
+/// `sitewatch import observations --db DB -`, its batch fed through a pipe the
+/// test holds, so the test decides how much of the batch the importer has.
+fn importer(db: &Path) -> std::process::Child {
+    Command::new(BIN)
+        .args(["import", "observations", "--db"])
+        .arg(db)
+        .arg("-")
+        .env("RUST_LOG", "error")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
 #[test]
 fn a_kill_mid_import_leaves_the_database_as_before_or_as_after() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("c.db");
-    let batch = dir.path().join("big.geojson");
-    let n = 60_000;
-    write_big_batch(&batch, n);
     // Create and seed the database first.
     assert!(
         Command::new(BIN)
@@ -69,40 +112,63 @@ fn a_kill_mid_import_leaves_the_database_as_before_or_as_after() {
     );
     let (before, before_batches, ok) = counts(&db);
     assert_eq!(ok, "ok");
-    let mut killed_mid_way = 0;
-    for delay_ms in [150u64, 400, 900] {
-        let mut child = Command::new(BIN)
-            .args(["import", "observations", "--db"])
-            .arg(&db)
-            .arg(&batch)
-            .env("RUST_LOG", "error")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(delay_ms));
-        let finished = child.try_wait().unwrap().is_some();
-        child.kill().ok(); // SIGKILL
-        child.wait().unwrap();
+    let pipe = more_than_a_pipe_holds();
+    let (batch, n) = big_batch(3 * pipe);
+    let as_before_or_after = |when: &str| {
         let (obs, batches, integrity) = counts(&db);
-        assert_eq!(integrity, "ok", "after a kill at {delay_ms} ms");
+        assert_eq!(integrity, "ok", "after a kill {when}");
         let as_before = obs == before && batches == before_batches;
         let as_after = obs == before + n as i64 && batches == before_batches + 1;
         assert!(
             as_before || as_after,
-            "kill at {delay_ms} ms left {obs} observations in {batches} batches (before: {before} in {before_batches})"
+            "a kill {when} left {obs} observations in {batches} batches (before: {before} in {before_batches})"
         );
-        if as_before && !finished {
-            killed_mid_way += 1;
-        }
-        if as_after {
-            break;
-        }
+        as_after
+    };
+
+    // Killed while the import is known to be in flight: the importer reads its
+    // input only inside the batch's transaction, and it has taken more than a
+    // pipe holds, yet it cannot finish, because the rest of the batch is held
+    // back. Nothing of the batch may be left.
+    for cut in [pipe, 2 * pipe] {
+        let mut child = importer(&db);
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(&batch[..cut]).unwrap_or_else(|e| {
+            panic!("the importer stopped reading after under {cut} bytes: {e}")
+        });
+        assert!(
+            write_lock_is_held(&db),
+            "the importer has read {cut} bytes but holds no write transaction"
+        );
+        assert_eq!(child.try_wait().unwrap(), None, "the importer exited early");
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        drop(stdin);
+        let when = format!("after {cut} of {} bytes", batch.len());
+        assert!(!as_before_or_after(&when), "a kill {when} stored the batch");
+        assert!(!write_lock_is_held(&db));
     }
-    assert!(
-        killed_mid_way > 0,
-        "no kill landed during an import; make the batch bigger"
-    );
+
+    // Killed as soon as the whole batch is sent: wherever that lands (reading,
+    // committing, or done), the batch is all there or not there at all.
+    let mut child = importer(&db);
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(&batch).unwrap();
+    drop(stdin);
+    child.kill().ok();
+    child.wait().unwrap();
+    if !as_before_or_after("at the end of the input") {
+        // Not committed yet when killed: run it to the end.
+        let mut child = importer(&db);
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(&batch).unwrap();
+        drop(stdin);
+        assert!(child.wait().unwrap().success(), "the import failed");
+        assert!(
+            as_before_or_after("after a whole import"),
+            "the batch was not stored"
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -148,21 +214,32 @@ impl Daemon {
         self.child.wait().ok();
     }
 
-    /// SIGTERM, then waits up to `limit` for the process to exit.
-    pub fn terminate(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+    /// SIGTERM: the server finishes what is in flight and exits.
+    pub fn sigterm(&self) {
         let status = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
             .expect("run kill");
         assert!(status.success(), "kill -TERM failed");
+    }
+
+    /// Whether the process is still running.
+    pub fn running(&mut self) -> bool {
+        self.child.try_wait().expect("try_wait").is_none()
+    }
+
+    /// Waits up to `limit` for the process to exit.
+    pub fn wait(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
         let deadline = Instant::now() + limit;
-        while Instant::now() < deadline {
+        loop {
             if let Some(s) = self.child.try_wait().expect("try_wait") {
                 return Some(s);
             }
+            if Instant::now() >= deadline {
+                return None;
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
-        None
     }
 }
 
@@ -490,38 +567,118 @@ fn a_server_killed_at_random_moments_keeps_every_acknowledged_write_and_no_half_
     assert!(!model.batches.is_empty() && !model.sites.is_empty());
 }
 
+/// Reads from `stream` until the end of one HTTP response head; returns the
+/// head and whatever came after it.
+fn read_head(stream: &mut std::net::TcpStream, buf: &mut Vec<u8>) -> String {
+    use std::io::Read as _;
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+            buf.drain(..end + 4);
+            return head;
+        }
+        let mut chunk = [0u8; 4096];
+        let got = stream.read(&mut chunk).expect("read the answer");
+        assert!(
+            got > 0,
+            "the connection closed mid-answer: {:?}",
+            String::from_utf8_lossy(buf)
+        );
+        buf.extend_from_slice(&chunk[..got]);
+    }
+}
+
 #[test]
 fn sigterm_lets_the_import_in_flight_finish_and_the_server_exits_cleanly() {
+    use std::io::Read as _;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("c.db");
     let mut server = Daemon::start(&db);
     let n = 1500;
     let body = observation_batch("sigterm-batch", 1, n);
-    let url = format!("{}/api/observations", server.base);
-    let import = std::thread::spawn(move || {
-        client()
-            .post(url)
-            .header("content-type", "application/geo+json")
-            .body(body)
-            .send()
-            .map(|r| (r.status().as_u16(), Instant::now()))
-            .map_err(|e| e.to_string())
-    });
-    // Long enough for the request to be in the server, well before it is done.
-    std::thread::sleep(Duration::from_millis(400));
+    let addr = server.base.trim_start_matches("http://").to_string();
+
+    // The request is written by hand so that the test holds back the end of
+    // its body: the server cannot answer before the test lets it.
+    let mut stream = std::net::TcpStream::connect(&addr).expect("connect");
+    // Only a guard against a hung server; nothing waits for it to pass.
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    write!(
+        stream,
+        "POST /api/observations HTTP/1.1\r\nHost: {addr}\r\n\
+         Content-Type: application/geo+json\r\nContent-Length: {}\r\n\
+         Expect: 100-continue\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    // `100 Continue`: the server has taken the request and waits for its body.
+    let mut buf = Vec::new();
+    let head = read_head(&mut stream, &mut buf);
+    assert!(
+        head.starts_with("HTTP/1.1 100"),
+        "expected 100 Continue, got {head:?}"
+    );
+    let half = body.len() / 2;
+    stream.write_all(&body.as_bytes()[..half]).unwrap();
+
+    // SIGTERM with the import in flight, and a server known to be stopping:
+    // it no longer takes connections.
     let sent_at = Instant::now();
-    let status = server.terminate(Duration::from_secs(25));
-    let took = sent_at.elapsed();
-    let answer = import.join().unwrap();
-    if let Ok((_, answered_at)) = &answer {
+    server.sigterm();
+    while std::net::TcpStream::connect(&addr).is_ok() {
         assert!(
-            *answered_at > sent_at,
-            "the import was answered before SIGTERM; make the batch bigger"
+            sent_at.elapsed() < Duration::from_secs(25),
+            "the server still takes connections 25 s after SIGTERM"
         );
+        std::thread::sleep(Duration::from_millis(10));
     }
-    let status = status.expect("the server did not exit within 25 s of SIGTERM");
+    assert!(
+        server.running(),
+        "the server exited with a request in flight"
+    );
+
+    // The rest of the body: the import runs, and is answered.
+    stream.write_all(&body.as_bytes()[half..]).unwrap();
+    let head = read_head(&mut stream, &mut buf);
+    let status: u16 = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {head:?}"));
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse().ok())?
+        })
+        .unwrap_or_else(|| panic!("no content-length in {head:?}"));
+    while buf.len() < length {
+        let mut chunk = [0u8; 4096];
+        let got = stream.read(&mut chunk).expect("read the answer's body");
+        assert!(got > 0, "the connection closed mid-answer");
+        buf.extend_from_slice(&chunk[..got]);
+    }
+    let report: Value = serde_json::from_slice(&buf[..length]).expect("a JSON report");
+    // Graceful shutdown finishes what is in flight: the client gets its answer...
+    assert_eq!(status, 201, "the import in flight was not stored: {report}");
+    assert_eq!(report["accepted"], n, "{report}");
+    // ...and the connection is closed after it.
+    assert!(
+        head.lines()
+            .any(|l| l.eq_ignore_ascii_case("connection: close")),
+        "{head}"
+    );
+    drop(stream);
+
+    // Then the server exits, cleanly, within its shutdown timeout.
+    let status = server
+        .wait(Duration::from_secs(25).saturating_sub(sent_at.elapsed()))
+        .expect("the server did not exit within 25 s of SIGTERM");
     assert!(status.success(), "exit status after SIGTERM: {status:?}");
-    eprintln!("sigterm: exited {status} after {took:?}; the import got {answer:?}");
+    eprintln!("sigterm: {status}, {:?} after SIGTERM", sent_at.elapsed());
     let out = Command::new(BIN)
         .args(["check", "--db"])
         .arg(&db)
@@ -532,15 +689,9 @@ fn sigterm_lets_the_import_in_flight_finish_and_the_server_exits_cleanly() {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
+    // The whole batch is there.
     let stored = Model::read(&db, &["sigterm-batch".to_string()]);
     let count = stored.batches.get("sigterm-batch").copied().unwrap_or(0);
-    // Graceful shutdown finishes what is in flight: the client gets its answer
-    // and the whole batch is there.
-    assert_eq!(
-        answer.map(|(status, _)| status),
-        Ok(201),
-        "the import in flight was not answered"
-    );
     assert_eq!(count, n, "the batch is not whole");
     // A new server starts on the database and serves the batch.
     let again = Daemon::start(&db);

@@ -141,6 +141,15 @@ fn the_page_loads_without_console_errors_and_is_kept_as_a_screenshot() {
 }
 
 #[test]
+fn the_outlines_reach_the_bottom_of_the_map_in_the_frame_it_is_resized() {
+    scenario(
+        "basemap_fills_the_map_after_a_resize",
+        &Server::start().base,
+        &[],
+    );
+}
+
+#[test]
 fn the_sites_drawn_are_the_api_count_for_the_view() {
     scenario("drawn_count_matches_api", &Server::start().base, &[]);
 }

@@ -125,6 +125,67 @@ const scenarios = {
     await close();
   },
 
+  /**
+   * The outlines reach the map's bottom in the very frame in which the map
+   * changes size. Headless Chromium's `--window-size=1280,800` lays the page
+   * out at 1280x713 and sets the viewport to 1280x800 just before its
+   * screenshot: a map that draws its new size only on the next animation
+   * frame is captured with the land stopping in a straight line 87 px short
+   * of the bottom. Here the page loads at 1280x713 over land (Mongolia and
+   * northern China: land from edge to edge), the viewport grows to 1280x800,
+   * and the basemap canvas is read from a ResizeObserver callback, which runs
+   * after the page's own (observers are notified in the order they were made)
+   * and before the browser paints the frame: no animation frame comes between.
+   */
+  async basemap_fills_the_map_after_a_resize() {
+    const { page, errors, close } = await open({ height: 713, hash: '#map=6/45/105' });
+    const before = await page.evaluate(() => window.sitewatch.map.getSize());
+    await page.evaluate(() => {
+      const target = window.sitewatch.map.getTargetElement();
+      /** The map's size, the basemap canvas's, and how much of the map's bottom row is empty. */
+      window.bottomRow = () => {
+        const canvas = document.querySelector('#map .basemap canvas');
+        const ratio = canvas.width / target.clientWidth;
+        const ctx = canvas.getContext('2d', { willReadFrequently: true });
+        const y = Math.round(target.clientHeight * ratio) - 1;
+        const row = [];
+        for (let x = 5; x < target.clientWidth; x += 10) {
+          row.push(y < canvas.height ? ctx.getImageData(Math.round(x * ratio), y, 1, 1).data[3] : 0);
+        }
+        return {
+          map: [target.clientWidth, target.clientHeight],
+          canvas: [canvas.width / ratio, canvas.height / ratio],
+          emptyInBottomRow: row.filter((a) => a === 0).length,
+          sampled: row.length,
+        };
+      };
+      window.resizedFrame = new Promise((resolve) => {
+        // The first callback reports the size at observe(); the second, the resize.
+        let calls = 0;
+        const observer = new ResizeObserver(() => {
+          calls += 1;
+          if (calls === 1) return;
+          observer.disconnect();
+          resolve(window.bottomRow());
+        });
+        observer.observe(target);
+      });
+    });
+    // Let the first report arrive before the viewport changes.
+    await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
+    await page.setViewportSize({ width: 1280, height: 800 });
+    const frame = await page.evaluate(() => window.resizedFrame);
+    // Settled, the view is land to the bottom: what the frame is held to.
+    await idle(page);
+    const settled = await page.evaluate(() => window.bottomRow());
+    assert.ok(frame.map[1] > before[1], `the map grew: ${before} -> ${frame.map}`);
+    assert.equal(settled.emptyInBottomRow, 0, `settled, land reaches the map's bottom row: ${JSON.stringify(settled)}`);
+    assert.deepEqual(frame.canvas, frame.map, 'the basemap canvas has the map\'s new size in the frame of the resize');
+    assert.equal(frame.emptyInBottomRow, 0, `in the frame of the resize, land reaches the map's bottom row: ${JSON.stringify(frame)}`);
+    assert.deepEqual(errors, []);
+    await close();
+  },
+
   /** The number of sites drawn is the API's count for the view, zoomed in, zoomed out and filtered. */
   async drawn_count_matches_api() {
     const { page, errors, close } = await open();

@@ -186,6 +186,18 @@ class App {
     toggle.addEventListener('click', () => set(document.body.classList.contains('sidebar-closed')));
     set(true);
     narrow.addEventListener('change', () => this.map.updateSize());
+    // OpenLayers notices when the map's element changes size, but draws at
+    // the new size only on the next animation frame. A frame painted in
+    // between shows the old canvas, top-aligned in the resized map: after the
+    // window grows, the outlines and sites stop in a straight line short of
+    // the map's bottom (a headless screenshot, taken as the viewport is set
+    // to its final size, keeps exactly that frame). Drawing here instead, as
+    // the browser reports the new size and before it paints, means no frame
+    // shows a map drawn for the old size.
+    new ResizeObserver(() => {
+      this.map.updateSize();
+      this.map.renderSync();
+    }).observe(this.map.getTargetElement());
     document.getElementById('layer-candidates').addEventListener('change', (e) =>
       this.candidates.layer.setVisible(e.target.checked));
     document.getElementById('layer-observations').addEventListener('change', (e) =>
