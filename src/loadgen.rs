@@ -210,14 +210,22 @@ pub fn request(kind: RequestKind, rng: &mut impl Rng, plan: &LoadPlan) -> Reques
     };
     let mut id = || plan.ids[rng.random_range(0..plan.ids.len())].clone();
     match kind {
-        RequestKind::Nearby => get(format!("/api/nearby?lon={lon:.5}&lat={lat:.5}&radius_m=10000")),
+        RequestKind::Nearby => get(format!(
+            "/api/nearby?lon={lon:.5}&lat={lat:.5}&radius_m=10000"
+        )),
         RequestKind::Nearest => get(format!("/api/nearby?lon={lon:.5}&lat={lat:.5}&limit=10")),
-        RequestKind::Bbox => get(format!("/api/collections/sites/items?bbox={}&limit=100", boxed(1.0))),
+        RequestKind::Bbox => get(format!(
+            "/api/collections/sites/items?bbox={}&limit=100",
+            boxed(1.0)
+        )),
         RequestKind::Item => get(format!("/api/collections/sites/items/{}", id())),
         RequestKind::History => get(format!("/api/sites/{}/history", plan.history_site)),
         RequestKind::AsOf => {
             let t = rfc3339(moment(rng, plan.record));
-            get(format!("/api/collections/sites/items?as_of={t}&bbox={}&limit=10", boxed(2.0)))
+            get(format!(
+                "/api/collections/sites/items?as_of={t}&bbox={}&limit=10",
+                boxed(2.0)
+            ))
         }
         RequestKind::ItemAsOf => {
             let site = id();
@@ -226,11 +234,15 @@ pub fn request(kind: RequestKind, rng: &mut impl Rng, plan: &LoadPlan) -> Reques
         }
         RequestKind::Filter => {
             let letter = char::from(b'a' + rng.random_range(0..26u8));
-            get(format!("/api/collections/sites/items?filter=name%20LIKE%20%27%25{letter}%25%27&limit=10"))
+            get(format!(
+                "/api/collections/sites/items?filter=name%20LIKE%20%27%25{letter}%25%27&limit=10"
+            ))
         }
         RequestKind::ObservedBefore => {
             let t = rfc3339(moment(rng, plan.observed));
-            get(format!("/api/collections/sites/items?observed_before={t}&limit=10"))
+            get(format!(
+                "/api/collections/sites/items?observed_before={t}&limit=10"
+            ))
         }
         RequestKind::Changes => {
             let since = rfc3339(plan.observed.1 - chrono::Duration::days(3653));
@@ -261,7 +273,10 @@ pub fn request(kind: RequestKind, rng: &mut impl Rng, plan: &LoadPlan) -> Reques
         RequestKind::MapView => get(format!("/api/map/sites?bbox={}&zoom=9", boxed(1.0))),
         RequestKind::MapAsOf => {
             let t = rfc3339(moment(rng, plan.record));
-            get(format!("/api/map/sites?bbox={}&zoom=8&as_of={t}", boxed(2.0)))
+            get(format!(
+                "/api/map/sites?bbox={}&zoom=8&as_of={t}",
+                boxed(2.0)
+            ))
         }
         RequestKind::MapSearch => {
             let letters: String = (0..3)
@@ -387,7 +402,9 @@ pub fn spans(base: &str) -> Result<(Span, Span, i64), LoadError> {
         (Some(a), Some(b)) => (a, b),
         _ => (now, now),
     };
-    let head = read("/api/changes/log?limit=1")?["head"].as_i64().unwrap_or(0);
+    let head = read("/api/changes/log?limit=1")?["head"]
+        .as_i64()
+        .unwrap_or(0);
     Ok(((record_from, now), observed, head))
 }
 

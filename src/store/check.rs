@@ -1,13 +1,15 @@
 //! Verifying a database file without changing it: SQLite's own integrity and
 //! foreign-key checks, then what sitewatch promises on top (complete revision
-//! chains, current rows that parse, observations that point somewhere real).
+//! chains, current rows that parse, observations that point somewhere real),
+//! and from schema 4 on the indexes kept beside them (each revision's validity
+//! and box, each observation's box, the observations' extent, the change log).
 
-use super::Change;
-use super::schema::CURRENT_VERSION;
+use super::schema::{CURRENT_VERSION, OPEN_END, seconds};
 use super::sites::parse_stored;
-use crate::model::{Site, Timestamp};
-use rusqlite::{Connection, OpenFlags};
-use std::collections::HashSet;
+use super::{Change, LogKind};
+use crate::model::{Site, Timestamp, geojson_bounds};
+use rusqlite::{Connection, OpenFlags, Params, Row};
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
 /// Why a database could not be checked at all.
@@ -47,6 +49,22 @@ pub enum Problem {
     Observation { id: String, reason: String },
     #[error("batch {id}: {reason}")]
     Batch { id: String, reason: String },
+    /// A row of an R*Tree (`site_revision_boxes`, `observation_boxes`) that
+    /// belongs to no row of the table it indexes.
+    #[error("{table} row {id}: {reason}")]
+    BoxRow {
+        table: String,
+        id: i64,
+        reason: String,
+    },
+    #[error("change log entry {seq}: {reason}")]
+    LogEntry { seq: i64, reason: String },
+    #[error("aggregate {name}: {reason}")]
+    Aggregate { name: String, reason: String },
+    /// Problems of one kind beyond the first [`LISTED_PER_KIND`], counted
+    /// rather than listed.
+    #[error("{count} more {what}, not listed")]
+    Unlisted { what: String, count: u64 },
     #[error("a check could not run: {0}")]
     Unreadable(String),
 }
@@ -92,6 +110,13 @@ pub fn inspect(path: &Path) -> Result<Inspection, CheckError> {
         run(sites_and_revisions, &mut out);
         if out.schema_version >= 2 {
             run(observations, &mut out);
+        }
+        if out.schema_version >= 4 {
+            run(revision_validity, &mut out);
+            run(revision_boxes, &mut out);
+            run(observation_boxes, &mut out);
+            run(observation_aggregate, &mut out);
+            run(change_log, &mut out);
         }
     }
     Ok(out)
@@ -396,11 +421,600 @@ fn observations(conn: &Connection, out: &mut Inspection) -> rusqlite::Result<()>
     Ok(())
 }
 
+/// How many problems of one kind are listed; the rest are counted. A database
+/// damaged wholesale (a lost index, say) would otherwise list a million lines.
+pub const LISTED_PER_KIND: u64 = 20;
+
+/// Problems found by one check, the first [`LISTED_PER_KIND`] of each kind
+/// listed and the rest counted.
+#[derive(Default)]
+struct Listing {
+    problems: Vec<Problem>,
+    found: BTreeMap<&'static str, u64>,
+}
+
+impl Listing {
+    /// Counts one problem of `kind` (a plural noun phrase, for the count of
+    /// those not listed); true while that kind is still listed.
+    fn count(&mut self, kind: &'static str) -> bool {
+        let found = self.found.entry(kind).or_default();
+        *found += 1;
+        *found <= LISTED_PER_KIND
+    }
+
+    fn add(&mut self, kind: &'static str, problem: impl FnOnce() -> Problem) {
+        if self.count(kind) {
+            self.problems.push(problem());
+        }
+    }
+
+    /// Counts each row of `sql` as one problem of `kind`, described by
+    /// `describe` only while it is listed: the query selects exactly the rows
+    /// that are wrong, so a sound database sends none.
+    fn rows(
+        &mut self,
+        conn: &Connection,
+        kind: &'static str,
+        sql: &str,
+        params: impl Params,
+        describe: impl Fn(&Row<'_>) -> rusqlite::Result<Problem>,
+    ) -> rusqlite::Result<()> {
+        let mut stmt = conn.prepare(sql)?;
+        let mut rows = stmt.query(params)?;
+        while let Some(row) = rows.next()? {
+            if self.count(kind) {
+                let problem = describe(row)?;
+                self.problems.push(problem);
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(self, out: &mut Inspection) {
+        out.problems.extend(self.problems);
+        for (what, found) in self.found {
+            if found > LISTED_PER_KIND {
+                out.problems.push(Problem::Unlisted {
+                    what: what.to_owned(),
+                    count: found - LISTED_PER_KIND,
+                });
+            }
+        }
+    }
+}
+
+/// How far an R*Tree coordinate may lie from the value `v` it stands for. The
+/// trees keep 32-bit floats rounded outward, which moves a value by at most
+/// 1.5 units in the last place, under `|v| / 2^22`: some 400 s for a time in
+/// this century, or 0.00004° at 180°. `floor` covers values near zero.
+fn slack(v: f64, floor: f64) -> f64 {
+    v.abs() / TO_SLACK + floor
+}
+
+/// `2^22`: see [`slack`].
+const TO_SLACK: f64 = 4_194_304.0;
+/// The least slack in degrees, and in seconds.
+const DEGREE_FLOOR: f64 = 1e-9;
+const SECOND_FLOOR: f64 = 1.0;
+/// How far a box's time may lie on the wrong side of the time it holds: SQLite
+/// reads times to the millisecond where Rust reads them to the microsecond.
+const SECOND_EPSILON: f64 = 0.01;
+
+/// What is wrong with an R*Tree row `stored` (`[west, east, south, north,
+/// t_from, t_until]`, as the trees order them) that stands for the box
+/// `[west, south, east, north]` over `times` (`(from, until)` in seconds;
+/// `None` if they are unreadable, which is reported elsewhere); `None` if it
+/// holds them, no wider than rounding makes it.
+fn box_fault(
+    stored: [f64; 6],
+    [w, s, e, n]: [f64; 4],
+    times: Option<(f64, f64)>,
+) -> Option<String> {
+    let [bw, be, bs, bn, from, until] = stored;
+    let boxes = || format!("its box [{bw}, {bs}, {be}, {bn}] around [{w}, {s}, {e}, {n}]");
+    if !(bw <= w && be >= e && bs <= s && bn >= n) {
+        return Some(format!("{} does not hold it", boxes()));
+    }
+    let tight = |stored: f64, value: f64| (stored - value).abs() <= slack(value, DEGREE_FLOOR);
+    if !(tight(bw, w) && tight(be, e) && tight(bs, s) && tight(bn, n)) {
+        return Some(format!("{} is larger than rounding makes it", boxes()));
+    }
+    let (t_from, t_until) = times?;
+    let holds = from <= t_from + SECOND_EPSILON
+        && from >= t_from - slack(t_from, SECOND_FLOOR)
+        && until >= t_until - SECOND_EPSILON
+        && until <= t_until + slack(t_until, SECOND_FLOOR);
+    (!holds).then(|| {
+        format!(
+            "its box's times {from} to {until} do not stand for {t_from} to {t_until} (seconds since 1970)"
+        )
+    })
+}
+
+/// [`box_fault`]'s test, in SQL, on the columns `w, s, e, n, t, bw, be, bs, bn,
+/// bf, bu` of an observation whose box holds the time `t` only; true when the
+/// box is wrong. A NULL `t` (an unreadable time) passes the time test.
+fn box_fault_sql() -> String {
+    let tight =
+        |b: &str, v: &str| format!("abs({b} - {v}) <= abs({v}) / {TO_SLACK:?} + {DEGREE_FLOOR:?}");
+    let near = format!("abs(t) / {TO_SLACK:?} + {SECOND_FLOOR:?}");
+    format!(
+        "NOT (bw <= w AND be >= e AND bs <= s AND bn >= n
+              AND {} AND {} AND {} AND {}
+              AND coalesce(bf <= t + {SECOND_EPSILON:?} AND bf >= t - ({near})
+                           AND bu >= t - {SECOND_EPSILON:?} AND bu <= t + ({near}), 1))",
+        tight("bw", "w"),
+        tight("be", "e"),
+        tight("bs", "s"),
+        tight("bn", "n"),
+    )
+}
+
+/// Each revision is valid until the next one of its site was recorded, and
+/// the latest, which is current, has no end: `as_of` reads and the area
+/// search both read the past through `valid_until`. One pass in key order.
+fn revision_validity(conn: &Connection, out: &mut Inspection) -> rusqlite::Result<()> {
+    let mut list = Listing::default();
+    list.rows(
+        conn,
+        "revisions with a wrong valid_until",
+        "SELECT site_id, revision, valid_until, next_revision, next_at FROM (
+           SELECT site_id, revision, valid_until,
+                  lead(revision) OVER w AS next_revision, lead(recorded_at) OVER w AS next_at
+           FROM site_revisions WINDOW w AS (PARTITION BY site_id ORDER BY revision))
+         WHERE valid_until IS NOT next_at",
+        [],
+        |r| {
+            let until: Option<String> = r.get(2)?;
+            let next: Option<(i64, String)> = match (r.get(3)?, r.get(4)?) {
+                (Some(rev), Some(at)) => Some((rev, at)),
+                _ => None,
+            };
+            let reason = match (until, next) {
+                (Some(until), None) => {
+                    format!("is the latest revision, but valid_until is {until:?} rather than NULL")
+                }
+                (None, Some((rev, at))) => {
+                    format!("valid_until is NULL, but revision {rev} follows at {at}")
+                }
+                (Some(until), Some((rev, at))) => {
+                    format!("valid_until is {until:?}, but revision {rev} follows at {at}")
+                }
+                (None, None) => "valid_until differs from the next revision's time".to_owned(),
+            };
+            Ok(Problem::Revision {
+                id: r.get(0)?,
+                revision: r.get(1)?,
+                reason,
+            })
+        },
+    )?;
+    list.finish(out);
+    Ok(())
+}
+
+/// Each revision has its row in `site_revision_boxes` (one at most: the
+/// R*Tree's id is unique), holding its footprint's box and its validity, and
+/// each row there belongs to a revision. The footprints are read in one
+/// streaming pass that parses only their geometry.
+fn revision_boxes(conn: &Connection, out: &mut Inspection) -> rusqlite::Result<()> {
+    /// A stored feature, of which only the geometry is read.
+    #[derive(serde::Deserialize)]
+    struct Footprint {
+        geometry: serde_json::Value,
+    }
+    let mut list = Listing::default();
+    let mut stmt = conn.prepare(
+        "SELECT r.site_id, r.revision, r.recorded_at, r.valid_until, r.feature,
+                b.id, b.west, b.east, b.south, b.north, b.t_from, b.t_until
+         FROM site_revisions r LEFT JOIN site_revision_boxes b ON b.id = r.rowid",
+    )?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        let fault = if r.get::<_, Option<i64>>(5)?.is_none() {
+            Some((
+                "revisions without a box",
+                "has no row in site_revision_boxes".to_owned(),
+            ))
+        } else {
+            // A feature or time that does not parse is reported by the chain check.
+            let bounds = serde_json::from_str::<Footprint>(r.get_ref(4)?.as_str()?)
+                .ok()
+                .and_then(|f| geojson_bounds(&f.geometry));
+            let from = seconds(r.get_ref(2)?.as_str()?);
+            let until = match r.get_ref(3)?.as_str_or_null()? {
+                Some(t) => seconds(t),
+                None => Some(OPEN_END),
+            };
+            let stored = [
+                r.get(6)?,
+                r.get(7)?,
+                r.get(8)?,
+                r.get(9)?,
+                r.get(10)?,
+                r.get(11)?,
+            ];
+            bounds
+                .and_then(|bounds| box_fault(stored, bounds, from.zip(until)))
+                .map(|reason| ("revisions whose box does not fit them", reason))
+        };
+        if let Some((kind, reason)) = fault {
+            let (id, revision) = (r.get(0)?, r.get(1)?);
+            list.add(kind, || Problem::Revision {
+                id,
+                revision,
+                reason,
+            });
+        }
+    }
+    list.rows(
+        conn,
+        "revision boxes without a revision",
+        "SELECT b.id FROM site_revision_boxes b
+         WHERE NOT EXISTS (SELECT 1 FROM site_revisions r WHERE r.rowid = b.id)",
+        [],
+        |r| {
+            Ok(Problem::BoxRow {
+                table: "site_revision_boxes".to_owned(),
+                id: r.get(0)?,
+                reason: "no revision has this rowid".to_owned(),
+            })
+        },
+    )?;
+    list.finish(out);
+    Ok(())
+}
+
+/// Each observation has its row in `observation_boxes`, holding its box at its
+/// time, and each row there belongs to an observation. SQL picks out the rows
+/// that are wrong, so the pass over the observations sends nothing to Rust
+/// when all is well.
+fn observation_boxes(conn: &Connection, out: &mut Inspection) -> rusqlite::Result<()> {
+    let mut list = Listing::default();
+    let sql = format!(
+        "SELECT id, w, s, e, n, t, bid, bw, be, bs, bn, bf, bu FROM (
+           SELECT o.id AS id, o.west AS w, o.south AS s, o.east AS e, o.north AS n,
+                  (julianday(o.observed_at) - 2440587.5) * 86400.0 AS t,
+                  b.id AS bid, b.west AS bw, b.east AS be, b.south AS bs, b.north AS bn,
+                  b.t_from AS bf, b.t_until AS bu
+           FROM observations o LEFT JOIN observation_boxes b ON b.id = o.rowid)
+         WHERE bid IS NULL OR {}",
+        box_fault_sql()
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        let (kind, reason) = if r.get::<_, Option<i64>>(6)?.is_none() {
+            (
+                "observations without a box",
+                "has no row in observation_boxes".to_owned(),
+            )
+        } else {
+            let t: Option<f64> = r.get(5)?;
+            let reason = box_fault(
+                [
+                    r.get(7)?,
+                    r.get(8)?,
+                    r.get(9)?,
+                    r.get(10)?,
+                    r.get(11)?,
+                    r.get(12)?,
+                ],
+                [r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?],
+                t.map(|t| (t, t)),
+            );
+            (
+                "observations whose box does not fit them",
+                reason.unwrap_or_else(|| "its box does not hold it".to_owned()),
+            )
+        };
+        let id: String = r.get(0)?;
+        list.add(kind, || Problem::Observation { id, reason });
+    }
+    list.rows(
+        conn,
+        "observation boxes without an observation",
+        "SELECT b.id FROM observation_boxes b
+         WHERE NOT EXISTS (SELECT 1 FROM observations o WHERE o.rowid = b.id)",
+        [],
+        |r| {
+            Ok(Problem::BoxRow {
+                table: "observation_boxes".to_owned(),
+                id: r.get(0)?,
+                reason: "no observation has this rowid".to_owned(),
+            })
+        },
+    )?;
+    list.finish(out);
+    Ok(())
+}
+
+/// The `observations` row of `aggregates`, which answers the observations'
+/// extent without a scan, must hold every observation's box and time.
+fn observation_aggregate(conn: &Connection, out: &mut Inspection) -> rusqlite::Result<()> {
+    type Extent = (
+        Option<f64>,
+        Option<f64>,
+        Option<f64>,
+        Option<f64>,
+        Option<String>,
+        Option<String>,
+    );
+    let extent = |r: &Row<'_>, at: usize| -> rusqlite::Result<Extent> {
+        Ok((
+            r.get(at)?,
+            r.get(at + 1)?,
+            r.get(at + 2)?,
+            r.get(at + 3)?,
+            r.get(at + 4)?,
+            r.get(at + 5)?,
+        ))
+    };
+    let (count, actual, row): (i64, Extent, Option<Extent>) = conn.query_row(
+        "SELECT m.n, m.w, m.s, m.e, m.nn, m.f, m.l,
+                a.name, a.west, a.south, a.east, a.north, a.first, a.last
+         FROM (SELECT count(*) AS n, min(west) AS w, min(south) AS s, max(east) AS e,
+                      max(north) AS nn, min(observed_at) AS f, max(observed_at) AS l
+               FROM observations) m
+         LEFT JOIN aggregates a ON a.name = 'observations'",
+        [],
+        |r| {
+            let row = match r.get::<_, Option<String>>(7)? {
+                Some(_) => Some(extent(r, 8)?),
+                None => None,
+            };
+            Ok((r.get(0)?, extent(r, 1)?, row))
+        },
+    )?;
+    let mut say = |reason: String| {
+        out.problems.push(Problem::Aggregate {
+            name: "observations".to_owned(),
+            reason,
+        })
+    };
+    let (Some(w), Some(s), Some(e), Some(n), Some(first), Some(last)) = actual else {
+        return Ok(());
+    };
+    let Some((aw, a_s, ae, an, afirst, alast)) = row else {
+        say(format!("missing, though {count} observations are stored"));
+        return Ok(());
+    };
+    match (aw, a_s, ae, an) {
+        (Some(aw), Some(a_s), Some(ae), Some(an)) => {
+            if !(aw <= w && a_s <= s && ae >= e && an >= n) {
+                say(format!(
+                    "its box [{aw}, {a_s}, {ae}, {an}] does not hold the observations' [{w}, {s}, {e}, {n}]"
+                ));
+            }
+        }
+        _ => say("its box has NULL sides, though observations are stored".to_owned()),
+    }
+    // Times compare as times. Stored ones are all written alike, so their text
+    // order, which min() and max() went by, is their time order too.
+    let time = |t: &str| Timestamp::parse("t", t).ok();
+    match (
+        afirst.as_deref().and_then(time),
+        alast.as_deref().and_then(time),
+    ) {
+        (Some(af), Some(al)) => {
+            if time(&first).is_some_and(|f| f < af) || time(&last).is_some_and(|l| l > al) {
+                say(format!(
+                    "its times {af} to {al} do not hold the observations' {first} to {last}"
+                ));
+            }
+        }
+        _ => say(format!(
+            "its times {afirst:?} to {alast:?} are not both RFC 3339 times"
+        )),
+    }
+    Ok(())
+}
+
+/// A value read from a column that may be NULL, for a message.
+fn or_null<T: std::fmt::Display>(value: Option<T>) -> String {
+    value.map_or_else(|| "NULL".to_owned(), |v| v.to_string())
+}
+
+/// Every change log entry points at what it records: a site entry at a
+/// revision of that change recorded at its time, a batch entry at a stored
+/// batch received at its time, a candidate entry at a dismissed candidate.
+/// Each revision and batch is logged once at most, and a site's entries come
+/// in revision order, the order followers replay them in. Writes from before
+/// schema 4 were never logged, so a missing entry is not a problem.
+fn change_log(conn: &Connection, out: &mut Inspection) -> rusqlite::Result<()> {
+    let mut list = Listing::default();
+    let site_kinds = [
+        Change::Created,
+        Change::Updated,
+        Change::Retired,
+        Change::Restored,
+    ];
+    let quoted = |s: &str| format!("'{s}'");
+    let site_kind_list = site_kinds
+        .iter()
+        .map(|c| quoted(c.log_kind().as_str()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let expected_kind = site_kinds
+        .iter()
+        .map(|c| {
+            format!(
+                "WHEN {} THEN {}",
+                quoted(c.as_str()),
+                quoted(c.log_kind().as_str())
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
+    let entry = |r: &Row<'_>, reason: String| -> rusqlite::Result<Problem> {
+        Ok(Problem::LogEntry {
+            seq: r.get(0)?,
+            reason,
+        })
+    };
+    let all_kinds = LogKind::ALL
+        .iter()
+        .map(|k| quoted(k.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    list.rows(
+        conn,
+        "change log entries of unknown kinds",
+        &format!("SELECT seq, kind FROM change_log WHERE kind NOT IN ({all_kinds})"),
+        [],
+        |r| {
+            entry(
+                r,
+                format!("has the unknown kind {:?}", r.get::<_, String>(1)?),
+            )
+        },
+    )?;
+    list.rows(
+        conn,
+        "change log entries that do not match their revision",
+        &format!(
+            "SELECT c.seq, c.kind, c.site_id, c.revision, c.at, r.change, r.recorded_at
+             FROM change_log c
+             LEFT JOIN site_revisions r ON r.site_id = c.site_id AND r.revision = c.revision
+             WHERE c.kind IN ({site_kind_list})
+               AND (r.change IS NULL OR c.kind IS NOT (CASE r.change {expected_kind} END)
+                    OR c.at IS NOT r.recorded_at)"
+        ),
+        [],
+        |r| {
+            let kind: String = r.get(1)?;
+            let what = format!(
+                "revision {} of site {}",
+                or_null(r.get::<_, Option<i64>>(3)?),
+                or_null(r.get::<_, Option<String>>(2)?)
+            );
+            let at: String = r.get(4)?;
+            let reason = match (
+                r.get::<_, Option<String>>(5)?,
+                r.get::<_, Option<String>>(6)?,
+            ) {
+                (Some(change), Some(recorded_at)) => {
+                    if Change::parse(&change).map(|c| c.log_kind().as_str()) != Some(&kind) {
+                        format!("is a {kind} entry, but {what} was {change}")
+                    } else {
+                        format!("is at {at}, but {what} was recorded at {recorded_at}")
+                    }
+                }
+                _ => format!("is a {kind} entry for {what}, which does not exist"),
+            };
+            entry(r, reason)
+        },
+    )?;
+    let batch_stored = LogKind::BatchStored.as_str();
+    list.rows(
+        conn,
+        "change log entries that do not match their batch",
+        "SELECT c.seq, c.batch_id, c.at, b.stored, b.received_at
+         FROM change_log c LEFT JOIN batches b ON b.id = c.batch_id
+         WHERE c.kind = ?1 AND (b.stored IS NOT 1 OR c.at IS NOT b.received_at)",
+        [batch_stored],
+        |r| {
+            let batch = or_null(r.get::<_, Option<String>>(1)?);
+            let at: String = r.get(2)?;
+            let reason = match (r.get::<_, Option<i64>>(3)?, r.get::<_, Option<String>>(4)?) {
+                (None, _) => format!("records batch {batch} stored, which does not exist"),
+                (Some(1), received_at) => format!(
+                    "is at {at}, but batch {batch} was received at {}",
+                    or_null(received_at)
+                ),
+                (Some(_), _) => format!("records batch {batch} stored, which it is not"),
+            };
+            entry(r, reason)
+        },
+    )?;
+    list.rows(
+        conn,
+        "change log entries that do not match their candidate",
+        "SELECT c.seq, c.candidate_id, c.at, d.state, d.decided_at
+         FROM change_log c LEFT JOIN candidates d ON d.id = c.candidate_id
+         WHERE c.kind = ?1 AND (d.state IS NOT 'dismissed' OR c.at IS NOT d.decided_at)",
+        [LogKind::CandidateDismissed.as_str()],
+        |r| {
+            let candidate = or_null(r.get::<_, Option<String>>(1)?);
+            let at: String = r.get(2)?;
+            let reason = match (
+                r.get::<_, Option<String>>(3)?,
+                r.get::<_, Option<String>>(4)?,
+            ) {
+                (None, _) => {
+                    format!("records candidate {candidate} dismissed, which does not exist")
+                }
+                (Some(state), _) if state != "dismissed" => {
+                    format!("records candidate {candidate} dismissed, but it is {state}")
+                }
+                (Some(_), decided_at) => format!(
+                    "is at {at}, but candidate {candidate} was decided at {}",
+                    or_null(decided_at)
+                ),
+            };
+            entry(r, reason)
+        },
+    )?;
+    list.rows(
+        conn,
+        "revisions logged more than once",
+        &format!(
+            "SELECT max(seq), site_id, revision, count(*) FROM change_log
+             WHERE kind IN ({site_kind_list}) AND site_id IS NOT NULL AND revision IS NOT NULL
+             GROUP BY site_id, revision HAVING count(*) > 1"
+        ),
+        [],
+        |r| {
+            let (site, revision, count): (String, i64, i64) = (r.get(1)?, r.get(2)?, r.get(3)?);
+            entry(
+                r,
+                format!("one of {count} entries for revision {revision} of site {site}"),
+            )
+        },
+    )?;
+    list.rows(
+        conn,
+        "batches logged more than once",
+        "SELECT max(seq), batch_id, count(*) FROM change_log
+         WHERE kind = ?1 AND batch_id IS NOT NULL GROUP BY batch_id HAVING count(*) > 1",
+        [batch_stored],
+        |r| {
+            let (batch, count): (String, i64) = (r.get(1)?, r.get(2)?);
+            entry(r, format!("one of {count} entries for batch {batch}"))
+        },
+    )?;
+    list.rows(
+        conn,
+        "change log entries out of revision order",
+        &format!(
+            "SELECT seq, site_id, revision, previous_seq, previous_revision FROM (
+               SELECT seq, site_id, revision,
+                      lag(seq) OVER w AS previous_seq, lag(revision) OVER w AS previous_revision
+               FROM change_log WHERE kind IN ({site_kind_list})
+               WINDOW w AS (PARTITION BY site_id ORDER BY seq))
+             WHERE revision <= previous_revision"
+        ),
+        [],
+        |r| {
+            let (site, revision): (String, i64) = (r.get(1)?, r.get(2)?);
+            let (previous_seq, previous_revision): (i64, i64) = (r.get(3)?, r.get(4)?);
+            entry(
+                r,
+                format!(
+                    "logs revision {revision} of site {site} after entry {previous_seq} logged revision {previous_revision}"
+                ),
+            )
+        },
+    )?;
+    list.finish(out);
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::IdPolicy;
-    use crate::store::{Provenance, Store};
+    use crate::model::{IdPolicy, Observation};
+    use crate::store::{LinkHow, Provenance, SiteLink, Store};
 
     fn site(id: &str, status: &str) -> Site {
         let v = serde_json::json!({
@@ -412,7 +1026,7 @@ mod tests {
     }
 
     /// A file database with two sites, one edited twice and one retired, and
-    /// one stored observation batch.
+    /// one stored observation batch, all written through the store.
     fn populated() -> (tempfile::TempDir, std::path::PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.db");
@@ -426,28 +1040,39 @@ mod tests {
         s.replace_site(&site("a", "inactive"), &by).unwrap();
         s.replace_site(&site("a", "abandoned"), &by).unwrap();
         s.retire_site(&site("b", "active").id, &by).unwrap();
-        s.conn
-            .execute_batch(
-                "INSERT INTO batches VALUES ('batch-1', '2026-01-01T00:00:00Z', 't', 'h', 'atomic', 1, '{}');
-                 INSERT INTO observations (id, batch_id, feature_index, observed_at, recorded_at, sensor, finding,
-                     confidence, geometry, lon, lat, west, south, east, north, site_id, matched)
-                 VALUES ('obs-1', 'batch-1', 0, '2025-01-01T00:00:00Z', '2026-01-01T00:00:00Z', 's', 'other',
-                     'medium', '{\"type\":\"Point\",\"coordinates\":[125.005,39.005]}', 125.005, 39.005,
-                     125.005, 39.005, 125.005, 39.005, 'a', 1);
-                 INSERT INTO observation_sites VALUES ('obs-1', 'a', 'named', 0.0, '2025-01-01T00:00:00Z');",
-            )
+        let observation = Observation::from_feature(&serde_json::json!({
+            "type": "Feature",
+            "geometry": {"type": "Point", "coordinates": [125.005, 39.005]},
+            "properties": {"observed_at": "2025-01-01T00:00:00Z", "sensor": "s", "finding": "other", "site_id": "a"}
+        }))
+        .unwrap();
+        let received = Timestamp::parse("t", "2026-01-01T00:00:00Z").unwrap();
+        let batch = s.begin_batch("batch-1", received).unwrap();
+        let link = SiteLink {
+            site_id: site("a", "active").id,
+            how: LinkHow::Named,
+            distance_m: 0.0,
+        };
+        batch.insert_observation(0, &observation, &[link]).unwrap();
+        batch
+            .commit("t", "h", "atomic", &serde_json::json!({}))
             .unwrap();
         (dir, path)
     }
 
+    /// The rowid of a revision, as SQL, which the R*Tree names it by.
+    fn rowid_of(site: &str, revision: i64) -> String {
+        format!(
+            "(SELECT rowid FROM site_revisions WHERE site_id = '{site}' AND revision = {revision})"
+        )
+    }
+
     #[test]
     fn a_site_link_whose_time_differs_from_its_observation_is_reported() {
-        let problems = damaged(
-            "UPDATE observation_sites SET observed_at = '1999-01-01T00:00:00Z' WHERE observation_id = 'obs-1'",
-        );
+        let problems = damaged("UPDATE observation_sites SET observed_at = '1999-01-01T00:00:00Z'");
         assert!(
             problems.iter().any(|p| matches!(p,
-                Problem::Observation { id, reason } if id == "obs-1" && reason.contains("another time"))),
+                Problem::Observation { id, reason } if id.starts_with("obs-") && reason.contains("another time"))),
             "{problems:?}"
         );
     }
@@ -542,7 +1167,7 @@ mod tests {
         let problems = damaged(
             "UPDATE batches SET stored = 0 WHERE id = 'batch-1';
              PRAGMA foreign_keys = OFF;
-             UPDATE observations SET site_id = 'nowhere' WHERE id = 'obs-1';
+             UPDATE observations SET site_id = 'nowhere';
              INSERT INTO observation_sites VALUES ('obs-gone', 'a', 'named', 0.0, '2025-01-01T00:00:00Z');",
         );
         let has = |f: &dyn Fn(&Problem) -> bool| problems.iter().any(f);
@@ -604,5 +1229,355 @@ mod tests {
                 .any(|p| matches!(p, Problem::Integrity(_) | Problem::Unreadable(_))),
             "{problems:?}"
         );
+    }
+
+    #[test]
+    fn a_revision_without_a_box_row_is_reported() {
+        let problems = damaged(&format!(
+            "DELETE FROM site_revision_boxes WHERE id = {}",
+            rowid_of("a", 2)
+        ));
+        assert!(
+            problems.iter().any(|p| matches!(p,
+                Problem::Revision { id, revision: 2, reason } if id == "a" && reason.contains("no row in site_revision_boxes"))),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn a_revision_box_row_that_belongs_to_no_revision_is_reported() {
+        let problems = damaged(
+            "INSERT INTO site_revision_boxes VALUES (9999, 125.0, 125.01, 39.0, 39.01, 0, 1e12)",
+        );
+        assert!(
+            problems.iter().any(|p| matches!(p,
+                Problem::BoxRow { table, id: 9999, .. } if table == "site_revision_boxes")),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn a_null_valid_until_before_the_latest_revision_is_reported() {
+        let problems = damaged(
+            "UPDATE site_revisions SET valid_until = NULL WHERE site_id = 'a' AND revision = 1",
+        );
+        assert!(
+            problems.iter().any(|p| matches!(p,
+                Problem::Revision { id, revision: 1, reason } if id == "a" && reason.contains("NULL, but revision 2 follows"))),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn a_latest_revision_whose_validity_ends_is_reported() {
+        let problems = damaged(
+            "UPDATE site_revisions SET valid_until = recorded_at WHERE site_id = 'a' AND revision = 3",
+        );
+        assert!(
+            problems.iter().any(|p| matches!(p,
+                Problem::Revision { id, revision: 3, reason } if id == "a" && reason.contains("latest"))),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn a_valid_until_other_than_the_next_revisions_time_is_reported() {
+        let problems = damaged(
+            "UPDATE site_revisions SET valid_until = '2030-01-01T00:00:00.000000Z' WHERE site_id = 'a' AND revision = 2",
+        );
+        assert!(
+            problems.iter().any(|p| matches!(p,
+                Problem::Revision { id, revision: 2, reason } if id == "a" && reason.contains("revision 3 follows"))),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn a_revision_box_that_misses_part_of_its_footprint_is_reported() {
+        let problems = damaged(&format!(
+            "UPDATE site_revision_boxes SET east = 125.005 WHERE id = {}",
+            rowid_of("a", 3)
+        ));
+        assert!(
+            problems.iter().any(|p| matches!(p,
+                Problem::Revision { id, revision: 3, reason } if id == "a" && reason.contains("does not hold"))),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn a_revision_box_far_larger_than_its_footprint_is_reported() {
+        let problems = damaged(&format!(
+            "UPDATE site_revision_boxes SET west = 100.0 WHERE id = {}",
+            rowid_of("b", 1)
+        ));
+        assert!(
+            problems.iter().any(|p| matches!(p,
+                Problem::Revision { id, revision: 1, reason } if id == "b" && reason.contains("larger"))),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn a_revision_box_still_open_after_the_next_revision_is_reported() {
+        let problems = damaged(&format!(
+            "UPDATE site_revision_boxes SET t_until = 1e12 WHERE id = {}",
+            rowid_of("a", 1)
+        ));
+        assert!(
+            problems.iter().any(|p| matches!(p,
+                Problem::Revision { id, revision: 1, reason } if id == "a" && reason.contains("times"))),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn a_revision_box_that_begins_an_hour_late_is_reported() {
+        let problems = damaged(&format!(
+            "UPDATE site_revision_boxes SET t_from = t_from + 3600 WHERE id = {}",
+            rowid_of("a", 3)
+        ));
+        assert!(
+            problems.iter().any(|p| matches!(p,
+                Problem::Revision { id, revision: 3, reason } if id == "a" && reason.contains("times"))),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn an_observation_without_a_box_row_is_reported() {
+        let problems = damaged("DELETE FROM observation_boxes");
+        assert!(
+            problems.iter().any(|p| matches!(p,
+                Problem::Observation { reason, .. } if reason.contains("no row in observation_boxes"))),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn an_observation_box_row_that_belongs_to_no_observation_is_reported() {
+        let problems = damaged("INSERT INTO observation_boxes VALUES (777, 0, 0, 0, 0, 0, 0)");
+        assert!(
+            problems.iter().any(|p| matches!(p,
+                Problem::BoxRow { table, id: 777, .. } if table == "observation_boxes")),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn an_observation_box_somewhere_else_is_reported() {
+        let problems = damaged("UPDATE observation_boxes SET west = west + 1, east = east + 1");
+        assert!(
+            problems.iter().any(|p| matches!(p,
+                Problem::Observation { reason, .. } if reason.contains("does not hold"))),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn an_observation_box_a_day_off_its_time_is_reported() {
+        let problems = damaged(
+            "UPDATE observation_boxes SET t_from = t_from - 86400, t_until = t_until - 86400",
+        );
+        assert!(
+            problems.iter().any(|p| matches!(p,
+                Problem::Observation { reason, .. } if reason.contains("times"))),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn an_observation_aggregate_that_no_longer_holds_every_observation_is_reported() {
+        let problems = damaged(
+            "UPDATE aggregates SET west = 125.01, last = '2024-01-01T00:00:00.000000Z' WHERE name = 'observations'",
+        );
+        let has = |what: &str| {
+            problems.iter().any(|p| matches!(p,
+                Problem::Aggregate { name, reason } if name == "observations" && reason.contains(what)))
+        };
+        assert!(has("its box"), "{problems:?}");
+        assert!(has("its times"), "{problems:?}");
+    }
+
+    #[test]
+    fn a_missing_observation_aggregate_is_reported() {
+        let problems = damaged("DELETE FROM aggregates");
+        assert!(
+            problems.iter().any(|p| matches!(p,
+                Problem::Aggregate { name, reason } if name == "observations" && reason.contains("missing"))),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn a_log_entry_for_a_revision_that_does_not_exist_is_reported() {
+        let problems =
+            damaged("UPDATE change_log SET revision = 9 WHERE site_id = 'a' AND revision = 3");
+        assert!(
+            problems.iter().any(|p| matches!(p,
+                Problem::LogEntry { reason, .. } if reason.contains("does not exist"))),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn a_log_entry_of_another_kind_than_its_revisions_change_is_reported() {
+        let problems = damaged(
+            "UPDATE change_log SET kind = 'site_updated' WHERE site_id = 'b' AND revision = 2",
+        );
+        assert!(
+            problems.iter().any(|p| matches!(p,
+                Problem::LogEntry { reason, .. } if reason.contains("site_updated") && reason.contains("was retired"))),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn a_log_entry_at_another_time_than_its_revision_is_reported() {
+        let problems = damaged(
+            "UPDATE change_log SET at = '2000-01-01T00:00:00.000000Z' WHERE site_id = 'a' AND revision = 1",
+        );
+        assert!(
+            problems.iter().any(|p| matches!(p,
+                Problem::LogEntry { reason, .. } if reason.contains("recorded at"))),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn log_entries_for_batches_missing_or_not_stored_are_reported() {
+        let problems = damaged(
+            "INSERT INTO change_log (at, kind, batch_id) VALUES ('2026-01-01T00:00:00.000000Z', 'batch_stored', 'batch-none');
+             UPDATE batches SET stored = 0 WHERE id = 'batch-1';",
+        );
+        let has = |what: &str| {
+            problems
+                .iter()
+                .any(|p| matches!(p, Problem::LogEntry { reason, .. } if reason.contains(what)))
+        };
+        assert!(
+            has("batch batch-none stored, which does not exist"),
+            "{problems:?}"
+        );
+        assert!(has("batch-1 stored, which it is not"), "{problems:?}");
+    }
+
+    #[test]
+    fn log_entries_of_unknown_kinds_or_for_unknown_candidates_are_reported() {
+        let problems = damaged(
+            "INSERT INTO change_log (at, kind, candidate_id) VALUES
+               ('2026-01-01T00:00:00.000000Z', 'candidate_dismissed', 'cand-none'),
+               ('2026-01-01T00:00:00.000000Z', 'site_exploded', NULL);",
+        );
+        let has = |what: &str| {
+            problems
+                .iter()
+                .any(|p| matches!(p, Problem::LogEntry { reason, .. } if reason.contains(what)))
+        };
+        assert!(has("cand-none"), "{problems:?}");
+        assert!(has("unknown kind \"site_exploded\""), "{problems:?}");
+    }
+
+    #[test]
+    fn a_revision_logged_twice_is_reported() {
+        let problems = damaged(
+            "INSERT INTO change_log (at, kind, site_id, revision, west, south, east, north)
+             SELECT at, kind, site_id, revision, west, south, east, north FROM change_log
+             WHERE site_id = 'a' AND revision = 1",
+        );
+        assert!(
+            problems.iter().any(|p| matches!(p,
+                Problem::LogEntry { reason, .. } if reason.contains("one of 2 entries for revision 1 of site a"))),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn a_sites_log_entries_out_of_revision_order_are_reported() {
+        let problems = damaged(
+            "UPDATE change_log SET revision = 5 - revision WHERE site_id = 'a' AND revision IN (2, 3)",
+        );
+        assert!(
+            problems.iter().any(|p| matches!(p,
+                Problem::LogEntry { reason, .. } if reason.contains("logs revision 2 of site a after"))),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn writes_from_before_the_change_log_need_no_entries() {
+        // A database migrated from schema 3 has no entries for its older writes.
+        let problems = damaged("DELETE FROM change_log WHERE seq <= 3");
+        assert_eq!(problems, vec![]);
+    }
+
+    #[test]
+    fn a_schema_3_database_is_not_held_to_schema_4s_indexes() {
+        let problems = damaged(
+            "DROP TABLE site_revision_boxes; DROP TABLE observation_boxes;
+             DROP TABLE change_log; DROP TABLE aggregates;
+             ALTER TABLE site_revisions DROP COLUMN valid_until;
+             PRAGMA user_version = 3;",
+        );
+        assert_eq!(problems, vec![]);
+    }
+
+    #[test]
+    fn a_database_migrated_from_schema_3_has_no_problems() {
+        let (_dir, path) = populated();
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "DROP TABLE site_revision_boxes; DROP TABLE observation_boxes;
+             DROP TABLE change_log; DROP TABLE aggregates;
+             ALTER TABLE site_revisions DROP COLUMN valid_until;
+             PRAGMA user_version = 3;",
+        )
+        .unwrap();
+        drop(conn);
+        // Opening it migrates it again, filling the boxes, validity and
+        // aggregate from what it holds, and logging nothing.
+        drop(Store::open(&path).unwrap());
+        let found = inspect(&path).unwrap();
+        assert_eq!(found.schema_version, CURRENT_VERSION);
+        assert_eq!(found.problems, vec![]);
+    }
+
+    #[test]
+    fn many_problems_of_one_kind_are_counted_beyond_the_first_few() {
+        let problems = damaged(
+            "WITH RECURSIVE n(i) AS (SELECT 1000 UNION ALL SELECT i + 1 FROM n WHERE i < 1029)
+             INSERT INTO observation_boxes SELECT i, 0, 0, 0, 0, 0, 0 FROM n",
+        );
+        let listed = problems
+            .iter()
+            .filter(|p| matches!(p, Problem::BoxRow { .. }))
+            .count();
+        assert_eq!(listed as u64, LISTED_PER_KIND, "{problems:?}");
+        assert!(
+            problems.contains(&Problem::Unlisted {
+                what: "observation boxes without an observation".to_owned(),
+                count: 30 - LISTED_PER_KIND,
+            }),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn a_site_across_the_antimeridian_written_through_the_store_has_no_problems() {
+        let (_dir, path) = populated();
+        let mut s = Store::open(&path).unwrap();
+        let v = serde_json::json!({
+            "type": "Feature", "id": "wide",
+            "geometry": {"type": "Polygon", "coordinates": [[[179.99, -16.0], [-179.99, -16.0], [-179.99, -15.99], [179.99, -16.0]]]},
+            "properties": {"name": "wide", "country": "FJI", "kind": "other", "status": "active"}
+        });
+        let wide = Site::from_feature(&v, IdPolicy::Required).unwrap();
+        let by = Provenance {
+            actor: "test".into(),
+            reason: None,
+        };
+        s.apply_sites(&[wide], &by).unwrap();
+        drop(s);
+        assert_eq!(inspect(&path).unwrap().problems, vec![]);
     }
 }

@@ -1,0 +1,223 @@
+//! The queries handed down to the store's indexes answer exactly what a scan of
+//! the same data answers: the catalogue at a past moment in an area, the
+//! changes in an area (followed page by page through their cursors), and
+//! observation pages in id order with boxes, windows and findings.
+
+use proptest::prelude::*;
+use serde_json::{Value, json};
+use sitewatch::catalogue::{Catalogue, ChangesQuery, EventKind};
+use sitewatch::import::{ImportMode, ImportOptions};
+use sitewatch::index::{Filter, footprint_meets_bbox};
+use sitewatch::model::{BBox, Finding, IdPolicy, Site, SiteId, Timestamp};
+use sitewatch::store::{Provenance, Store};
+use sitewatch::synth::{ObservationPlan, ObservationStream, SiteStream};
+use std::sync::{Arc, LazyLock};
+
+const SITES: usize = 3_000;
+
+struct Fixture {
+    cat: Catalogue,
+    /// Moments between groups of edits, oldest first.
+    moments: Vec<Timestamp>,
+}
+
+fn by() -> Provenance {
+    Provenance {
+        actor: "test".into(),
+        reason: None,
+    }
+}
+
+/// A catalogue of synthetic sites, edited and retired in groups with a moment
+/// noted between groups, and observations over ten years.
+static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
+    let (cat, _) = Catalogue::from_store(Store::open_in_memory().unwrap()).unwrap();
+    let (sites, placements): (Vec<Site>, Vec<_>) = SiteStream::new(SITES, 7).unzip();
+    let fc = json!({"type": "FeatureCollection",
+        "features": sites.iter().map(|s| s.to_feature()).collect::<Vec<_>>()});
+    cat.import_sites(&fc.to_string(), &by()).unwrap();
+    let mut moments = vec![Timestamp::now()];
+    for group in 0..6 {
+        for k in 0..40 {
+            let i = (group * 211 + k * 37) % SITES;
+            let site = &sites[i];
+            if k % 7 == 0 {
+                let _ = cat.retire_site(&site.id, &by());
+            } else {
+                // Moved to where another site is, so that areas change.
+                let mut moved = sites[(i * 13 + group) % SITES].to_feature();
+                moved["id"] = json!(site.id);
+                moved["properties"]["name"] = json!(format!("moved {group}"));
+                let _ = cat.replace_site(&site.id, &moved, &by());
+            }
+        }
+        moments.push(Timestamp::now());
+    }
+    let plan = ObservationPlan {
+        observations: 4_000,
+        batch_size: 4_000,
+        busiest_site_events: 0,
+        off_site_share: 0.2,
+        seed: 3,
+    };
+    let features: Vec<Value> = ObservationStream::new(plan, &placements).collect();
+    let batch = json!({"type": "FeatureCollection", "features": features}).to_string();
+    // Observations that name a retired site are refused; the rest are stored.
+    let opts = ImportOptions {
+        mode: ImportMode::Partial,
+        ..ImportOptions::default()
+    };
+    let report = cat
+        .import_observations(batch.as_bytes(), "test", &opts, |_, _| {})
+        .unwrap();
+    assert!(report.stored, "{}", report.summary);
+    Fixture { cat, moments }
+});
+
+fn bbox(w: f64, s: f64, dw: f64, dh: f64) -> BBox {
+    let e = if w + dw > 180.0 {
+        w + dw - 360.0
+    } else {
+        w + dw
+    };
+    BBox::parse("bbox", &[w, s, e, (s + dh).min(90.0)]).unwrap()
+}
+
+fn ids(sites: &[Arc<Site>]) -> Vec<SiteId> {
+    sites.iter().map(|s| s.id.clone()).collect()
+}
+
+/// Every event of a changes query, following `next` until the end.
+fn all_changes(cat: &Catalogue, mut q: ChangesQuery) -> Vec<Value> {
+    let mut out = Vec::new();
+    loop {
+        let page = cat.changes(&q).unwrap();
+        out.extend(page.events);
+        match page.next {
+            Some(c) => q.after = Some(c),
+            None => return out,
+        }
+    }
+}
+
+fn event_ids(events: &[Value]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    #[test]
+    fn the_past_of_an_area_read_by_index_is_the_past_read_whole(
+        w in -180.0f64..180.0, s in -60.0f64..60.0, dw in 1.0f64..60.0, dh in 1.0f64..40.0,
+        pick in 0usize..7, retired in any::<bool>(),
+    ) {
+        let f = &*FIXTURE;
+        let t = f.moments[pick % f.moments.len()];
+        let b = bbox(w, s, dw, dh);
+        let all = Filter::default();
+        let whole = if retired {
+            f.cat.retired_sites(Some(t), None).unwrap()
+        } else {
+            f.cat.sites_as_of(t, None).unwrap()
+        };
+        let area = b.pieces();
+        let by_index = if retired {
+            f.cat.retired_sites(Some(t), Some(&area)).unwrap()
+        } else {
+            f.cat.sites_as_of(t, Some(&area)).unwrap()
+        };
+        prop_assert_eq!(ids(&by_index.bbox(&b, &all)), ids(&whole.bbox(&b, &all)));
+        // The sites read by index are each as recorded then, not as now.
+        for site in by_index.all(&all) {
+            prop_assert_eq!(Some(site), whole.get(&site.id));
+        }
+    }
+
+    #[test]
+    fn revisions_in_an_area_followed_page_by_page_are_those_of_a_scan(
+        w in -180.0f64..180.0, s in -60.0f64..60.0, dw in 1.0f64..90.0, dh in 1.0f64..60.0,
+        limit in 1usize..40, windowed in any::<bool>(),
+    ) {
+        let f = &*FIXTURE;
+        let b = bbox(w, s, dw, dh);
+        let (since, until) = if windowed { (Some(f.moments[1]), Some(f.moments[4])) } else { (None, None) };
+        let q = |bbox: Option<BBox>, limit| ChangesQuery {
+            bbox, since, until, kinds: vec![EventKind::Revision], limit, ..ChangesQuery::default()
+        };
+        let got = all_changes(&f.cat, q(Some(b), limit));
+        let want: Vec<Value> = all_changes(&f.cat, q(None, 1000))
+            .into_iter()
+            .filter(|e| {
+                let feature = json!({"type": "Feature", "id": e["properties"]["site_id"], "geometry": e["geometry"],
+                    "properties": {"name": "x", "country": "ZZZ", "kind": "other"}});
+                let site = Site::from_feature(&feature, IdPolicy::Required).unwrap();
+                footprint_meets_bbox(&site.footprint, &b)
+            })
+            .collect();
+        prop_assert_eq!(event_ids(&got), event_ids(&want));
+    }
+
+    #[test]
+    fn observations_in_an_area_followed_page_by_page_are_those_of_a_scan(
+        w in -180.0f64..180.0, s in -60.0f64..60.0, dw in 1.0f64..90.0, dh in 1.0f64..60.0,
+        limit in 1usize..60, windowed in any::<bool>(), found in any::<bool>(),
+    ) {
+        let f = &*FIXTURE;
+        let b = bbox(w, s, dw, dh);
+        let since = windowed.then(|| Timestamp::parse("t", "2018-01-01T00:00:00Z").unwrap());
+        let until = windowed.then(|| Timestamp::parse("t", "2021-06-30T00:00:00Z").unwrap());
+        let finding = if found { vec![Finding::ALL[0], Finding::ALL[2]] } else { vec![] };
+        let q = |bbox: Option<BBox>, limit| ChangesQuery {
+            bbox, since, until, finding: finding.clone(), kinds: vec![EventKind::Observation], limit,
+            ..ChangesQuery::default()
+        };
+        let got = all_changes(&f.cat, q(Some(b), limit));
+        let rects = b.pieces();
+        let want: Vec<Value> = all_changes(&f.cat, q(None, 1000))
+            .into_iter()
+            .filter(|e| {
+                let [ow, os, oe, on] = sitewatch::model::geojson_bounds(&e["geometry"]).unwrap();
+                rects.iter().any(|[w, s, e, n]| oe >= *w && ow <= *e && on >= *s && os <= *n)
+            })
+            .collect();
+        prop_assert_eq!(event_ids(&got), event_ids(&want));
+    }
+
+    #[test]
+    fn observation_pages_in_id_order_are_the_scan_sorted_by_id(
+        w in -180.0f64..180.0, s in -60.0f64..60.0, dw in 1.0f64..120.0, dh in 1.0f64..80.0,
+        limit in 1usize..200, boxed in any::<bool>(), windowed in any::<bool>(),
+    ) {
+        let f = &*FIXTURE;
+        let b = bbox(w, s, dw, dh);
+        let rects = b.pieces();
+        let rects = boxed.then_some(rects.as_slice());
+        let since = windowed.then(|| Timestamp::parse("t", "2017-03-01T00:00:00Z").unwrap());
+        let until = windowed.then(|| Timestamp::parse("t", "2023-01-31T00:00:00Z").unwrap());
+        let mut want = f.cat.observations_matching(rects, since, until, &[]).unwrap();
+        want.sort_by(|a, b| a.id.cmp(&b.id));
+        let mut got = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = f.cat.observations_page(rects, since, until, &[], after.as_deref(), limit).unwrap();
+            prop_assert!(page.len() <= limit);
+            let done = page.len() < limit;
+            after = page.last().map(|o| o.id.clone());
+            got.extend(page);
+            if done {
+                break;
+            }
+        }
+        let got: Vec<&str> = got.iter().map(|o| o.id.as_str()).collect();
+        let want_ids: Vec<&str> = want.iter().map(|o| o.id.as_str()).collect();
+        prop_assert_eq!(&got, &want_ids);
+        let count = f.cat.count_observations(rects, since, until, &[], 10_000).unwrap();
+        if !boxed || b.pieces().len() == 1 {
+            prop_assert_eq!(count, Some(want_ids.len()));
+        }
+    }
+}
