@@ -262,7 +262,7 @@ impl Layer {
                 .locate_in_envelope_intersecting(&AABB::from_corners(lo, hi))
             {
                 let site = &self.sites[entry.slot as usize];
-                if keep(site) && footprint_meets_rect(&site.footprint, [w, s, e, n]) {
+                if keep(site) && rect_meets_footprint([w, s, e, n], &site.footprint) {
                     slots.push(entry.slot);
                 }
             }
@@ -502,6 +502,14 @@ fn merge_changes(
     let mut out: Vec<Arc<Site>> = sites.filter(|s| !changes.contains_key(&s.id)).collect();
     out.extend(changes.values().flatten().cloned());
     out
+}
+
+/// Whether a footprint meets a lon/lat rectangle that does not cross the
+/// antimeridian: at once if the rectangle holds the footprint's whole box (as
+/// a view of the world holds every site), otherwise by the exact test.
+fn rect_meets_footprint([w, s, e, n]: [f64; 4], footprint: &Footprint) -> bool {
+    let [fw, fs, fe, fn_] = footprint.lonlat_bounds();
+    (w <= fw && fe <= e && s <= fs && fn_ <= n) || footprint_meets_rect(footprint, [w, s, e, n])
 }
 
 /// Whether a footprint meets a lon/lat box (which may cross the antimeridian).

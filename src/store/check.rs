@@ -118,8 +118,48 @@ pub fn inspect(path: &Path) -> Result<Inspection, CheckError> {
             run(observation_aggregate, &mut out);
             run(change_log, &mut out);
         }
+        if out.schema_version >= 5 {
+            run(site_observation_stats, &mut out);
+        }
     }
     Ok(out)
+}
+
+/// Each site's kept observation count and last time agree with its links.
+fn site_observation_stats(conn: &Connection, out: &mut Inspection) -> rusqlite::Result<()> {
+    let mut stmt = conn.prepare(
+        "WITH actual AS (SELECT site_id, max(observed_at) AS last, count(*) AS n
+                         FROM observation_sites GROUP BY site_id)
+         SELECT a.site_id, a.last, a.n, k.last_observed_at, k.count FROM actual a
+           LEFT JOIN site_observation_stats k ON k.site_id = a.site_id
+          WHERE k.site_id IS NULL OR k.last_observed_at IS NOT a.last OR k.count IS NOT a.n
+         UNION ALL
+         SELECT k.site_id, NULL, 0, k.last_observed_at, k.count FROM site_observation_stats k
+          WHERE NOT EXISTS (SELECT 1 FROM observation_sites o WHERE o.site_id = k.site_id)
+         LIMIT ?1",
+    )?;
+    let rows = stmt.query_map([LISTED_PER_KIND as i64], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, Option<String>>(1)?,
+            r.get::<_, i64>(2)?,
+            r.get::<_, Option<String>>(3)?,
+            r.get::<_, Option<i64>>(4)?,
+        ))
+    })?;
+    for row in rows {
+        let (site, last, n, kept_last, kept_n) = row?;
+        out.problems.push(Problem::Aggregate {
+            name: "site_observation_stats".to_owned(),
+            reason: format!(
+                "site {site}: kept {} observation(s), last {}; its links say {n}, last {}",
+                kept_n.unwrap_or(0),
+                kept_last.as_deref().unwrap_or("never"),
+                last.as_deref().unwrap_or("never"),
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// Opens an existing database for reading only; `None` if there is no file.
@@ -1087,6 +1127,22 @@ mod tests {
     }
 
     #[test]
+    fn a_site_observation_count_that_differs_from_its_links_is_reported() {
+        let problems = damaged("UPDATE site_observation_stats SET count = count + 1");
+        assert!(
+            problems.iter().any(|p| matches!(p,
+                Problem::Aggregate { name, reason } if name == "site_observation_stats" && reason.contains("kept 2"))),
+            "{problems:?}"
+        );
+        let problems = damaged("DELETE FROM site_observation_stats");
+        assert!(
+            problems.iter().any(|p| matches!(p,
+                Problem::Aggregate { name, reason } if name == "site_observation_stats" && reason.contains("kept 0"))),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
     fn a_database_written_only_through_the_store_has_no_problems() {
         let (_dir, path) = populated();
         let found = inspect(&path).unwrap();
@@ -1515,7 +1571,7 @@ mod tests {
     fn a_schema_3_database_is_not_held_to_schema_4s_indexes() {
         let problems = damaged(
             "DROP TABLE site_revision_boxes; DROP TABLE observation_boxes;
-             DROP TABLE change_log; DROP TABLE aggregates;
+             DROP TABLE change_log; DROP TABLE aggregates; DROP TABLE site_observation_stats;
              ALTER TABLE site_revisions DROP COLUMN valid_until;
              PRAGMA user_version = 3;",
         );
@@ -1528,7 +1584,7 @@ mod tests {
         let conn = Connection::open(&path).unwrap();
         conn.execute_batch(
             "DROP TABLE site_revision_boxes; DROP TABLE observation_boxes;
-             DROP TABLE change_log; DROP TABLE aggregates;
+             DROP TABLE change_log; DROP TABLE aggregates; DROP TABLE site_observation_stats;
              ALTER TABLE site_revisions DROP COLUMN valid_until;
              PRAGMA user_version = 3;",
         )

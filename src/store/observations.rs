@@ -156,6 +156,8 @@ pub struct BatchTx<'a> {
     /// The box and time span of what the batch stored so far.
     bounds: std::cell::RefCell<Option<[f64; 4]>>,
     times: std::cell::RefCell<Option<(String, String)>>,
+    /// Per linked site: the batch's latest observation of it and how many.
+    site_stats: std::cell::RefCell<HashMap<String, (String, u64)>>,
 }
 
 impl Store {
@@ -186,6 +188,7 @@ impl Store {
             recorded_at,
             bounds: Default::default(),
             times: Default::default(),
+            site_stats: Default::default(),
         })
     }
 
@@ -224,9 +227,9 @@ impl Store {
 
     /// Per site: the latest observation time and the number of observations.
     pub fn observation_stats(&self) -> Result<HashMap<SiteId, ObservationStats>, StoreError> {
-        let mut stmt = self.conn.prepare(
-            "SELECT site_id, max(observed_at), count(*) FROM observation_sites GROUP BY site_id",
-        )?;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT site_id, last_observed_at, count FROM site_observation_stats")?;
         let rows = stmt.query_map([], |r| {
             Ok((
                 r.get::<_, String>(0)?,
@@ -759,6 +762,12 @@ impl Store {
             }
         }
         tx.execute(
+            "INSERT OR REPLACE INTO site_observation_stats (site_id, last_observed_at, count)
+             SELECT site_id, max(observed_at), count(*) FROM observation_sites WHERE site_id = ?1
+             GROUP BY site_id",
+            [site.id.as_str()],
+        )?;
+        tx.execute(
             "UPDATE candidates SET state = 'promoted', decided_at = ?2, site_id = ?3, note = ?4 WHERE id = ?1",
             params![id, clock.0, site.id.as_str(), by.reason],
         )?;
@@ -856,7 +865,15 @@ impl BatchTx<'_> {
         });
         drop((bounds, times));
         let mut link = self.tx.prepare_cached("INSERT INTO observation_sites (observation_id, site_id, how, distance_m, observed_at) VALUES (?1, ?2, ?3, ?4, ?5)")?;
+        let mut site_stats = self.site_stats.borrow_mut();
         for l in links {
+            let e = site_stats
+                .entry(l.site_id.as_str().to_owned())
+                .or_insert_with(|| (observed_at.clone(), 0));
+            if observed_at > e.0 {
+                e.0.clone_from(&observed_at);
+            }
+            e.1 += 1;
             link.execute(params![
                 id,
                 l.site_id.as_str(),
@@ -931,6 +948,17 @@ impl BatchTx<'_> {
             "UPDATE batches SET origin = ?2, content_hash = ?3, mode = ?4, stored = 1, report = ?5 WHERE id = ?1",
             params![self.batch_id, origin, content_hash, mode, report.to_string()],
         )?;
+        {
+            let mut upsert = self.tx.prepare_cached(
+                "INSERT INTO site_observation_stats (site_id, last_observed_at, count) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(site_id) DO UPDATE SET
+                   last_observed_at = max(last_observed_at, excluded.last_observed_at),
+                   count = count + excluded.count",
+            )?;
+            for (site, (last, count)) in self.site_stats.take() {
+                upsert.execute(params![site, last, count as i64])?;
+            }
+        }
         let bounds = self.bounds.take();
         if let (Some([w, s, e, n]), Some((first, last))) = (bounds, self.times.take()) {
             // The observations' extent grows with each batch, so that it is read,

@@ -125,6 +125,16 @@ const MIGRATIONS: &[&str] = &[
         west REAL, south REAL, east REAL, north REAL,
         first TEXT, last TEXT
     ) STRICT;",
+    // 5: each site's observation count and last observation time, kept with
+    // every batch, so that opening a catalogue reads one row per site rather
+    // than every observation link.
+    "CREATE TABLE site_observation_stats (
+        site_id          TEXT PRIMARY KEY REFERENCES sites(id),
+        last_observed_at TEXT NOT NULL,
+        count            INTEGER NOT NULL
+    ) STRICT, WITHOUT ROWID;
+    INSERT INTO site_observation_stats
+        SELECT site_id, max(observed_at), count(*) FROM observation_sites GROUP BY site_id;",
 ];
 
 /// Seconds that stand for "not yet ended" in the validity of a current revision.
