@@ -18,11 +18,33 @@ use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 use std::sync::Arc;
 
-/// One footprint's box in the tree, pointing at its site by position.
+/// One footprint's box in the tree, with its site: a tree can then take and
+/// lose entries without renumbering, which is how a layer follows edits.
 #[derive(Debug, Clone)]
 struct Entry {
-    slot: u32,
+    site: Arc<Site>,
     envelope: AABB<[f64; 3]>,
+}
+
+impl Entry {
+    fn of(site: &Arc<Site>) -> Self {
+        let (lo, hi) = site.footprint.shape().envelope();
+        Entry {
+            site: site.clone(),
+            envelope: AABB::from_corners(lo, hi),
+        }
+    }
+
+    fn shape(&self) -> &SphericalShape {
+        self.site.footprint.shape()
+    }
+}
+
+/// The same site, not an equal one: what removing an entry looks for.
+impl PartialEq for Entry {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.site, &other.site)
+    }
 }
 
 impl RTreeObject for Entry {
@@ -148,14 +170,9 @@ impl Layer {
         let mut bounds = None;
         let entries = sites
             .iter()
-            .enumerate()
-            .map(|(i, s)| {
+            .map(|s| {
                 grow(&mut bounds, s.footprint.lonlat_bounds());
-                let (lo, hi) = s.footprint.shape().envelope();
-                Entry {
-                    slot: i as u32,
-                    envelope: AABB::from_corners(lo, hi),
-                }
+                Entry::of(s)
             })
             .collect();
         Self {
@@ -173,8 +190,36 @@ impl Layer {
         self.position(id).map(|i| &self.sites[i])
     }
 
-    fn shape(&self, slot: u32) -> &SphericalShape {
-        self.sites[slot as usize].footprint.shape()
+    /// This layer with `changes` applied in place of a copy: the copy costs
+    /// a pass over the layer's entries, and each change a removal and an
+    /// insertion in the tree, where building anew would sort and pack it all.
+    fn with_changes(
+        &self,
+        changes: &std::collections::BTreeMap<SiteId, Option<Arc<Site>>>,
+    ) -> Self {
+        let mut sites = self.sites.clone();
+        let mut tree = self.tree.clone();
+        let mut bounds = self.bounds;
+        for (id, change) in changes {
+            let at = match sites.binary_search_by(|s| s.id.cmp(id)) {
+                Ok(i) => {
+                    let old = sites.remove(i);
+                    tree.remove(&Entry::of(&old));
+                    i
+                }
+                Err(i) => i,
+            };
+            if let Some(new) = change {
+                grow(&mut bounds, new.footprint.lonlat_bounds());
+                tree.insert(Entry::of(new));
+                sites.insert(at, new.clone());
+            }
+        }
+        Self {
+            sites,
+            tree,
+            bounds,
+        }
     }
 
     fn nearby(&self, point: LonLat, radius: Meters, keep: &dyn Fn(&Site) -> bool) -> Vec<Hit> {
@@ -183,11 +228,11 @@ impl Layer {
         self.tree
             .locate_within_distance(p, chord * chord)
             .filter_map(|e| {
-                let site = &self.sites[e.slot as usize];
+                let site = &e.site;
                 if !keep(site) {
                     return None;
                 }
-                let shape = self.shape(e.slot);
+                let shape = e.shape();
                 if min_distance_for_angle(shape.min_angle_to(p)) > radius.get() {
                     return None;
                 }
@@ -209,7 +254,7 @@ impl Layer {
         // Rank by bounds from the sphere, then measure exactly only the sites
         // whose lower bound does not rule them out of the best k.
         let mut uppers: BinaryHeap<Bound> = BinaryHeap::with_capacity(k + 1);
-        let mut ranked: Vec<(f64, u32)> = Vec::new();
+        let mut ranked: Vec<(f64, &Entry)> = Vec::new();
         let kth = |uppers: &BinaryHeap<Bound>| {
             if uppers.len() == k {
                 uppers.peek().map_or(f64::INFINITY, |b| b.0)
@@ -222,10 +267,10 @@ impl Layer {
             if min_distance_for_angle(angle_of_chord(d2.sqrt())) > kth(&uppers) {
                 break;
             }
-            if !keep(&self.sites[e.slot as usize]) {
+            if !keep(&e.site) {
                 continue;
             }
-            let shape = self.shape(e.slot);
+            let shape = e.shape();
             if min_distance_for_angle(shape.min_angle_to(p)) > kth(&uppers) {
                 continue;
             }
@@ -233,7 +278,7 @@ impl Layer {
             if lower > kth(&uppers) {
                 continue;
             }
-            ranked.push((lower, e.slot));
+            ranked.push((lower, e));
             uppers.push(Bound(upper));
             if uppers.len() > k {
                 uppers.pop();
@@ -243,9 +288,9 @@ impl Layer {
         let mut hits: Vec<Hit> = ranked
             .into_iter()
             .filter(|(lower, _)| *lower <= cutoff)
-            .map(|(_, slot)| Hit {
-                site: self.sites[slot as usize].clone(),
-                distance: Meters::from_computed(self.shape(slot).distance_m(ll)),
+            .map(|(_, e)| Hit {
+                site: e.site.clone(),
+                distance: Meters::from_computed(e.shape().distance_m(ll)),
             })
             .collect();
         hits.sort_by(by_distance_then_id);
@@ -254,47 +299,41 @@ impl Layer {
     }
 
     fn bbox(&self, bbox: &BBox, keep: &dyn Fn(&Site) -> bool) -> Vec<Arc<Site>> {
-        let mut slots: Vec<u32> = Vec::new();
+        let mut found: Vec<Arc<Site>> = Vec::new();
         for [w, s, e, n] in bbox.pieces() {
             let (lo, hi) = geodesy::lonlat_rect_envelope(w, s, e, n);
             for entry in self
                 .tree
                 .locate_in_envelope_intersecting(&AABB::from_corners(lo, hi))
             {
-                let site = &self.sites[entry.slot as usize];
+                let site = &entry.site;
                 if keep(site) && rect_meets_footprint([w, s, e, n], &site.footprint) {
-                    slots.push(entry.slot);
+                    found.push(site.clone());
                 }
             }
         }
-        slots.sort_unstable();
-        slots.dedup();
-        slots
-            .into_iter()
-            .map(|i| self.sites[i as usize].clone())
-            .collect()
+        found.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+        found.dedup_by(|a, b| a.id == b.id);
+        found
     }
 
     fn intersects(&self, shape: &SphericalShape, keep: &dyn Fn(&Site) -> bool) -> Vec<Arc<Site>> {
         let (lo, hi) = shape.envelope();
-        let mut slots: Vec<u32> = self
+        let mut found: Vec<Arc<Site>> = self
             .tree
             .locate_in_envelope_intersecting(&AABB::from_corners(lo, hi))
-            .filter(|e| keep(&self.sites[e.slot as usize]) && self.shape(e.slot).intersects(shape))
-            .map(|e| e.slot)
+            .filter(|e| keep(&e.site) && e.shape().intersects(shape))
+            .map(|e| e.site.clone())
             .collect();
-        slots.sort_unstable();
-        slots
-            .into_iter()
-            .map(|i| self.sites[i as usize].clone())
-            .collect()
+        found.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+        found
     }
 }
 
 /// The sites written since the base was built stay in a small layer of their
-/// own until there are this many; then both are merged into a new base.
-/// Rebuilding the small layer per edit costs O(m log m) for m of these, and
-/// the merge O(n) once per this many edits.
+/// own until there are this many (or a 64th of the base, if more); then both
+/// are merged into a new base. Changing the small layer costs a copy of its m
+/// entries per commit, and the merge O(n log n) once per this many edits.
 const RECENT_LIMIT: usize = 4096;
 
 /// An immutable snapshot of the catalogue's live sites and the trees over them.
@@ -354,7 +393,7 @@ impl SiteIndex {
                 hidden.insert(id.clone());
             }
         }
-        let recent = Layer::build(merge_changes(self.recent.sites.iter().cloned(), &changes));
+        let recent = self.recent.with_changes(&changes);
         Self {
             len: self.base.sites.len() - hidden.len() + recent.sites.len(),
             base: self.base.clone(),

@@ -564,14 +564,6 @@ pub async fn conformance(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     }))
 }
 
-/// A lon/lat box grown to hold `[w, s, e, n]`.
-fn grow(b: &mut Option<[f64; 4]>, [w, s, e, n]: [f64; 4]) {
-    *b = Some(match *b {
-        None => [w, s, e, n],
-        Some([bw, bs, be, bn]) => [bw.min(w), bs.min(s), be.max(e), bn.max(n)],
-    });
-}
-
 fn extent(bbox: Option<[f64; 4]>, times: Option<(Timestamp, Timestamp)>) -> Extent {
     Extent {
         spatial: bbox.map(|b| SpatialExtent {
@@ -609,14 +601,10 @@ async fn collection_info(
                 None => extent(None, span(std::iter::empty())),
             }
         }
-        CollectionId::Candidates => {
-            let all = blocking(cat, |c| c.candidates(None)).await?;
-            let mut b = None;
-            for c in &all {
-                grow(&mut b, [c.lon, c.lat, c.lon, c.lat]);
-            }
-            extent(b, span(all.iter().map(|c| c.created_at)))
-        }
+        CollectionId::Candidates => match blocking(cat, |c| c.candidate_extent()).await? {
+            Some((b, first, last)) => extent(Some(b), span([first, last].into_iter())),
+            None => extent(None, span(std::iter::empty())),
+        },
     };
     let here = format!("{base}/api/collections/{}", c.id());
     Ok(CollectionInfo {

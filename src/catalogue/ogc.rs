@@ -95,6 +95,11 @@ impl Catalogue {
         self.reader()?.first_event_times()
     }
 
+    /// The box around every candidate and the first and last creation times.
+    pub fn candidate_extent(&self) -> Result<Option<([f64; 4], Timestamp, Timestamp)>, StoreError> {
+        self.reader()?.candidate_extent()
+    }
+
     /// The box around every observation and the first and last observation times.
     pub fn observation_extent(
         &self,

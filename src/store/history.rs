@@ -149,7 +149,9 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<RevisionRow>, StoreError> {
         let Some((first, last)) =
-            self.time_span("SELECT min(recorded_at), max(recorded_at) FROM site_revisions")?
+            self.time_span(
+                "SELECT (SELECT min(recorded_at) FROM site_revisions), (SELECT max(recorded_at) FROM site_revisions)",
+            )?
         else {
             return Ok(Vec::new());
         };
@@ -163,7 +165,7 @@ impl Store {
         let oldest = since.map_or(first, |t| t.max(first));
         let mut stmt = self.conn.prepare_cached(
             "SELECT r.site_id, r.revision, r.recorded_at, r.actor, r.reason, r.change, r.diff, r.feature
-             FROM site_revision_boxes b JOIN site_revisions r ON r.rowid = b.id
+             FROM site_revision_boxes b CROSS JOIN site_revisions r ON r.rowid = b.id
              WHERE b.west <= ?3 AND b.east >= ?1 AND b.south <= ?4 AND b.north >= ?2
                AND b.t_from >= ?5 AND b.t_from <= ?6
                AND r.recorded_at >= ?7 AND r.recorded_at < ?8
@@ -199,6 +201,8 @@ impl Store {
     }
 
     /// The first and last of two times a statement selects; `None` when empty.
+    /// Each should be a subquery of its own: SQLite reads `min()` or `max()`
+    /// from the end of an index only when it is alone in its `SELECT`.
     pub(super) fn time_span(
         &self,
         sql: &str,

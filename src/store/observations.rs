@@ -345,6 +345,34 @@ impl Store {
         ))
     }
 
+    /// The lon/lat box around every candidate's position and the first and
+    /// last creation times, in one pass over the candidates' rows (there is
+    /// one per cluster of unmatched observations, not per observation).
+    pub fn candidate_extent(&self) -> Result<Option<([f64; 4], Timestamp, Timestamp)>, StoreError> {
+        let row = self.conn.query_row(
+            "SELECT min(lon), min(lat), max(lon), max(lat), min(created_at), max(created_at) FROM candidates",
+            [],
+            |r| {
+                Ok((
+                    r.get::<_, Option<f64>>(0)?,
+                    r.get::<_, Option<f64>>(1)?,
+                    r.get::<_, Option<f64>>(2)?,
+                    r.get::<_, Option<f64>>(3)?,
+                    r.get::<_, Option<String>>(4)?,
+                    r.get::<_, Option<String>>(5)?,
+                ))
+            },
+        )?;
+        let (Some(w), Some(s), Some(e), Some(n), Some(first), Some(last)) = row else {
+            return Ok(None);
+        };
+        Ok(Some((
+            [w, s, e, n],
+            ts("created_at", first)?,
+            ts("created_at", last)?,
+        )))
+    }
+
     /// The lon/lat box `[west, south, east, north]` around every observation and
     /// the first and last observation times; `None` when there are none.
     pub fn observation_extent(
@@ -496,16 +524,30 @@ impl Store {
         const ROW: &str =
             "(?1 IS NULL OR o.observed_at >= ?1) AND (?2 IS NULL OR o.observed_at <= ?2)
                AND (json_array_length(?3) = 0 OR o.finding IN (SELECT value FROM json_each(?3)))";
+        // The R*Tree holds each observation's time too (as seconds, widened
+        // for its 32-bit floats), so a window narrows the walk as well.
         const AREA: &str =
             "(?1 IS NULL OR o.observed_at >= ?1) AND (?2 IS NULL OR o.observed_at <= ?2)
                AND (json_array_length(?3) = 0 OR o.finding IN (SELECT value FROM json_each(?3)))
-               AND b.west <= ?5 AND b.east >= ?4 AND b.south <= ?7 AND b.north >= ?6";
+               AND b.west <= ?5 AND b.east >= ?4 AND b.south <= ?7 AND b.north >= ?6
+               AND b.t_from <= ?9 AND b.t_until >= ?8";
+        const MARGIN_S: f64 = 600.0;
         match rect {
+            // Ids follow import order, not observation time: a window is read
+            // from the time index and its rows sorted, at the cost of the
+            // window, rather than found by walking every id before it.
+            None if since.is_some() || until.is_some() => {
+                ("observations o INDEXED BY observations_by_time", ROW, args)
+            }
             None => ("observations o", ROW, args),
             Some([w, s, e, n]) => {
-                args.extend([w, e, s, n].map(|v| Box::new(v) as Box<dyn rusqlite::ToSql>));
+                let from = since.map_or(f64::MIN, |t| t.epoch_seconds() - MARGIN_S);
+                let to = until.map_or(f64::MAX, |t| t.epoch_seconds() + MARGIN_S);
+                args.extend(
+                    [w, e, s, n, from, to].map(|v| Box::new(v) as Box<dyn rusqlite::ToSql>),
+                );
                 (
-                    "observation_boxes b JOIN observations o ON o.rowid = b.id",
+                    "observation_boxes b CROSS JOIN observations o ON o.rowid = b.id",
                     AREA,
                     args,
                 )
@@ -580,7 +622,9 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<StoredObservation>, StoreError> {
         let Some((first, last)) =
-            self.time_span("SELECT min(observed_at), max(observed_at) FROM observations")?
+            self.time_span(
+                "SELECT (SELECT min(observed_at) FROM observations), (SELECT max(observed_at) FROM observations)",
+            )?
         else {
             return Ok(Vec::new());
         };
@@ -591,7 +635,7 @@ impl Store {
             .fold(last, Timestamp::min);
         let oldest = at(since).map_or(first, |t| t.max(first));
         let sql = format!(
-            "SELECT {OBS_COLUMNS} FROM observation_boxes b JOIN observations o ON o.rowid = b.id
+            "SELECT {OBS_COLUMNS} FROM observation_boxes b CROSS JOIN observations o ON o.rowid = b.id
              WHERE b.west <= ?3 AND b.east >= ?1 AND b.south <= ?4 AND b.north >= ?2
                AND b.t_from >= ?5 AND b.t_from <= ?6
                AND o.observed_at >= ?7 AND o.observed_at < ?8

@@ -127,14 +127,18 @@ const MIGRATIONS: &[&str] = &[
     ) STRICT;",
     // 5: each site's observation count and last observation time, kept with
     // every batch, so that opening a catalogue reads one row per site rather
-    // than every observation link.
+    // than every observation link; and the time index on revisions in the
+    // full order pages are read in, so that the revisions of one instant (a
+    // whole import's) are not sorted per page.
     "CREATE TABLE site_observation_stats (
         site_id          TEXT PRIMARY KEY REFERENCES sites(id),
         last_observed_at TEXT NOT NULL,
         count            INTEGER NOT NULL
     ) STRICT, WITHOUT ROWID;
     INSERT INTO site_observation_stats
-        SELECT site_id, max(observed_at), count(*) FROM observation_sites GROUP BY site_id;",
+        SELECT site_id, max(observed_at), count(*) FROM observation_sites GROUP BY site_id;
+    DROP INDEX site_revisions_by_time;
+    CREATE INDEX site_revisions_by_time ON site_revisions(recorded_at, site_id, revision);",
 ];
 
 /// Seconds that stand for "not yet ended" in the validity of a current revision.

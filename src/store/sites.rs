@@ -432,7 +432,7 @@ impl Store {
         };
         let mut stmt = self.conn.prepare_cached(
             "SELECT r.site_id, r.feature FROM site_revision_boxes b
-             JOIN site_revisions r ON r.rowid = b.id
+             CROSS JOIN site_revisions r ON r.rowid = b.id
              WHERE b.west <= ?3 AND b.east >= ?1 AND b.south <= ?4 AND b.north >= ?2
                AND b.t_from <= ?5 AND b.t_until >= ?5
                AND r.recorded_at <= ?6 AND (r.valid_until IS NULL OR r.valid_until > ?6)
