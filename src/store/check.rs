@@ -4,7 +4,7 @@
 //! and from schema 4 on the indexes kept beside them (each revision's validity
 //! and box, each observation's box, the observations' extent, the change log).
 
-use super::schema::{CURRENT_VERSION, OPEN_END, seconds};
+use super::schema::{CURRENT_VERSION, TIME_UNIT_S};
 use super::sites::parse_stored;
 use super::{Change, LogKind};
 use crate::model::{Site, Timestamp, geojson_bounds};
@@ -525,26 +525,28 @@ impl Listing {
 
 /// How far an R*Tree coordinate may lie from the value `v` it stands for. The
 /// trees keep 32-bit floats rounded outward, which moves a value by at most
-/// 1.5 units in the last place, under `|v| / 2^22`: some 400 s for a time in
-/// this century, or 0.00004° at 180°. `floor` covers values near zero.
+/// 1.5 units in the last place, under `|v| / 2^22`: some 40 s for a time in
+/// this century (in the tree's units of ten days), or 0.00004° at 180°.
+/// `floor` covers values near zero.
 fn slack(v: f64, floor: f64) -> f64 {
     v.abs() / TO_SLACK + floor
 }
 
 /// `2^22`: see [`slack`].
 const TO_SLACK: f64 = 4_194_304.0;
-/// The least slack in degrees, and in seconds.
+/// The least slack in degrees, and in the tree's units of time (a second).
 const DEGREE_FLOOR: f64 = 1e-9;
-const SECOND_FLOOR: f64 = 1.0;
+const SECOND_FLOOR: f64 = 1.0 / TIME_UNIT_S;
 /// How far a box's time may lie on the wrong side of the time it holds: SQLite
 /// reads times to the millisecond where Rust reads them to the microsecond.
-const SECOND_EPSILON: f64 = 0.01;
+const SECOND_EPSILON: f64 = 0.01 / TIME_UNIT_S;
 
 /// What is wrong with an R*Tree row `stored` (`[west, east, south, north,
 /// t_from, t_until]`, as the trees order them) that stands for the box
-/// `[west, south, east, north]` over `times` (`(from, until)` in seconds;
-/// `None` if they are unreadable, which is reported elsewhere); `None` if it
-/// holds them, no wider than rounding makes it.
+/// `[west, south, east, north]` over `times` (`(from, until)` in the tree's
+/// units; `None` for a box that holds no time, or times that are unreadable,
+/// which is reported elsewhere); `None` if it holds them, no wider than
+/// rounding makes it.
 fn box_fault(
     stored: [f64; 6],
     [w, s, e, n]: [f64; 4],
@@ -566,7 +568,7 @@ fn box_fault(
         && until <= t_until + slack(t_until, SECOND_FLOOR);
     (!holds).then(|| {
         format!(
-            "its box's times {from} to {until} do not stand for {t_from} to {t_until} (seconds since 1970)"
+            "its box's times {from} to {until} do not stand for {t_from} to {t_until} (in units of ten days since 1970)"
         )
     })
 }
@@ -634,7 +636,7 @@ fn revision_validity(conn: &Connection, out: &mut Inspection) -> rusqlite::Resul
 }
 
 /// Each revision has its row in `site_revision_boxes` (one at most: the
-/// R*Tree's id is unique), holding its footprint's box and its validity, and
+/// R*Tree's id is unique), holding its footprint's box, and
 /// each row there belongs to a revision. The footprints are read in one
 /// streaming pass that parses only their geometry.
 fn revision_boxes(conn: &Connection, out: &mut Inspection) -> rusqlite::Result<()> {
@@ -646,7 +648,7 @@ fn revision_boxes(conn: &Connection, out: &mut Inspection) -> rusqlite::Result<(
     let mut list = Listing::default();
     let mut stmt = conn.prepare(
         "SELECT r.site_id, r.revision, r.recorded_at, r.valid_until, r.feature,
-                b.id, b.west, b.east, b.south, b.north, b.t_from, b.t_until
+                b.id, b.west, b.east, b.south, b.north
          FROM site_revisions r LEFT JOIN site_revision_boxes b ON b.id = r.rowid",
     )?;
     let mut rows = stmt.query([])?;
@@ -661,21 +663,10 @@ fn revision_boxes(conn: &Connection, out: &mut Inspection) -> rusqlite::Result<(
             let bounds = serde_json::from_str::<Footprint>(r.get_ref(4)?.as_str()?)
                 .ok()
                 .and_then(|f| geojson_bounds(&f.geometry));
-            let from = seconds(r.get_ref(2)?.as_str()?);
-            let until = match r.get_ref(3)?.as_str_or_null()? {
-                Some(t) => seconds(t),
-                None => Some(OPEN_END),
-            };
-            let stored = [
-                r.get(6)?,
-                r.get(7)?,
-                r.get(8)?,
-                r.get(9)?,
-                r.get(10)?,
-                r.get(11)?,
-            ];
+            // Revision boxes hold no time: the validity is on the row.
+            let stored = [r.get(6)?, r.get(7)?, r.get(8)?, r.get(9)?, 0.0, 0.0];
             bounds
-                .and_then(|bounds| box_fault(stored, bounds, from.zip(until)))
+                .and_then(|bounds| box_fault(stored, bounds, None))
                 .map(|reason| ("revisions whose box does not fit them", reason))
         };
         if let Some((kind, reason)) = fault {
@@ -714,7 +705,7 @@ fn observation_boxes(conn: &Connection, out: &mut Inspection) -> rusqlite::Resul
     let sql = format!(
         "SELECT id, w, s, e, n, t, bid, bw, be, bs, bn, bf, bu FROM (
            SELECT o.id AS id, o.west AS w, o.south AS s, o.east AS e, o.north AS n,
-                  (julianday(o.observed_at) - 2440587.5) * 86400.0 AS t,
+                  (julianday(o.observed_at) - 2440587.5) * 86400.0 / {TIME_UNIT_S:?} AS t,
                   b.id AS bid, b.west AS bw, b.east AS be, b.south AS bs, b.north AS bn,
                   b.t_from AS bf, b.t_until AS bu
            FROM observations o LEFT JOIN observation_boxes b ON b.id = o.rowid)
@@ -1302,9 +1293,8 @@ mod tests {
 
     #[test]
     fn a_revision_box_row_that_belongs_to_no_revision_is_reported() {
-        let problems = damaged(
-            "INSERT INTO site_revision_boxes VALUES (9999, 125.0, 125.01, 39.0, 39.01, 0, 1e12)",
-        );
+        let problems =
+            damaged("INSERT INTO site_revision_boxes VALUES (9999, 125.0, 125.01, 39.0, 39.01)");
         assert!(
             problems.iter().any(|p| matches!(p,
                 Problem::BoxRow { table, id: 9999, .. } if table == "site_revision_boxes")),
@@ -1375,32 +1365,6 @@ mod tests {
     }
 
     #[test]
-    fn a_revision_box_still_open_after_the_next_revision_is_reported() {
-        let problems = damaged(&format!(
-            "UPDATE site_revision_boxes SET t_until = 1e12 WHERE id = {}",
-            rowid_of("a", 1)
-        ));
-        assert!(
-            problems.iter().any(|p| matches!(p,
-                Problem::Revision { id, revision: 1, reason } if id == "a" && reason.contains("times"))),
-            "{problems:?}"
-        );
-    }
-
-    #[test]
-    fn a_revision_box_that_begins_an_hour_late_is_reported() {
-        let problems = damaged(&format!(
-            "UPDATE site_revision_boxes SET t_from = t_from + 3600 WHERE id = {}",
-            rowid_of("a", 3)
-        ));
-        assert!(
-            problems.iter().any(|p| matches!(p,
-                Problem::Revision { id, revision: 3, reason } if id == "a" && reason.contains("times"))),
-            "{problems:?}"
-        );
-    }
-
-    #[test]
     fn an_observation_without_a_box_row_is_reported() {
         let problems = damaged("DELETE FROM observation_boxes");
         assert!(
@@ -1432,9 +1396,8 @@ mod tests {
 
     #[test]
     fn an_observation_box_a_day_off_its_time_is_reported() {
-        let problems = damaged(
-            "UPDATE observation_boxes SET t_from = t_from - 86400, t_until = t_until - 86400",
-        );
+        let problems =
+            damaged("UPDATE observation_boxes SET t_from = t_from - 0.1, t_until = t_until - 0.1");
         assert!(
             problems.iter().any(|p| matches!(p,
                 Problem::Observation { reason, .. } if reason.contains("times"))),

@@ -67,79 +67,17 @@ pub fn revision_key(site_id: &str, revision: i64) -> String {
 }
 
 /// Sorts after every RFC 3339 time and every key ('~' follows digits and letters).
-const AFTER_EVERY_TIME: &str = "~";
+pub(super) const AFTER_EVERY_TIME: &str = "~";
 
 fn conversion(e: impl std::error::Error + Send + Sync + 'static) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
 }
 
-/// A span of time to read, `[from, to)` in microseconds since 1970; `to` is
-/// `None` for the newest slab, which the query's own bounds close.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Slab {
-    pub from: i64,
-    pub to: Option<i64>,
-}
-
-impl Slab {
-    /// The bounds as text, for the exact test on the stored times, and as
-    /// seconds widened by a margin, for the R*Tree, whose 32-bit floats are
-    /// coarse: the tree finds a superset and the text decides.
-    pub fn bounds(&self) -> (String, String, f64, f64) {
-        const MARGIN_S: f64 = 600.0;
-        let text = |m: i64| Timestamp::from_epoch_micros(m).to_rfc3339();
-        (
-            text(self.from),
-            self.to.map_or(AFTER_EVERY_TIME.to_owned(), text),
-            self.from as f64 / 1e6 - MARGIN_S,
-            self.to
-                .map_or(super::schema::OPEN_END, |t| t as f64 / 1e6 + MARGIN_S),
-        )
-    }
-}
-
-/// Reads events newest first through a spatial index that cannot order by
-/// time: slabs of time, each twice as long as the one before, walking back
-/// from `newest` until `want` events are found or `oldest` is passed. The
-/// slabs do not overlap, so the events of each are older than all found
-/// before, and the walk costs about what it returns, whatever the area.
-pub(super) fn newest_first_by_slabs<T>(
-    newest: Timestamp,
-    oldest: Timestamp,
-    want: usize,
-    mut read: impl FnMut(Slab) -> Result<Vec<T>, StoreError>,
-) -> Result<Vec<T>, StoreError> {
-    const FIRST_SLAB_US: i64 = 86_400 * 1_000_000;
-    let floor = oldest.epoch_micros();
-    let mut top: Option<i64> = None;
-    let mut width = FIRST_SLAB_US;
-    let mut from = newest
-        .epoch_micros()
-        .saturating_add(1)
-        .saturating_sub(width);
-    let mut out = Vec::new();
-    loop {
-        let last = from <= floor;
-        let slab = Slab {
-            from: if last { i64::MIN } else { from },
-            to: top,
-        };
-        let mut found = read(slab)?;
-        out.append(&mut found);
-        if last || out.len() >= want {
-            return Ok(out);
-        }
-        top = Some(from);
-        width = width.saturating_mul(2);
-        from = from.saturating_sub(width);
-    }
-}
-
 impl Store {
     /// Revisions recorded within `[since, until]` whose footprint box meets the
     /// lon/lat rectangle (`west <= east`), newest first, after `before`, at
-    /// least `limit` when there are as many (the caller sorts and cuts): an
-    /// R*Tree walk in slabs of time, never a scan of the history.
+    /// most `limit`: an R*Tree walk over the area's revisions, whose keys are
+    /// sorted before only the page's rows are read whole.
     pub fn revisions_in_area(
         &self,
         [w, s, e, n]: [f64; 4],
@@ -148,56 +86,31 @@ impl Store {
         before: Option<&Before>,
         limit: usize,
     ) -> Result<Vec<RevisionRow>, StoreError> {
-        let Some((first, last)) =
-            self.time_span(
-                "SELECT (SELECT min(recorded_at) FROM site_revisions), (SELECT max(recorded_at) FROM site_revisions)",
-            )?
-        else {
-            return Ok(Vec::new());
-        };
-        let newest = [
-            until,
-            before.and_then(|b| Timestamp::parse("t", &b.time).ok()),
-        ]
-        .into_iter()
-        .flatten()
-        .fold(last, Timestamp::min);
-        let oldest = since.map_or(first, |t| t.max(first));
         let mut stmt = self.conn.prepare_cached(
-            "SELECT r.site_id, r.revision, r.recorded_at, r.actor, r.reason, r.change, r.diff, r.feature
-             FROM site_revision_boxes b CROSS JOIN site_revisions r ON r.rowid = b.id
-             WHERE b.west <= ?3 AND b.east >= ?1 AND b.south <= ?4 AND b.north >= ?2
-               AND b.t_from >= ?5 AND b.t_from <= ?6
-               AND r.recorded_at >= ?7 AND r.recorded_at < ?8
-               AND r.recorded_at >= ?9 AND r.recorded_at <= ?10 AND r.recorded_at <= ?11
-               AND (r.recorded_at < ?11 OR (r.site_id || '#' || printf('%010d', r.revision)) < ?12)",
+            "SELECT site_id, revision, recorded_at, actor, reason, change, diff, feature
+             FROM site_revisions WHERE rowid IN (
+               SELECT r.rowid FROM site_revision_boxes b CROSS JOIN site_revisions r ON r.rowid = b.id
+               WHERE b.west <= ?3 AND b.east >= ?1 AND b.south <= ?4 AND b.north >= ?2
+                 AND r.recorded_at >= ?5 AND r.recorded_at <= ?6 AND r.recorded_at <= ?7
+                 AND (r.recorded_at < ?7 OR (r.site_id || '#' || printf('%010d', r.revision)) < ?8)
+               ORDER BY r.recorded_at DESC, r.site_id DESC, r.revision DESC LIMIT ?9)
+             ORDER BY recorded_at DESC, site_id DESC, revision DESC",
         )?;
-        let mut found = newest_first_by_slabs(newest, oldest, limit, |slab| {
-            let (from, to, from_s, to_s) = slab.bounds();
-            let rows = stmt.query_map(
-                params![
-                    w,
-                    s,
-                    e,
-                    n,
-                    from_s,
-                    to_s,
-                    from,
-                    to,
-                    since.map_or(String::new(), Timestamp::to_rfc3339),
-                    until.map_or(AFTER_EVERY_TIME.to_owned(), Timestamp::to_rfc3339),
-                    before.map_or(AFTER_EVERY_TIME, |b| b.time.as_str()),
-                    before.map_or(AFTER_EVERY_TIME, |b| b.id.as_str()),
-                ],
-                RevisionRow::from_row,
-            )?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
-        })?;
-        found.sort_by(|a, b| {
-            (b.recorded_at, &b.site_id, b.revision).cmp(&(a.recorded_at, &a.site_id, a.revision))
-        });
-        found.truncate(limit);
-        Ok(found)
+        let rows = stmt.query_map(
+            params![
+                w,
+                s,
+                e,
+                n,
+                since.map_or(String::new(), Timestamp::to_rfc3339),
+                until.map_or(AFTER_EVERY_TIME.to_owned(), Timestamp::to_rfc3339),
+                before.map_or(AFTER_EVERY_TIME, |b| b.time.as_str()),
+                before.map_or(AFTER_EVERY_TIME, |b| b.id.as_str()),
+                limit as i64,
+            ],
+            RevisionRow::from_row,
+        )?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// The first and last of two times a statement selects; `None` when empty.

@@ -3,6 +3,7 @@
 //! which commits all of it or none.
 
 use super::history::SitePage;
+use super::schema::{TIME_UNIT_S, tree_time};
 use super::{Before, Store, StoreError};
 use crate::model::{LonLat, Observation, SiteId, Timestamp};
 use rusqlite::{OptionalExtension, Transaction, params};
@@ -531,7 +532,6 @@ impl Store {
                AND (json_array_length(?3) = 0 OR o.finding IN (SELECT value FROM json_each(?3)))
                AND b.west <= ?5 AND b.east >= ?4 AND b.south <= ?7 AND b.north >= ?6
                AND b.t_from <= ?9 AND b.t_until >= ?8";
-        const MARGIN_S: f64 = 600.0;
         match rect {
             // Ids follow import order, not observation time: a window is read
             // from the time index and its rows sorted, at the cost of the
@@ -541,8 +541,8 @@ impl Store {
             }
             None => ("observations o", ROW, args),
             Some([w, s, e, n]) => {
-                let from = since.map_or(f64::MIN, |t| t.epoch_seconds() - MARGIN_S);
-                let to = until.map_or(f64::MAX, |t| t.epoch_seconds() + MARGIN_S);
+                let from = since.map_or(f64::MIN, |t| tree_time(t) - TREE_MARGIN);
+                let to = until.map_or(f64::MAX, |t| tree_time(t) + TREE_MARGIN);
                 args.extend(
                     [w, e, s, n, from, to].map(|v| Box::new(v) as Box<dyn rusqlite::ToSql>),
                 );
@@ -571,9 +571,13 @@ impl Store {
         let n = args.len();
         args.push(Box::new(after.map(str::to_owned)));
         args.push(Box::new(limit as i64));
+        // The page's rows are picked by key first and read whole after, so that
+        // the sort holds keys, not every candidate row's columns and links.
         let sql = format!(
-            "SELECT {OBS_COLUMNS} FROM {from} WHERE {cond} AND (?{a} IS NULL OR o.id > ?{a})
-             ORDER BY o.id LIMIT ?{l}",
+            "SELECT {OBS_COLUMNS} FROM observations o WHERE o.rowid IN (
+               SELECT o.rowid FROM {from} WHERE {cond} AND (?{a} IS NULL OR o.id > ?{a})
+               ORDER BY o.id LIMIT ?{l})
+             ORDER BY o.id",
             a = n + 1,
             l = n + 2
         );
@@ -643,7 +647,7 @@ impl Store {
                AND (json_array_length(?11) = 0 OR o.finding IN (SELECT value FROM json_each(?11)))
                AND (?12 IS NULL OR o.observed_at < ?12 OR (o.observed_at = ?12 AND o.id < ?13))"
         );
-        super::history::newest_first_by_slabs(newest, oldest, limit, |slab| {
+        newest_first_by_slabs(newest, oldest, limit, |slab| {
             let (from, to, from_s, to_s) = slab.bounds();
             self.read_observations(
                 &sql,
@@ -820,6 +824,72 @@ impl Store {
     }
 }
 
+/// A span of time to read, `[from, to)` in microseconds since 1970; `to` is
+/// `None` for the newest slab, which the query's own bounds close.
+#[derive(Debug, Clone, Copy)]
+struct Slab {
+    pub from: i64,
+    pub to: Option<i64>,
+}
+
+impl Slab {
+    /// The bounds as text, for the exact test on the stored times, and in the
+    /// R*Tree's units widened by a margin, for its 32-bit floats are coarse:
+    /// the tree finds a superset and the text decides.
+    pub fn bounds(&self) -> (String, String, f64, f64) {
+        let text = |m: i64| Timestamp::from_epoch_micros(m).to_rfc3339();
+        let tree = |m: i64| tree_time(Timestamp::from_epoch_micros(m));
+        (
+            text(self.from),
+            self.to
+                .map_or(super::history::AFTER_EVERY_TIME.to_owned(), text),
+            tree(self.from) - TREE_MARGIN,
+            self.to.map_or(f64::MAX, |t| tree(t) + TREE_MARGIN),
+        )
+    }
+}
+
+/// Reads events newest first through a spatial index that cannot order by
+/// time: slabs of time, each twice as long as the one before, walking back
+/// from `newest` until `want` events are found or `oldest` is passed. The
+/// slabs do not overlap, so the events of each are older than all found
+/// before, and the walk costs about what it returns, whatever the area.
+fn newest_first_by_slabs<T>(
+    newest: Timestamp,
+    oldest: Timestamp,
+    want: usize,
+    mut read: impl FnMut(Slab) -> Result<Vec<T>, StoreError>,
+) -> Result<Vec<T>, StoreError> {
+    const FIRST_SLAB_US: i64 = 86_400 * 1_000_000;
+    let floor = oldest.epoch_micros();
+    let mut top: Option<i64> = None;
+    let mut width = FIRST_SLAB_US;
+    let mut from = newest
+        .epoch_micros()
+        .saturating_add(1)
+        .saturating_sub(width);
+    let mut out = Vec::new();
+    loop {
+        let last = from <= floor;
+        let slab = Slab {
+            from: if last { i64::MIN } else { from },
+            to: top,
+        };
+        let mut found = read(slab)?;
+        out.append(&mut found);
+        if last || out.len() >= want {
+            return Ok(out);
+        }
+        top = Some(from);
+        width = width.saturating_mul(2);
+        from = from.saturating_sub(width);
+    }
+}
+
+/// Widens a time for the observations' R*Tree, whose 32-bit floats round it
+/// by up to a few minutes: ten minutes, in its units.
+const TREE_MARGIN: f64 = 600.0 / TIME_UNIT_S;
+
 /// The columns [`Store::read_observations`] reads; the last gathers the
 /// observation's site links, so a page of observations is one statement.
 const OBS_COLUMNS: &str = "o.id, o.batch_id, o.recorded_at, o.observed_at, o.sensor, o.finding, o.confidence, o.geometry, o.site_id, o.description, o.image_ref, o.source, o.external_id, o.candidate_id,
@@ -893,7 +963,7 @@ impl BatchTx<'_> {
             obs.external_id,
             !links.is_empty() as i64,
         ])?;
-        let t = obs.observed_at.epoch_seconds();
+        let t = tree_time(obs.observed_at);
         self.tx
             .prepare_cached("INSERT INTO observation_boxes VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)")?
             .execute(params![self.tx.last_insert_rowid(), w, e, s, n, t])?;

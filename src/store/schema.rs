@@ -100,15 +100,15 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX observation_sites_by_site_time
         ON observation_sites(site_id, observed_at, observation_id);",
     // 4: the past and areas answered by index. Each revision carries the end of
-    // its validity (the next revision's time; NULL while current), and R*Trees
-    // hold each revision's footprint box with its validity in seconds, and each
-    // observation's box with its time. Every committed write appends to one
+    // its validity (the next revision's time; NULL while current); R*Trees hold
+    // each revision's footprint box, and each observation's box with its time
+    // (in tree units, see `tree_time`). Every committed write appends to one
     // ordered change log that the index and other followers replay. The boxes
     // and times are filled by `fill_boxes` in the same transaction.
     "ALTER TABLE site_revisions ADD COLUMN valid_until TEXT;
     UPDATE site_revisions AS r SET valid_until = n.recorded_at
       FROM site_revisions AS n WHERE n.site_id = r.site_id AND n.revision = r.revision + 1;
-    CREATE VIRTUAL TABLE site_revision_boxes USING rtree(id, west, east, south, north, t_from, t_until);
+    CREATE VIRTUAL TABLE site_revision_boxes USING rtree(id, west, east, south, north);
     CREATE VIRTUAL TABLE observation_boxes USING rtree(id, west, east, south, north, t_from, t_until);
     CREATE TABLE change_log (
         seq        INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -141,8 +141,24 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX site_revisions_by_time ON site_revisions(recorded_at, site_id, revision);",
 ];
 
-/// Seconds that stand for "not yet ended" in the validity of a current revision.
-pub const OPEN_END: f64 = 1e12;
+/// Seconds in one unit of time in the observations' R*Tree: ten days. The
+/// tree splits its nodes along the axis that costs least; with time in
+/// seconds that is always time, and a node then spans the whole world for a
+/// moment, so a small area visits every node. In units of ten days, a decade
+/// spans about what the longitudes do, and nodes are compact in both.
+pub const TIME_UNIT_S: f64 = 864_000.0;
+
+/// A moment in the observations' R*Tree's units of time.
+pub fn tree_time(t: crate::model::Timestamp) -> f64 {
+    t.epoch_seconds() / TIME_UNIT_S
+}
+
+/// [`tree_time`] of an RFC 3339 time; `None` if it does not parse.
+pub fn tree_time_of(rfc3339: &str) -> Option<f64> {
+    crate::model::Timestamp::parse("t", rfc3339)
+        .ok()
+        .map(tree_time)
+}
 
 /// The schema version this build writes.
 pub const CURRENT_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -178,32 +194,25 @@ pub fn migrate(conn: &mut Connection) -> Result<(), MigrationError> {
     Ok(())
 }
 
-/// Version 4's index rows for what a database already holds: a box and a
-/// validity per revision, a box and time per observation, and the
-/// observations' aggregate extent.
+/// Version 4's index rows for what a database already holds: a box per
+/// revision, a box and time per observation, and the observations' aggregate
+/// extent.
 fn fill_boxes(tx: &rusqlite::Transaction) -> Result<(), MigrationError> {
     let bad = |what: String| {
         rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, what.into())
     };
     {
-        let mut read =
-            tx.prepare("SELECT rowid, recorded_at, valid_until, feature FROM site_revisions")?;
+        let mut read = tx.prepare("SELECT rowid, feature FROM site_revisions")?;
         let mut write =
-            tx.prepare("INSERT INTO site_revision_boxes VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")?;
+            tx.prepare("INSERT INTO site_revision_boxes VALUES (?1, ?2, ?3, ?4, ?5)")?;
         let mut rows = read.query([])?;
         while let Some(r) = rows.next()? {
             let rowid: i64 = r.get(0)?;
-            let from = seconds(&r.get::<_, String>(1)?)
-                .ok_or_else(|| bad(format!("revision {rowid}: bad time")))?;
-            let until = match r.get::<_, Option<String>>(2)? {
-                Some(t) => seconds(&t).ok_or_else(|| bad(format!("revision {rowid}: bad time")))?,
-                None => OPEN_END,
-            };
-            let feature: serde_json::Value = serde_json::from_str(&r.get::<_, String>(3)?)
+            let feature: serde_json::Value = serde_json::from_str(&r.get::<_, String>(1)?)
                 .map_err(|e| bad(format!("revision {rowid}: {e}")))?;
             let [w, s, e, n] = crate::model::geojson_bounds(&feature["geometry"])
                 .ok_or_else(|| bad(format!("revision {rowid}: no footprint")))?;
-            write.execute(rusqlite::params![rowid, w, e, s, n, from, until])?;
+            write.execute(rusqlite::params![rowid, w, e, s, n])?;
         }
     }
     {
@@ -214,7 +223,7 @@ fn fill_boxes(tx: &rusqlite::Transaction) -> Result<(), MigrationError> {
         let mut rows = read.query([])?;
         while let Some(r) = rows.next()? {
             let rowid: i64 = r.get(0)?;
-            let t = seconds(&r.get::<_, String>(1)?)
+            let t = tree_time_of(&r.get::<_, String>(1)?)
                 .ok_or_else(|| bad(format!("observation {rowid}: bad time")))?;
             write.execute(rusqlite::params![
                 rowid,
@@ -233,13 +242,6 @@ fn fill_boxes(tx: &rusqlite::Transaction) -> Result<(), MigrationError> {
         [],
     )?;
     Ok(())
-}
-
-/// An RFC 3339 time as seconds since 1970, as the R*Trees store time.
-pub fn seconds(rfc3339: &str) -> Option<f64> {
-    crate::model::Timestamp::parse("t", rfc3339)
-        .ok()
-        .map(crate::model::Timestamp::epoch_seconds)
 }
 
 #[cfg(test)]

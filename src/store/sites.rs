@@ -88,17 +88,12 @@ fn write_revision(
         id: w.id.to_string(),
         reason: e.to_string(),
     })?;
-    let seconds = at.epoch_seconds();
     if let Some(previous) = w.previous {
         // The previous revision's validity ends now.
-        let rowid: i64 = tx
-            .prepare_cached(
-                "UPDATE site_revisions SET valid_until = ?3 WHERE site_id = ?1 AND revision = ?2
-                 RETURNING rowid",
-            )?
-            .query_row(params![w.id.as_str(), previous, now], |r| r.get(0))?;
-        tx.prepare_cached("UPDATE site_revision_boxes SET t_until = ?2 WHERE id = ?1")?
-            .execute(params![rowid, seconds])?;
+        tx.prepare_cached(
+            "UPDATE site_revisions SET valid_until = ?3 WHERE site_id = ?1 AND revision = ?2",
+        )?
+        .execute(params![w.id.as_str(), previous, now])?;
     }
     let [west, south, east, north] = w.bounds;
     if w.previous.is_none() {
@@ -117,16 +112,8 @@ fn write_revision(
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?
     .execute(params![w.id.as_str(), revision, now, by.actor, by.reason, w.change.as_str(), w.feature, diff_json])?;
-    tx.prepare_cached("INSERT INTO site_revision_boxes VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")?
-        .execute(params![
-            tx.last_insert_rowid(),
-            west,
-            east,
-            south,
-            north,
-            seconds,
-            super::schema::OPEN_END
-        ])?;
+    tx.prepare_cached("INSERT INTO site_revision_boxes VALUES (?1, ?2, ?3, ?4, ?5)")?
+        .execute(params![tx.last_insert_rowid(), west, east, south, north])?;
     super::log::append(
         tx,
         &super::log::Entry {
@@ -417,31 +404,29 @@ impl Store {
 
     /// The sites as recorded at `t` (now if `None`) whose footprint box meets
     /// one of the lon/lat rectangles (`west <= east`), retired ones or live
-    /// ones, each once. An R*Tree walk over each revision's box and validity:
-    /// the cost follows the area, not the catalogue or its history. The boxes
-    /// are a superset; the caller tests footprints exactly.
+    /// ones, each once. An R*Tree walk over the revisions' boxes, each tested
+    /// for its validity at `t`: the cost follows the area and its history, not
+    /// the catalogue. The boxes are a superset; the caller tests footprints
+    /// exactly.
     pub fn sites_in_area_at(
         &self,
         t: Option<Timestamp>,
         retired: bool,
         rects: &[[f64; 4]],
     ) -> Result<Vec<Arc<Site>>, StoreError> {
-        let (seconds, text) = match t {
-            Some(t) => (t.epoch_seconds(), t.to_rfc3339()),
-            None => (super::schema::OPEN_END, "~".to_owned()),
-        };
+        // '~' sorts after every recorded time: now.
+        let text = t.map_or("~".to_owned(), Timestamp::to_rfc3339);
         let mut stmt = self.conn.prepare_cached(
             "SELECT r.site_id, r.feature FROM site_revision_boxes b
              CROSS JOIN site_revisions r ON r.rowid = b.id
              WHERE b.west <= ?3 AND b.east >= ?1 AND b.south <= ?4 AND b.north >= ?2
-               AND b.t_from <= ?5 AND b.t_until >= ?5
-               AND r.recorded_at <= ?6 AND (r.valid_until IS NULL OR r.valid_until > ?6)
-               AND (r.change = 'retired') = ?7",
+               AND r.recorded_at <= ?5 AND (r.valid_until IS NULL OR r.valid_until > ?5)
+               AND (r.change = 'retired') = ?6",
         )?;
         let mut seen = std::collections::HashSet::new();
         let mut out = Vec::new();
         for [w, s, e, n] in rects {
-            let rows = stmt.query_map(params![w, s, e, n, seconds, text, retired], |r| {
+            let rows = stmt.query_map(params![w, s, e, n, text, retired], |r| {
                 Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
             })?;
             for row in rows {
