@@ -196,6 +196,11 @@ impl RecordView {
         })
     }
 
+    /// Whether this view is the live catalogue now, without the retired.
+    pub(super) fn is_now_and_live(&self) -> bool {
+        self.as_of.is_none() && !self.include_retired
+    }
+
     /// The live sites in this view and, when asked for, the retired ones. The
     /// present live sites are the shared snapshot; anything else is read from
     /// the store for this request.

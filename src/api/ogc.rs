@@ -1062,6 +1062,69 @@ impl ItemQuery {
         }
     }
 
+    /// Whether [`ItemQuery::select_in_id_order`] can answer this query: items
+    /// in id order, read forward from a cursor.
+    pub fn reads_forward_by_id(&self) -> bool {
+        self.sortby.is_empty() && self.before.is_none()
+    }
+
+    /// The id the page starts after, for a query that reads forward by id.
+    pub fn after_id(&self) -> Option<&str> {
+        match self.after.as_deref() {
+            Some([Scalar::Str(id)]) => Some(id),
+            _ => None,
+        }
+    }
+
+    /// [`ItemQuery::select`] for items that come in id order
+    /// ([`ItemQuery::reads_forward_by_id`]): `before` up to the cursor, `items`
+    /// after it. Applies `datetime` and `filter` one item at a time and
+    /// collects only the page; counts matches, before the cursor as well, up
+    /// to `cap` beyond the page and stops there. `numberMatched` is `total`
+    /// when the caller knows it, else the count, left out when it passed `cap`.
+    pub fn select_in_id_order<T: Record>(
+        &self,
+        before: impl Iterator<Item = T>,
+        items: impl Iterator<Item = T>,
+        cap: usize,
+        total: Option<usize>,
+    ) -> Selection<T> {
+        let time = self.collection.time_property();
+        let wanted = |r: &T| {
+            self.datetime.is_none_or(|i| match r.property(time) {
+                Scalar::Time(t) => i.contains(t),
+                _ => false,
+            }) && self.filter.as_ref().is_none_or(|f| f.matches(r))
+        };
+        let limit = self.limit + cap;
+        let earlier = if total.is_some() {
+            0
+        } else {
+            before.filter(|r| wanted(r)).take(limit + 1).count()
+        };
+        let mut page = Vec::new();
+        let mut matched = earlier;
+        for r in items.filter(|r| wanted(r)) {
+            matched += 1;
+            if page.len() < self.limit {
+                page.push(r);
+            } else if matched > limit {
+                break;
+            }
+        }
+        let more = matched > earlier + page.len();
+        let key_of = |r: Option<&T>| r.map(|r| self.encode_cursor(&self.key(r)));
+        Selection {
+            next: key_of(page.last()).filter(|_| more),
+            // Unfiltered, the items before a cursor were not counted: any
+            // cursor has some before it.
+            prev: key_of(page.first())
+                .filter(|_| earlier > 0 || (total.is_some() && self.after.is_some())),
+            matched: total.or((matched <= limit).then_some(matched)),
+            page,
+        }
+    }
+
     /// Writes a page as a GeoJSON FeatureCollection or CSV, with `self`,
     /// `alternate`, `next` and `prev` links (in a `Link` header for CSV).
     pub fn respond<T>(
@@ -1366,7 +1429,7 @@ pub async fn observation_items(
 
 /// Counting more matches than this costs more than a page is worth; past it,
 /// `numberMatched` is left out, as OGC API - Features allows.
-const COUNT_CAP: usize = 10_000;
+pub(crate) const COUNT_CAP: usize = 10_000;
 
 /// A single-item response may only be asked for in JSON.
 fn single_item(req: &HttpRequest) -> Result<(), ApiError> {
@@ -1587,6 +1650,7 @@ mod tests {
         );
     }
 
+    #[derive(Clone, Copy)]
     struct Row(&'static str, f64);
 
     impl Record for Row {
@@ -1619,6 +1683,49 @@ mod tests {
 
     fn ids(sel: &Selection<Row>) -> Vec<&'static str> {
         sel.page.iter().map(|r| r.0).collect()
+    }
+
+    #[test]
+    fn a_page_read_forward_in_id_order_is_the_page_a_full_selection_gives() {
+        let all = rows();
+        for q in [
+            "limit=2",
+            "limit=2&after=b",
+            "limit=2&after=c",
+            "limit=10&after=a",
+            "limit=1&filter=observation_count%20%3E%201",
+            "limit=1&filter=observation_count%20%3E%201&after=a",
+            "limit=3&filter=observation_count%20%3D%201",
+            "limit=2&after=e",
+        ] {
+            let q = query(q);
+            assert!(q.reads_forward_by_id());
+            let full = q.select(rows());
+            let after = q.after_id().unwrap_or("");
+            let before = all
+                .iter()
+                .filter(|r| q.after_id().is_some() && r.0 <= after)
+                .copied();
+            let items = all.iter().filter(|r| r.0 > after).copied();
+            let streamed = q.select_in_id_order(before, items, 100, None);
+            assert_eq!(ids(&streamed), ids(&full));
+            assert_eq!(streamed.matched, full.matched);
+            assert_eq!(streamed.next, full.next);
+            assert_eq!(streamed.prev, full.prev);
+            // Counting stops past the cap, and the count is then left out.
+            let capped = q.select_in_id_order(
+                all.iter()
+                    .filter(|r| q.after_id().is_some() && r.0 <= after)
+                    .copied(),
+                all.iter().filter(|r| r.0 > after).copied(),
+                0,
+                None,
+            );
+            assert_eq!(ids(&capped), ids(&full));
+            if full.matched.unwrap() > q.limit {
+                assert_eq!(capped.matched, None);
+            }
+        }
     }
 
     #[test]

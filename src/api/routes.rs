@@ -138,6 +138,49 @@ pub async fn site_items(
             (None, None) => index.all(&filter).cloned().collect(),
         }
     };
+    let stats = cat.observation_stats();
+    // A cursor that is no site id still orders, and takes the general path.
+    let after_site = match query.after_id() {
+        None => Some(None),
+        Some(raw) => SiteId::parse("after", raw).ok().map(Some),
+    };
+    if let Some(after) = after_site
+        && view.is_now_and_live()
+        && bbox.is_none()
+        && intersects.is_none()
+        && query.reads_forward_by_id()
+    {
+        // The live index is in id order: the page is read from the cursor on,
+        // filtered one site at a time, and only it is collected.
+        let index = cat.index();
+        let unfiltered = filter == crate::index::Filter::default()
+            && query.filter.is_none()
+            && query.datetime.is_none()
+            && observed_before.is_none()
+            && observed_since.is_none();
+        let item = |site: &Arc<Site>| SiteItem {
+            stats: stats.get(site.id.as_str()).copied(),
+            site: site.clone(),
+            retired: false,
+        };
+        let observed = |i: &SiteItem| {
+            let last = i.stats.map(|s| s.last_observed_at);
+            observed_before.is_none_or(|t| last.is_none_or(|l| l < t))
+                && observed_since.is_none_or(|t| last.is_some_and(|l| l >= t))
+        };
+        let before = index
+            .all(&filter)
+            .take_while(|s| after.as_ref().is_some_and(|a| s.id <= *a))
+            .map(item)
+            .filter(observed);
+        let items = index
+            .from(after.as_ref(), &filter)
+            .map(item)
+            .filter(observed);
+        let total = unfiltered.then(|| index.len());
+        let sel = query.select_in_id_order(before, items, super::ogc::COUNT_CAP, total);
+        return respond_sites(&req, &query, &view, &stats, sel);
+    }
     // The lon/lat rectangles that hold every answer, so that the past is read
     // from that area only.
     let area: Option<Vec<[f64; 4]>> = match (&bbox, &intersects) {
@@ -157,7 +200,6 @@ pub async fn site_items(
         matched.extend(query_index(retired).into_iter().map(|s| (s, true)));
     }
     // Staleness: sites nobody has looked at since a date, or looked at lately.
-    let stats = cat.observation_stats();
     let last_seen = |s: &Site| stats.get(s.id.as_str()).map(|st| st.last_observed_at);
     if let Some(t) = observed_before {
         matched.retain(|(s, _)| last_seen(s).is_none_or(|l| l < t));
@@ -174,10 +216,22 @@ pub async fn site_items(
         })
         .collect();
     let sel = query.select(items);
-    let base = base_url(&req);
+    respond_sites(&req, &query, &view, &stats, sel)
+}
+
+/// A page of sites as GeoJSON or CSV, each with its observation statistics,
+/// its retired flag when asked for, and a link to itself.
+fn respond_sites(
+    req: &HttpRequest,
+    query: &ItemQuery,
+    view: &RecordView,
+    stats: &std::collections::HashMap<SiteId, ObservationStats>,
+    sel: super::ogc::Selection<SiteItem>,
+) -> Result<HttpResponse, ApiError> {
+    let base = base_url(req);
     let mut doc = render::sites_collection(sel.page.iter().map(|i| &i.site), Map::new());
     view.mark_retired(&mut doc, sel.page.iter().map(|i| i.retired));
-    render::add_observation_stats(&mut doc, &stats);
+    render::add_observation_stats(&mut doc, stats);
     let mut features = match doc["features"].take() {
         Value::Array(f) => f,
         _ => Vec::new(),
@@ -191,7 +245,7 @@ pub async fn site_items(
             ""
         )]);
     }
-    query.respond(&req, &sel, features)
+    query.respond(req, &sel, features)
 }
 
 /// One site.
