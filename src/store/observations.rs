@@ -483,13 +483,22 @@ impl Store {
             found.truncate(limit);
             return Ok(found);
         }
+        // Open ends as bounds that admit everything, so that the time index is
+        // searched from the newest time that can qualify, not scanned to it.
+        let after_every = super::history::AFTER_EVERY_TIME;
+        let upper = [until.as_deref(), bt.as_deref()]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(after_every)
+            .to_owned();
         self.read_observations(
             &format!(
                 "SELECT {OBS_COLUMNS} FROM observations o
                  WHERE o.east >= ?1 AND o.west <= ?3 AND o.north >= ?2 AND o.south <= ?4
-                   AND (?5 IS NULL OR o.observed_at >= ?5) AND (?6 IS NULL OR o.observed_at <= ?6)
+                   AND o.observed_at >= ?5 AND o.observed_at <= ?6
                    AND (json_array_length(?7) = 0 OR o.finding IN (SELECT value FROM json_each(?7)))
-                   AND (?8 IS NULL OR o.observed_at < ?8 OR (o.observed_at = ?8 AND o.id < ?9))
+                   AND (o.observed_at < ?8 OR (o.observed_at = ?8 AND o.id < ?9))
                  ORDER BY o.observed_at DESC, o.id DESC LIMIT ?10"
             ),
             &[
@@ -497,11 +506,11 @@ impl Store {
                 &s,
                 &e,
                 &n,
-                &since,
-                &until,
+                &since.clone().unwrap_or_default(),
+                &upper,
                 &findings,
-                &bt,
-                &bid,
+                &bt.clone().unwrap_or_else(|| after_every.to_owned()),
+                &bid.clone().unwrap_or_else(|| after_every.to_owned()),
                 &(limit as i64),
             ],
         )
@@ -517,18 +526,21 @@ impl Store {
         findings: &[String],
     ) -> (&'static str, &'static str, Vec<Box<dyn rusqlite::ToSql>>) {
         let findings = serde_json::to_string(findings).unwrap_or_else(|_| "[]".into());
+        // Open ends are bounds that admit every time ('' and '~'), not NULLs:
+        // a plain range is what lets SQLite search the time index.
         let mut args: Vec<Box<dyn rusqlite::ToSql>> = vec![
-            Box::new(since.map(Timestamp::to_rfc3339)),
-            Box::new(until.map(Timestamp::to_rfc3339)),
+            Box::new(since.map_or(String::new(), Timestamp::to_rfc3339)),
+            Box::new(until.map_or(
+                super::history::AFTER_EVERY_TIME.to_owned(),
+                Timestamp::to_rfc3339,
+            )),
             Box::new(findings),
         ];
-        const ROW: &str =
-            "(?1 IS NULL OR o.observed_at >= ?1) AND (?2 IS NULL OR o.observed_at <= ?2)
+        const ROW: &str = "o.observed_at >= ?1 AND o.observed_at <= ?2
                AND (json_array_length(?3) = 0 OR o.finding IN (SELECT value FROM json_each(?3)))";
-        // The R*Tree holds each observation's time too (as seconds, widened
+        // The R*Tree holds each observation's time too (in its units, widened
         // for its 32-bit floats), so a window narrows the walk as well.
-        const AREA: &str =
-            "(?1 IS NULL OR o.observed_at >= ?1) AND (?2 IS NULL OR o.observed_at <= ?2)
+        const AREA: &str = "o.observed_at >= ?1 AND o.observed_at <= ?2
                AND (json_array_length(?3) = 0 OR o.finding IN (SELECT value FROM json_each(?3)))
                AND b.west <= ?5 AND b.east >= ?4 AND b.south <= ?7 AND b.north >= ?6
                AND b.t_from <= ?9 AND b.t_until >= ?8";
