@@ -1378,8 +1378,12 @@ pub async fn observation_items(
                 after.as_deref(),
                 limit + 1,
             )?;
-            let matched =
-                c.count_observations(rects.as_deref(), since, until, &findings, COUNT_CAP)?;
+            // With a box the exact geometry test runs on the page only, so
+            // no count would be exact: none is made.
+            let matched = match rects {
+                Some(_) => None,
+                None => c.count_observations(None, since, until, &findings, COUNT_CAP)?,
+            };
             Ok::<_, ApiError>((rows, matched))
         })
         .await?;
@@ -1399,7 +1403,7 @@ pub async fn observation_items(
         let sel = Selection {
             // A box is tested exactly only on the page, so its count is known
             // only without one.
-            matched: matched.filter(|_| bbox.is_none()),
+            matched,
             next: last_read.filter(|_| more),
             prev: None,
             page,

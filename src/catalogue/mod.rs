@@ -134,8 +134,19 @@ impl Catalogue {
             store.set_meta(SEEDED_KEY, &crate::model::Timestamp::now().to_rfc3339())?;
             seeded = Some(report.created.len());
         }
-        let index = SiteIndex::build(store.live_sites()?);
+        let started = std::time::Instant::now();
+        let sites = store.live_sites()?;
+        let read = started.elapsed();
+        let index = SiteIndex::build(sites);
+        let built = started.elapsed();
         let stats = store.observation_stats()?;
+        tracing::info!(
+            sites = index.len(),
+            read_ms = read.as_millis() as u64,
+            index_ms = (built - read).as_millis() as u64,
+            stats_ms = (started.elapsed() - built).as_millis() as u64,
+            "catalogue loaded"
+        );
         let opened = Opened {
             seeded,
             live_sites: index.len(),

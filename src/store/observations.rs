@@ -551,7 +551,12 @@ impl Store {
             None if since.is_some() || until.is_some() => {
                 ("observations o INDEXED BY observations_by_time", ROW, args)
             }
-            None => ("observations o", ROW, args),
+            // Without one, the id index gives the order, from the cursor on.
+            None => (
+                "observations o INDEXED BY sqlite_autoindex_observations_1",
+                ROW,
+                args,
+            ),
             Some([w, s, e, n]) => {
                 let from = since.map_or(f64::MIN, |t| tree_time(t) - TREE_MARGIN);
                 let to = until.map_or(f64::MAX, |t| tree_time(t) + TREE_MARGIN);
@@ -581,13 +586,13 @@ impl Store {
     ) -> Result<Vec<StoredObservation>, StoreError> {
         let (from, cond, mut args) = Self::observation_conditions(rect, since, until, findings);
         let n = args.len();
-        args.push(Box::new(after.map(str::to_owned)));
+        args.push(Box::new(after.unwrap_or_default().to_owned()));
         args.push(Box::new(limit as i64));
         // The page's rows are picked by key first and read whole after, so that
         // the sort holds keys, not every candidate row's columns and links.
         let sql = format!(
             "SELECT {OBS_COLUMNS} FROM observations o WHERE o.rowid IN (
-               SELECT o.rowid FROM {from} WHERE {cond} AND (?{a} IS NULL OR o.id > ?{a})
+               SELECT o.rowid FROM {from} WHERE {cond} AND o.id > ?{a}
                ORDER BY o.id LIMIT ?{l})
              ORDER BY o.id",
             a = n + 1,

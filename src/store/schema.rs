@@ -127,9 +127,10 @@ const MIGRATIONS: &[&str] = &[
     ) STRICT;",
     // 5: each site's observation count and last observation time, kept with
     // every batch, so that opening a catalogue reads one row per site rather
-    // than every observation link; and the time index on revisions in the
-    // full order pages are read in, so that the revisions of one instant (a
-    // whole import's) are not sorted per page.
+    // than every observation link; and the time indexes in the full order
+    // pages are read in, so that the revisions of one instant (a whole
+    // import's) are not sorted per page, and a window of observations is
+    // put in id order from the index alone.
     "CREATE TABLE site_observation_stats (
         site_id          TEXT PRIMARY KEY REFERENCES sites(id),
         last_observed_at TEXT NOT NULL,
@@ -138,7 +139,9 @@ const MIGRATIONS: &[&str] = &[
     INSERT INTO site_observation_stats
         SELECT site_id, max(observed_at), count(*) FROM observation_sites GROUP BY site_id;
     DROP INDEX site_revisions_by_time;
-    CREATE INDEX site_revisions_by_time ON site_revisions(recorded_at, site_id, revision);",
+    CREATE INDEX site_revisions_by_time ON site_revisions(recorded_at, site_id, revision);
+    DROP INDEX observations_by_time;
+    CREATE INDEX observations_by_time ON observations(observed_at, id);",
 ];
 
 /// Seconds in one unit of time in the observations' R*Tree: ten days. The
