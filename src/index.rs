@@ -354,6 +354,18 @@ pub struct SiteIndex {
     recent_limit: usize,
 }
 
+/// See [`SiteIndex::base_and_delta`].
+pub struct BaseAndDelta<'a> {
+    /// Names the base layer: equal for snapshots that share it.
+    pub key: usize,
+    /// Every site of the base layer, those since removed included.
+    pub base: &'a [Arc<Site>],
+    /// Base sites that are no longer live, or live in another state.
+    pub removed: Vec<&'a Arc<Site>>,
+    /// Sites written since the base, in their current state.
+    pub added: &'a [Arc<Site>],
+}
+
 /// What a commit did to one live site: its new state, or `None` if it left
 /// the live catalogue.
 pub type SiteChange = (SiteId, Option<Arc<Site>>);
@@ -405,6 +417,22 @@ impl SiteIndex {
 
     pub fn len(&self) -> usize {
         self.len
+    }
+
+    /// The snapshot as its shared base layer and the changes since, for views
+    /// derived from the catalogue (the map's clusters) that are built once per
+    /// base and brought up to date by the delta.
+    pub fn base_and_delta(&self) -> BaseAndDelta<'_> {
+        BaseAndDelta {
+            key: Arc::as_ptr(&self.base) as usize,
+            base: &self.base.sites,
+            removed: self
+                .hidden
+                .iter()
+                .filter_map(|id| self.base.get(id))
+                .collect(),
+            added: &self.recent.sites,
+        }
     }
 
     pub fn is_empty(&self) -> bool {

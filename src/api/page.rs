@@ -118,13 +118,15 @@ type PastCatalogues = Mutex<VecDeque<(String, Arc<SiteIndex>)>>;
 pub struct PageConfig {
     tiles: Option<Tiles>,
     past: Arc<PastCatalogues>,
+    /// Cluster cells of the whole catalogue, kept per base layer of the index.
+    clusters: Arc<Mutex<Option<Arc<KeptClusters>>>>,
 }
 
 impl PageConfig {
     pub fn new(tiles: Option<Tiles>) -> Self {
         Self {
             tiles,
-            past: Arc::default(),
+            ..Self::default()
         }
     }
 
@@ -384,22 +386,19 @@ fn map_feature(site: &Site, res: f64) -> Value {
     })
 }
 
-/// Sites binned on a Web Mercator grid aligned to the whole world, so a cell
-/// stays put while the view pans.
-fn clusters(sites: &[Arc<Site>], res: f64) -> Vec<Value> {
-    struct Cell {
-        count: usize,
-        sum: [f64; 2],
-        by_declaration: [usize; 4],
-        bounds: [f64; 4],
-    }
-    let cell = CLUSTER_CELL_PX * res;
-    let mut cells: HashMap<(i64, i64), Cell> = HashMap::new();
-    for s in sites {
-        let ll = centre(s);
-        let [x, y] = mercator(ll);
-        let key = ((x / cell).floor() as i64, (y / cell).floor() as i64);
-        let c = cells.entry(key).or_insert(Cell {
+/// One cluster cell: how many sites, the sum of their Mercator centres, how
+/// many of each declaration, and the lon/lat box of their centres.
+#[derive(Debug, Clone, Copy)]
+struct Cell {
+    count: i64,
+    sum: [f64; 2],
+    by_declaration: [i64; 4],
+    bounds: [f64; 4],
+}
+
+impl Default for Cell {
+    fn default() -> Self {
+        Self {
             count: 0,
             sum: [0.0, 0.0],
             by_declaration: [0; 4],
@@ -409,14 +408,31 @@ fn clusters(sites: &[Arc<Site>], res: f64) -> Vec<Value> {
                 f64::NEG_INFINITY,
                 f64::NEG_INFINITY,
             ],
-        });
-        c.count += 1;
-        c.sum = [c.sum[0] + x, c.sum[1] + y];
-        let d = Declaration::ALL
-            .iter()
-            .position(|d| *d == s.declaration)
-            .unwrap_or(3);
-        c.by_declaration[d] += 1;
+        }
+    }
+}
+
+/// Cells keyed by their column and row on a grid aligned to the whole world.
+type Cells = HashMap<(i64, i64), Cell>;
+
+/// Adds a site to its cell (`sign` 1), or takes it out (`sign` -1). A site
+/// taken out leaves the cell's box as it was: never too small.
+fn bin(cells: &mut Cells, site: &Site, cell_size: f64, sign: i64) {
+    let ll = centre(site);
+    let [x, y] = mercator(ll);
+    let key = (
+        (x / cell_size).floor() as i64,
+        (y / cell_size).floor() as i64,
+    );
+    let c = cells.entry(key).or_default();
+    c.count += sign;
+    c.sum = [c.sum[0] + sign as f64 * x, c.sum[1] + sign as f64 * y];
+    let d = Declaration::ALL
+        .iter()
+        .position(|d| *d == site.declaration)
+        .unwrap_or(3);
+    c.by_declaration[d] += sign;
+    if sign > 0 {
         c.bounds = [
             c.bounds[0].min(ll[0]),
             c.bounds[1].min(ll[1]),
@@ -424,7 +440,15 @@ fn clusters(sites: &[Arc<Site>], res: f64) -> Vec<Value> {
             c.bounds[3].max(ll[1]),
         ];
     }
-    let mut keys: Vec<(i64, i64)> = cells.keys().copied().collect();
+}
+
+/// Cells as GeoJSON cluster features, in key order.
+fn cell_features(cells: &Cells) -> Vec<Value> {
+    let mut keys: Vec<(i64, i64)> = cells
+        .iter()
+        .filter(|(_, c)| c.count > 0)
+        .map(|(k, _)| *k)
+        .collect();
     keys.sort_unstable();
     keys.into_iter()
         .map(|k| {
@@ -444,6 +468,72 @@ fn clusters(sites: &[Arc<Site>], res: f64) -> Vec<Value> {
             })
         })
         .collect()
+}
+
+/// Sites binned on a Web Mercator grid aligned to the whole world, so a cell
+/// stays put while the view pans.
+fn clusters(sites: &[Arc<Site>], res: f64) -> Vec<Value> {
+    let cell = CLUSTER_CELL_PX * res;
+    let mut cells = Cells::new();
+    for s in sites {
+        bin(&mut cells, s, cell, 1);
+    }
+    cell_features(&cells)
+}
+
+/// The zooms at which a view of the whole catalogue is drawn from cells kept
+/// per base layer of the index rather than binned per request.
+const KEPT_CLUSTER_ZOOMS: std::ops::RangeInclusive<u32> = 0..=7;
+
+/// The cluster cells of one base layer of the index at each kept zoom.
+#[derive(Debug, Default)]
+pub struct KeptClusters {
+    key: usize,
+    zooms: Vec<Cells>,
+}
+
+/// Cells for the whole live catalogue at `zoom`: those kept for the index's
+/// base layer (binned once per base, which changes only when the index merges
+/// its layers), brought up to date with the sites written since.
+fn whole_catalogue_cells(
+    kept: &std::sync::Mutex<Option<Arc<KeptClusters>>>,
+    index: &SiteIndex,
+    zoom: u32,
+) -> Cells {
+    let delta = index.base_and_delta();
+    let base = {
+        let mut kept = kept.lock().unwrap_or_else(PoisonError::into_inner);
+        match kept.as_ref() {
+            Some(k) if k.key == delta.key => k.clone(),
+            _ => {
+                let zooms = KEPT_CLUSTER_ZOOMS
+                    .map(|z| {
+                        let cell = CLUSTER_CELL_PX * resolution(f64::from(z));
+                        let mut cells = Cells::new();
+                        for s in delta.base {
+                            bin(&mut cells, s, cell, 1);
+                        }
+                        cells
+                    })
+                    .collect();
+                let fresh = Arc::new(KeptClusters {
+                    key: delta.key,
+                    zooms,
+                });
+                *kept = Some(fresh.clone());
+                fresh
+            }
+        }
+    };
+    let cell = CLUSTER_CELL_PX * resolution(f64::from(zoom));
+    let mut cells = base.zooms[zoom as usize].clone();
+    for s in &delta.removed {
+        bin(&mut cells, s, cell, -1);
+    }
+    for s in delta.added {
+        bin(&mut cells, s, cell, 1);
+    }
+    cells
 }
 
 /// `GET /api/map/sites?bbox=&zoom=&declaration=&kind=&status=&country=&q=&as_of=`:
@@ -476,9 +566,28 @@ async fn view_sites(
     };
     let q = needle(&p)?;
     let as_of = p.timestamp("as_of")?;
-    let index = sites_at(&cat, &page_config(cfg), as_of, Some(bbox.pieces())).await?;
+    let cfg = page_config(cfg);
+    let index = sites_at(&cat, &cfg, as_of, Some(bbox.pieces())).await?;
     let res = resolution(zoom);
     let doc = blocking(&cat, move |_| {
+        // The whole live catalogue in view, unfiltered, at a coarse zoom (the
+        // first view of the map page): every site is in the box, and the
+        // clusters come from cells kept per base layer of the index.
+        let whole = as_of.is_none()
+            && q.is_none()
+            && filter == crate::index::Filter::default()
+            && KEPT_CLUSTER_ZOOMS.contains(&(zoom as u32))
+            && index.len() > MAX_SITES_PER_VIEW
+            && index.bounds().is_some_and(|[w, s, e, n]| {
+                bbox.west <= w && bbox.south <= s && e <= bbox.east && n <= bbox.north
+            });
+        if whole {
+            let cells = whole_catalogue_cells(&cfg.clusters, &index, zoom as u32);
+            return Ok::<_, ApiError>(json!({
+                "type": "FeatureCollection", "mode": "clusters", "zoom": zoom,
+                "numberMatched": index.len(), "as_of": as_of, "features": cell_features(&cells),
+            }));
+        }
         let mut sites = index.bbox(&bbox, &filter);
         if let Some(q) = &q {
             sites.retain(|s| name_matches(s, q));
@@ -596,6 +705,66 @@ mod tests {
             assert_eq!(parts, p["count"].as_u64().unwrap());
         }
         assert!(features.len() < 500, "no site was binned with another");
+    }
+
+    #[test]
+    fn kept_clusters_brought_up_to_date_by_the_delta_match_clusters_binned_anew() {
+        let pool: Vec<Arc<Site>> = crate::synth::sites(900, 5)
+            .into_iter()
+            .map(Arc::new)
+            .collect();
+        let mut index = SiteIndex::build(pool[..600].to_vec());
+        let kept = Mutex::new(None);
+        // Binned once for this base.
+        let _ = whole_catalogue_cells(&kept, &index, 3);
+        let key = kept.lock().unwrap().as_ref().unwrap().key;
+        // Edits since: some sites move (take another's footprint), some leave.
+        let mut changes = Vec::new();
+        for i in (0..600).step_by(7) {
+            let change = if i % 3 == 0 {
+                None
+            } else {
+                let mut moved = (*pool[600 + i / 7]).clone();
+                moved.id = pool[i].id.clone();
+                Some(Arc::new(moved))
+            };
+            changes.push((pool[i].id.clone(), change));
+        }
+        index = index.with_changes(changes);
+        for zoom in KEPT_CLUSTER_ZOOMS {
+            let cells = whole_catalogue_cells(&kept, &index, zoom);
+            let live: Vec<Arc<Site>> = index
+                .all(&crate::index::Filter::default())
+                .cloned()
+                .collect();
+            let fresh = {
+                let mut c = Cells::new();
+                for s in &live {
+                    bin(&mut c, s, CLUSTER_CELL_PX * resolution(f64::from(zoom)), 1);
+                }
+                c
+            };
+            let occupied = |c: &Cells| {
+                let mut k: Vec<_> = c
+                    .iter()
+                    .filter(|(_, c)| c.count > 0)
+                    .map(|(k, c)| (*k, c.count, c.by_declaration))
+                    .collect();
+                k.sort_unstable();
+                k
+            };
+            assert_eq!(occupied(&cells), occupied(&fresh), "zoom {zoom}");
+            for (k, f) in &fresh {
+                let c = &cells[k];
+                for i in 0..2 {
+                    assert!((c.sum[i] - f.sum[i]).abs() < 1e-3 * f.sum[i].abs().max(1.0));
+                }
+                assert!(c.bounds[0] <= f.bounds[0] && c.bounds[1] <= f.bounds[1]);
+                assert!(c.bounds[2] >= f.bounds[2] && c.bounds[3] >= f.bounds[3]);
+            }
+        }
+        // The base was not binned again for the edits.
+        assert_eq!(kept.lock().unwrap().as_ref().unwrap().key, key);
     }
 
     #[test]
