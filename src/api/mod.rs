@@ -63,6 +63,10 @@ pub fn serve(
     cors: Cors,
     timeout: RequestTimeout,
 ) -> std::io::Result<()> {
+    {
+        let (page, catalogue) = (page.clone(), catalogue.clone());
+        std::thread::spawn(move || page.warm_up(&catalogue));
+    }
     actix_web::rt::System::new().block_on(async move {
         let data = web::Data::new(catalogue);
         let auth = web::Data::new(auth);

@@ -130,6 +130,15 @@ impl PageConfig {
         }
     }
 
+    /// Bins the whole catalogue for the map's first view ahead of the first
+    /// request that asks for it.
+    pub fn warm_up(&self, cat: &Catalogue) {
+        let index = cat.index();
+        if index.len() > MAX_SITES_PER_VIEW {
+            let _ = whole_catalogue_cells(&self.clusters, &index, 0);
+        }
+    }
+
     /// The page's Content-Security-Policy: its own scripts and styles only, and
     /// images from itself and the tile server.
     fn csp(&self) -> String {
