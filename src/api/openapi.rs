@@ -239,8 +239,11 @@ mod schemas {
         #[serde(rename = "timeStamp")]
         #[schema(format = DateTime)]
         pub time_stamp: String,
-        #[serde(rename = "numberMatched")]
-        pub number_matched: u64,
+        /// How many items match in all; left out where counting them would
+        /// cost more than a page (more than 10,000 beyond it, or a `bbox` on
+        /// observations, whose exact test runs on the page).
+        #[serde(rename = "numberMatched", skip_serializing_if = "Option::is_none")]
+        pub number_matched: Option<u64>,
         #[serde(rename = "numberReturned")]
         pub number_returned: u64,
         #[serde(rename = "limitClamped")]
@@ -296,8 +299,11 @@ mod schemas {
         #[serde(rename = "timeStamp")]
         #[schema(format = DateTime)]
         pub time_stamp: String,
-        #[serde(rename = "numberMatched")]
-        pub number_matched: u64,
+        /// How many items match in all; left out where counting them would
+        /// cost more than a page (more than 10,000 beyond it, or a `bbox` on
+        /// observations, whose exact test runs on the page).
+        #[serde(rename = "numberMatched", skip_serializing_if = "Option::is_none")]
+        pub number_matched: Option<u64>,
         #[serde(rename = "numberReturned")]
         pub number_returned: u64,
         #[serde(rename = "limitClamped")]
@@ -348,8 +354,11 @@ mod schemas {
         #[serde(rename = "timeStamp")]
         #[schema(format = DateTime)]
         pub time_stamp: String,
-        #[serde(rename = "numberMatched")]
-        pub number_matched: u64,
+        /// How many items match in all; left out where counting them would
+        /// cost more than a page (more than 10,000 beyond it, or a `bbox` on
+        /// observations, whose exact test runs on the page).
+        #[serde(rename = "numberMatched", skip_serializing_if = "Option::is_none")]
+        pub number_matched: Option<u64>,
         #[serde(rename = "numberReturned")]
         pub number_returned: u64,
         #[serde(rename = "limitClamped")]
