@@ -350,28 +350,10 @@ impl Store {
     /// last creation times, in one pass over the candidates' rows (there is
     /// one per cluster of unmatched observations, not per observation).
     pub fn candidate_extent(&self) -> Result<Option<([f64; 4], Timestamp, Timestamp)>, StoreError> {
-        let row = self.conn.query_row(
+        self.extent(
+            "created_at",
             "SELECT min(lon), min(lat), max(lon), max(lat), min(created_at), max(created_at) FROM candidates",
-            [],
-            |r| {
-                Ok((
-                    r.get::<_, Option<f64>>(0)?,
-                    r.get::<_, Option<f64>>(1)?,
-                    r.get::<_, Option<f64>>(2)?,
-                    r.get::<_, Option<f64>>(3)?,
-                    r.get::<_, Option<String>>(4)?,
-                    r.get::<_, Option<String>>(5)?,
-                ))
-            },
-        )?;
-        let (Some(w), Some(s), Some(e), Some(n), Some(first), Some(last)) = row else {
-            return Ok(None);
-        };
-        Ok(Some((
-            [w, s, e, n],
-            ts("created_at", first)?,
-            ts("created_at", last)?,
-        )))
+        )
     }
 
     /// The lon/lat box `[west, south, east, north]` around every observation and
@@ -380,22 +362,31 @@ impl Store {
         &self,
     ) -> Result<Option<([f64; 4], Timestamp, Timestamp)>, StoreError> {
         // Kept up to date by each batch's commit: one row, not a scan.
+        self.extent(
+            "observed_at",
+            "SELECT west, south, east, north, first, last FROM aggregates WHERE name = 'observations'",
+        )
+    }
+
+    /// An extent a statement selects as `west, south, east, north, first,
+    /// last` in at most one row; `None` for no row or NULLs.
+    fn extent(
+        &self,
+        time_field: &str,
+        sql: &str,
+    ) -> Result<Option<([f64; 4], Timestamp, Timestamp)>, StoreError> {
         let row = self
             .conn
-            .query_row(
-                "SELECT west, south, east, north, first, last FROM aggregates WHERE name = 'observations'",
-                [],
-                |r| {
-                    Ok((
-                        r.get::<_, Option<f64>>(0)?,
-                        r.get::<_, Option<f64>>(1)?,
-                        r.get::<_, Option<f64>>(2)?,
-                        r.get::<_, Option<f64>>(3)?,
-                        r.get::<_, Option<String>>(4)?,
-                        r.get::<_, Option<String>>(5)?,
-                    ))
-                },
-            )
+            .query_row(sql, [], |r| {
+                Ok((
+                    r.get::<_, Option<f64>>(0)?,
+                    r.get::<_, Option<f64>>(1)?,
+                    r.get::<_, Option<f64>>(2)?,
+                    r.get::<_, Option<f64>>(3)?,
+                    r.get::<_, Option<String>>(4)?,
+                    r.get::<_, Option<String>>(5)?,
+                ))
+            })
             .optional()?
             .unwrap_or_default();
         let (Some(w), Some(s), Some(e), Some(n), Some(first), Some(last)) = row else {
@@ -403,8 +394,8 @@ impl Store {
         };
         Ok(Some((
             [w, s, e, n],
-            ts("observed_at", first)?,
-            ts("observed_at", last)?,
+            ts(time_field, first)?,
+            ts(time_field, last)?,
         )))
     }
 
