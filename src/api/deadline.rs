@@ -14,6 +14,11 @@ use std::time::{Duration, Instant};
 /// How long a request may take by default, from arrival to answer.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long an observation batch may take to upload and import at least: a
+/// batch of millions of features streams for minutes, and is all or nothing
+/// whatever its deadline, so it gets an hour where reads get seconds.
+pub const IMPORT_TIMEOUT: Duration = Duration::from_secs(3600);
+
 /// The time a request may take, as the server was told.
 #[derive(Debug, Clone, Copy)]
 pub struct RequestTimeout(pub Duration);
@@ -36,9 +41,12 @@ pub async fn enforce(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let timeout = req
+    let mut timeout = req
         .app_data::<web::Data<RequestTimeout>>()
         .map_or(DEFAULT_REQUEST_TIMEOUT, |t| t.0);
+    if req.method() == actix_web::http::Method::POST && req.path() == "/api/observations" {
+        timeout = timeout.max(IMPORT_TIMEOUT);
+    }
     let deadline = Instant::now() + timeout;
     let (method, path) = (req.method().clone(), req.path().to_owned());
     match tokio::time::timeout_at(deadline.into(), DEADLINE.scope(deadline, next.call(req))).await {

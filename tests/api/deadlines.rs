@@ -8,18 +8,16 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-/// Opens a connection and sends an observation import whose body is promised
-/// in full but only begun: the request is in flight until the server ends it.
-fn stalled_import(base: &str) -> TcpStream {
+/// Opens a connection and sends a site edit whose body is promised in full but
+/// only begun: the request is in flight until the server ends it.
+fn stalled_edit(base: &str) -> TcpStream {
     let addr = base.trim_start_matches("http://");
     let mut stream = TcpStream::connect(addr).expect("connect");
     let head = format!(
-        "POST /api/observations HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/geo+json\r\nContent-Length: 100000\r\n\r\n"
+        "PUT /api/collections/sites/items/yongbyon HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/geo+json\r\nContent-Length: 100000\r\n\r\n"
     );
     stream.write_all(head.as_bytes()).unwrap();
-    stream
-        .write_all(br#"{"type":"FeatureCollection","features":["#)
-        .unwrap();
+    stream.write_all(br#"{"type":"Feature","#).unwrap();
     stream.flush().unwrap();
     stream
 }
@@ -52,18 +50,18 @@ fn read_answer(stream: &mut TcpStream) -> String {
     String::from_utf8_lossy(&buf).into_owned()
 }
 
-fn batch_count(s: &Server) -> usize {
-    s.get_json("/api/batches?limit=1000", "application/json")["batches"]
-        .as_array()
-        .map_or(0, Vec::len)
-}
-
 #[test]
 fn a_request_still_working_at_its_deadline_is_answered_503_and_stores_nothing() {
     let s = Server::start_with(&["--request-timeout", "0.5"]);
-    let before = batch_count(&s);
+    let revisions = |s: &Server| {
+        s.geojson("/api/sites/yongbyon/history?limit=10000")["features"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    let before = revisions(&s);
     let started = Instant::now();
-    let mut stream = stalled_import(&s.base);
+    let mut stream = stalled_edit(&s.base);
     let answer = read_answer(&mut stream);
     assert!(
         answer.starts_with("HTTP/1.1 503"),
@@ -82,15 +80,39 @@ fn a_request_still_working_at_its_deadline_is_answered_503_and_stores_nothing() 
         body["detail"].as_str().unwrap().contains("500 ms"),
         "{body}"
     );
-    // The server goes on serving, and the stalled batch left nothing.
-    assert_eq!(batch_count(&s), before);
+    // The server goes on serving, and the stalled edit left nothing.
+    assert_eq!(revisions(&s), before);
     assert_eq!(s.get("/healthz").status(), 200);
+}
+
+#[test]
+fn an_observation_batch_may_take_longer_than_a_read() {
+    let s = Server::start_with(&["--request-timeout", "0.5"]);
+    let addr = s.base.trim_start_matches("http://").to_owned();
+    let body = json!({"type": "FeatureCollection", "features": [{"type": "Feature",
+        "geometry": {"type": "Point", "coordinates": [125.75, 39.8]},
+        "properties": {"observed_at": "2025-03-01T00:00:00Z", "sensor": "t", "finding": "vehicle_activity"}}]})
+    .to_string();
+    let mut stream = TcpStream::connect(&addr).unwrap();
+    let head = format!(
+        "POST /api/observations HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/geo+json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    let (first, rest) = body.split_at(body.len() / 2);
+    stream.write_all(first.as_bytes()).unwrap();
+    stream.flush().unwrap();
+    // Held back past the reads' deadline: a batch has an hour.
+    std::thread::sleep(Duration::from_millis(1500));
+    stream.write_all(rest.as_bytes()).unwrap();
+    let answer = read_answer(&mut stream);
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer:?}");
 }
 
 #[test]
 fn sigterm_is_not_held_up_by_a_request_that_would_never_finish() {
     let mut s = Server::start_with(&["--request-timeout", "1"]);
-    let mut stream = stalled_import(&s.base);
+    let mut stream = stalled_edit(&s.base);
     // The server has the request once it answers another on a new connection
     // after it: connections are accepted in order.
     assert_eq!(s.get("/healthz").status(), 200);
