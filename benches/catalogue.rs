@@ -7,6 +7,8 @@
 //! first of them with 10,000 observations, and 50,000 more observations spread
 //! over the others and over ten years.
 
+mod common;
+
 use criterion::{BatchSize, Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 use serde_json::{Map, Value, json};
 use sitewatch::catalogue::{Catalogue, ChangesQuery, HistoryQuery, Order};
@@ -27,20 +29,8 @@ const BUSY_EVENTS: usize = 10_000;
 const OTHER_OBSERVATIONS: usize = 50_000;
 const IMPORT_BATCH: usize = 5_000;
 
-fn test_mode() -> bool {
-    let flag = |name: &str| std::env::args().any(|a| a == name);
-    !flag("--bench") || flag("--test")
-}
-
 fn site_count() -> usize {
-    match std::env::var("SITEWATCH_BENCH_SITES") {
-        Ok(raw) => raw
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("SITEWATCH_BENCH_SITES must be a number, got {raw:?}")),
-        Err(_) if test_mode() => TEST_MODE_SITES,
-        Err(_) => DEFAULT_SITES,
-    }
+    common::site_count(DEFAULT_SITES, TEST_MODE_SITES)
 }
 
 /// A FeatureCollection of observations over the catalogue, as an import reads it.

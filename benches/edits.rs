@@ -14,6 +14,8 @@
 //! catalogue holds more revisions than sites and the boxes are busy with
 //! history. `sites_as_of` is asked about the moment after the first round.
 
+mod common;
+
 use criterion::{Criterion, SamplingMode, criterion_group, criterion_main};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -53,19 +55,8 @@ fn recent_capacity(n: usize) -> usize {
     4_096.max(n / 64)
 }
 
-fn test_mode() -> bool {
-    let flag = |name: &str| std::env::args().any(|a| a == name);
-    !flag("--bench") || flag("--test")
-}
-
 fn site_count() -> usize {
-    match std::env::var("SITEWATCH_BENCH_SITES") {
-        Ok(raw) => raw.trim().parse().unwrap_or_else(|_| {
-            panic!("SITEWATCH_BENCH_SITES must be a whole number of sites, got {raw:?}")
-        }),
-        Err(_) if test_mode() => TEST_MODE_SITES,
-        Err(_) => DEFAULT_SITES,
-    }
+    common::site_count(DEFAULT_SITES, TEST_MODE_SITES)
 }
 
 /// `1m`, `100k` or the plain number, for bench names.

@@ -4,6 +4,8 @@
 //! a quick look. Such runs are grouped as `index_100k` rather than `index`, so
 //! criterion never compares them with a baseline of a different size.
 
+mod common;
+
 use criterion::{BatchSize, Criterion, SamplingMode, criterion_group, criterion_main};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -24,19 +26,7 @@ const QUERY_SEED: u64 = 4242;
 const QUERIES: usize = 1_000;
 
 fn site_count() -> usize {
-    match std::env::var("SITEWATCH_BENCH_SITES") {
-        Ok(raw) => raw.trim().parse().unwrap_or_else(|_| {
-            panic!("SITEWATCH_BENCH_SITES must be a whole number of sites, got {raw:?}")
-        }),
-        Err(_) if test_mode() => TEST_MODE_SITES,
-        Err(_) => DEFAULT_SITES,
-    }
-}
-
-/// Criterion's own rule for running benches as tests.
-fn test_mode() -> bool {
-    let flag = |name: &str| std::env::args().any(|a| a == name);
-    !flag("--bench") || flag("--test")
+    common::site_count(DEFAULT_SITES, TEST_MODE_SITES)
 }
 
 /// `1m`, `100k` or the plain number, for bench names.

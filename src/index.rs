@@ -515,23 +515,24 @@ impl SiteIndex {
 
     /// Every site whose footprint meets the lon/lat box, in id order.
     pub fn bbox(&self, bbox: &BBox, filter: &Filter) -> Vec<Arc<Site>> {
-        let mut sites = self
-            .base
-            .bbox(bbox, &|s| filter.matches(s) && self.in_base(s));
-        if !self.recent.sites.is_empty() {
-            sites.extend(self.recent.bbox(bbox, &|s| filter.matches(s)));
-            sites.sort_by(|a, b| a.id.cmp(&b.id));
-        }
-        sites
+        self.in_id_order(filter, |layer, keep| layer.bbox(bbox, keep))
     }
 
     /// Every site whose footprint shares a point with `shape`, in id order.
     pub fn intersects(&self, shape: &SphericalShape, filter: &Filter) -> Vec<Arc<Site>> {
-        let mut sites = self
-            .base
-            .intersects(shape, &|s| filter.matches(s) && self.in_base(s));
+        self.in_id_order(filter, |layer, keep| layer.intersects(shape, keep))
+    }
+
+    /// A query answered per layer in id order (the base's hidden sites left
+    /// out), as one answer in id order.
+    fn in_id_order(
+        &self,
+        filter: &Filter,
+        query: impl Fn(&Layer, &dyn Fn(&Site) -> bool) -> Vec<Arc<Site>>,
+    ) -> Vec<Arc<Site>> {
+        let mut sites = query(&self.base, &|s| filter.matches(s) && self.in_base(s));
         if !self.recent.sites.is_empty() {
-            sites.extend(self.recent.intersects(shape, &|s| filter.matches(s)));
+            sites.extend(query(&self.recent, &|s| filter.matches(s)));
             sites.sort_by(|a, b| a.id.cmp(&b.id));
         }
         sites
