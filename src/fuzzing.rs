@@ -3,16 +3,17 @@
 //! panics only when an invariant of the library breaks.
 
 use crate::api::ApiError;
-use crate::api::cql::{self, Geom, Record, Scalar};
-use crate::api::ogc::CollectionId;
 use crate::api::params::Params;
 use crate::catalogue::{Catalogue, ObservationImportError, SEED_SITES};
 use crate::import::{
     ImportError, ImportMode, ImportOptions, ImportReport, StreamError, for_each_feature,
     parse_sites,
 };
+use crate::model::ObservationStats;
 use crate::model::{FieldError, IdPolicy, LonLat, Observation, Site, SiteId, Timestamp};
-use crate::store::{ObservationStats, Provenance, Store};
+use crate::query::cql::{self, Geom, Record, Scalar};
+use crate::query::{CollectionId, Kind};
+use crate::store::{Provenance, SiteWrites, SqliteStore};
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::OnceLock;
@@ -104,7 +105,7 @@ fn filter(p: &Params) -> Result<(), ApiError> {
     let mut first = None;
     let mut taken = false;
     for c in CollectionId::ALL {
-        match cql::parse(raw, lang, c.queryables()) {
+        match cql::parse(raw, lang, c.properties()) {
             Ok(expr) => {
                 taken = true;
                 for r in samples(c) {
@@ -142,16 +143,18 @@ fn samples(c: CollectionId) -> Vec<Sample> {
     let at = Timestamp::parse("t", "2018-06-01T12:00:00Z").expect("a valid time");
     let props: HashMap<_, _> = c
         .queryables()
-        .iter()
         .map(|q| {
             let v = match q.kind {
-                cql::Kind::String => {
-                    Scalar::Str(q.values.first().unwrap_or(&"Yongbyon").to_string())
-                }
-                cql::Kind::Integer => Scalar::Num(3.0),
-                cql::Kind::Boolean => Scalar::Bool(true),
-                cql::Kind::Timestamp => Scalar::Time(at),
-                cql::Kind::Geometry => Scalar::Null,
+                Kind::String => Scalar::Str(
+                    q.values
+                        .and_then(|v| v().first().copied())
+                        .unwrap_or("Yongbyon")
+                        .to_string(),
+                ),
+                Kind::Integer | Kind::Number => Scalar::Num(3.0),
+                Kind::Boolean => Scalar::Bool(true),
+                Kind::Timestamp => Scalar::Time(at),
+                Kind::Geometry | Kind::Strings | Kind::Objects(_) => Scalar::Null,
             };
             (q.name, v)
         })
@@ -250,7 +253,7 @@ const IMPORT_SITES: &[&str] = &[
 
 /// A fresh in-memory catalogue holding a few seed sites and no observations.
 fn catalogue() -> Catalogue {
-    let mut store = Store::open_in_memory().expect("an in-memory store");
+    let mut store = SqliteStore::open_in_memory().expect("an in-memory store");
     let by = Provenance {
         actor: "fuzz".into(),
         reason: None,

@@ -16,7 +16,12 @@ use crate::model::{
 use rstar::{AABB, PointDistance, RTree, RTreeObject};
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+
+mod names;
+
+use names::NameColumn;
+pub use names::{folded, name_contains};
 
 /// One footprint's box in the tree, with its site: a tree can then take and
 /// lose entries without renumbering, which is how a layer follows edits.
@@ -144,6 +149,64 @@ struct Layer {
     tree: RTree<Entry>,
     /// The lon/lat box around every footprint (see [`Footprint::lonlat_bounds`]).
     bounds: Option<[f64; 4]>,
+    /// The names in slot order, made on the first name search.
+    names: OnceLock<NameColumn>,
+}
+
+/// Sites below this many are boxed on the caller's thread alone.
+const PARALLEL_ENTRIES: usize = 50_000;
+
+/// The tree's entries for `sites`, in order, and the lon/lat box around them
+/// all, worked out on every core: at a million sites each costs a pass over
+/// every footprint's positions.
+fn entries_of(sites: &[Arc<Site>]) -> (Vec<Entry>, Option<[f64; 4]>) {
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let parts = if sites.len() < PARALLEL_ENTRIES {
+        1
+    } else {
+        workers
+    };
+    entries_in_parts(sites, parts)
+}
+
+/// [`entries_of`] with the sites split into `parts` runs, one thread each.
+fn entries_in_parts(sites: &[Arc<Site>], parts: usize) -> (Vec<Entry>, Option<[f64; 4]>) {
+    let boxed = |part: &[Arc<Site>]| {
+        let mut bounds = None;
+        let entries: Vec<Entry> = part
+            .iter()
+            .map(|s| {
+                grow(&mut bounds, s.footprint.lonlat_bounds());
+                Entry::of(s)
+            })
+            .collect();
+        (entries, bounds)
+    };
+    if parts <= 1 || sites.is_empty() {
+        return boxed(sites);
+    }
+    let parts: Vec<(Vec<Entry>, Option<[f64; 4]>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = sites
+            .chunks(sites.len().div_ceil(parts))
+            .map(|part| scope.spawn(move || boxed(part)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    });
+    let mut entries = Vec::with_capacity(sites.len());
+    let mut bounds = None;
+    for (part, part_bounds) in parts {
+        entries.extend(part);
+        if let Some(b) = part_bounds {
+            grow(&mut bounds, b);
+        }
+    }
+    (entries, bounds)
 }
 
 /// Grows `b` to hold `[w, s, e, n]`.
@@ -158,28 +221,30 @@ impl Layer {
     /// Ids must be unique; the last wins.
     fn build(sites: impl IntoIterator<Item = Arc<Site>>) -> Self {
         let mut sites: Vec<Arc<Site>> = sites.into_iter().collect();
-        // Stable, so that of equal ids the later stays later.
-        sites.sort_by(|a, b| a.id.cmp(&b.id));
-        sites.dedup_by(|later, earlier| {
-            let same = later.id == earlier.id;
-            if same {
-                std::mem::swap(later, earlier);
-            }
-            same
-        });
-        let mut bounds = None;
-        let entries = sites
-            .iter()
-            .map(|s| {
-                grow(&mut bounds, s.footprint.lonlat_bounds());
-                Entry::of(s)
-            })
-            .collect();
+        // A store hands sites over in id order; one pass then saves the sort
+        // and the search for duplicates.
+        if !sites.windows(2).all(|w| w[0].id < w[1].id) {
+            // Stable, so that of equal ids the later stays later.
+            sites.sort_by(|a, b| a.id.cmp(&b.id));
+            sites.dedup_by(|later, earlier| {
+                let same = later.id == earlier.id;
+                if same {
+                    std::mem::swap(later, earlier);
+                }
+                same
+            });
+        }
+        let (entries, bounds) = entries_of(&sites);
         Self {
             sites,
             tree: RTree::bulk_load(entries),
             bounds,
+            names: OnceLock::new(),
         }
+    }
+
+    fn names(&self) -> &NameColumn {
+        self.names.get_or_init(|| NameColumn::build(&self.sites))
     }
 
     fn position(&self, id: &SiteId) -> Option<usize> {
@@ -219,6 +284,7 @@ impl Layer {
             sites,
             tree,
             bounds,
+            names: OnceLock::new(),
         }
     }
 
@@ -488,6 +554,40 @@ impl SiteIndex {
         MergeById { a: base, b: recent }.filter(move |s| filter.matches(s))
     }
 
+    /// Every live site with a name or alternate name that contains `needle`
+    /// (lowercase, see [`folded`]), in id order. The base layer answers from
+    /// its name column; the few sites written since are compared one by one.
+    pub fn named(&self, needle: &str) -> Vec<&Arc<Site>> {
+        let base: Vec<&Arc<Site>> = match self.base.names().slots_containing(needle) {
+            Some(slots) => slots
+                .into_iter()
+                .map(|i| &self.base.sites[i])
+                .filter(|s| self.in_base(s))
+                .collect(),
+            None => self
+                .base
+                .sites
+                .iter()
+                .filter(|s| self.in_base(s) && name_contains(s, needle))
+                .collect(),
+        };
+        let recent = self
+            .recent
+            .sites
+            .iter()
+            .filter(|s| name_contains(s, needle));
+        MergeById {
+            a: base.into_iter().peekable(),
+            b: recent.peekable(),
+        }
+        .collect()
+    }
+
+    /// Makes the name column now, so that the first search does not wait for it.
+    pub fn warm_names(&self) {
+        self.base.names();
+    }
+
     /// Every site whose footprint lies within `radius` of `point`, nearest first
     /// (ties by id), at most `limit`.
     pub fn nearby(&self, point: LonLat, radius: Meters, filter: &Filter, limit: usize) -> Vec<Hit> {
@@ -693,6 +793,22 @@ mod tests {
     }
 
     #[test]
+    fn entries_made_on_several_threads_are_those_made_on_one_in_the_same_order() {
+        let sites: Vec<Arc<Site>> = crate::synth::sites(101, 8)
+            .into_iter()
+            .map(Arc::new)
+            .collect();
+        let (one, one_bounds) = entries_in_parts(&sites, 1);
+        let (many, many_bounds) = entries_in_parts(&sites, 3);
+        assert_eq!(one.len(), sites.len());
+        assert_eq!(one, many);
+        assert!(one.iter().zip(&many).all(|(a, b)| a.envelope == b.envelope));
+        assert_eq!(one_bounds, many_bounds);
+        assert!(one_bounds.is_some());
+        assert_eq!(entries_in_parts(&[], 3).1, None);
+    }
+
+    #[test]
     fn a_point_inside_a_footprint_finds_it_first_at_zero_metres() {
         let idx = SiteIndex::build([
             site("a", 125.75, 39.8, 0.02, "reactor"),
@@ -846,6 +962,14 @@ mod tests {
             let after = pool[150].id.clone();
             let page = |i: &SiteIndex| i.from(Some(&after), &all).take(20).map(|s| s.id.clone()).collect::<Vec<_>>();
             prop_assert_eq!(page(&idx), page(&fresh));
+            // Name search: the base's column, less what is hidden, plus the
+            // recent layer, is the scan of what is live.
+            let name = folded(&pool[rng.random_range(0..pool.len())].name);
+            let cut = rng.random_range(0..=name.len().min(4));
+            let needle = name.get(..cut).unwrap_or("").to_owned();
+            let scan: Vec<SiteId> = live.values().filter(|s| name_contains(s, &needle)).map(|s| s.id.clone()).collect();
+            let named: Vec<SiteId> = idx.named(&needle).iter().map(|s| s.id.clone()).collect();
+            prop_assert_eq!(named, scan);
         }
 
         #[test]

@@ -3,7 +3,7 @@
 use crate::index::Hit;
 use crate::model::Site;
 use crate::model::SiteId;
-use crate::store::{Candidate, ObservationStats};
+use crate::model::{Candidate, ObservationStats, StoredObservation};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
@@ -170,12 +170,28 @@ fn collection(features: Vec<Value>, extra: Map<String, Value>) -> Value {
     Value::Object(doc)
 }
 
+/// An observation as a GeoJSON Feature; its id is the feature's, not a property.
+pub fn observation_feature(o: &StoredObservation) -> Value {
+    json!({
+        "type": "Feature",
+        "id": o.id,
+        "geometry": o.place.to_geojson(),
+        "properties": {
+            "observed_at": o.observed_at, "recorded_at": o.recorded_at, "batch_id": o.batch_id,
+            "sensor": o.sensor, "finding": o.finding, "confidence": o.confidence,
+            "site_id": o.site_id, "description": o.description, "image_ref": o.image_ref,
+            "source": o.source, "external_id": o.external_id, "candidate_id": o.candidate_id,
+            "sites": o.sites,
+        },
+    })
+}
+
 /// A candidate as a GeoJSON Feature at the centre of its cluster.
 pub fn candidate_feature(c: &Candidate) -> Value {
     json!({
         "type": "Feature",
         "id": c.id,
-        "geometry": {"type": "Point", "coordinates": [c.lon, c.lat]},
+        "geometry": {"type": "Point", "coordinates": c.at.to_array()},
         "properties": {
             "id": c.id, "state": c.state, "created_at": c.created_at, "batch_id": c.batch_id,
             "declaration": "undeclared", "status": "unknown", "confidence": "low",

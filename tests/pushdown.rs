@@ -9,7 +9,7 @@ use sitewatch::catalogue::{Catalogue, ChangesQuery, EventKind};
 use sitewatch::import::{ImportMode, ImportOptions};
 use sitewatch::index::{Filter, footprint_meets_bbox};
 use sitewatch::model::{BBox, Finding, IdPolicy, Site, SiteId, Timestamp};
-use sitewatch::store::{Provenance, Store};
+use sitewatch::store::{Provenance, SqliteStore};
 use sitewatch::synth::{ObservationPlan, ObservationStream, SiteStream};
 use std::sync::{Arc, LazyLock};
 
@@ -31,7 +31,7 @@ fn by() -> Provenance {
 /// A catalogue of synthetic sites, edited and retired in groups with a moment
 /// noted between groups, and observations over ten years.
 static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
-    let (cat, _) = Catalogue::from_store(Store::open_in_memory().unwrap()).unwrap();
+    let (cat, _) = Catalogue::from_store(SqliteStore::open_in_memory().unwrap()).unwrap();
     let (sites, placements): (Vec<Site>, Vec<_>) = SiteStream::new(SITES, 7).unzip();
     let fc = json!({"type": "FeatureCollection",
         "features": sites.iter().map(|s| s.to_feature()).collect::<Vec<_>>()});
@@ -135,6 +135,39 @@ proptest! {
         for site in by_index.all(&all) {
             prop_assert_eq!(Some(site), whole.get(&site.id));
         }
+    }
+
+    #[test]
+    fn the_past_read_page_by_page_in_id_order_is_the_past_read_whole(
+        pick in 0usize..8, retired in any::<bool>(), page in 1usize..400, start in 0usize..2000,
+    ) {
+        let f = &*FIXTURE;
+        // The moments between the edits, and now.
+        let t = f.moments.get(pick).copied();
+        let whole = match (retired, t) {
+            (false, Some(t)) => f.cat.sites_as_of(t, None).unwrap(),
+            (false, None) => (*f.cat.index()).clone(),
+            (true, t) => f.cat.retired_sites(t, None).unwrap(),
+        };
+        let all = Filter::default();
+        // The page starts after the site at `start`, or at the beginning.
+        let start = start % (whole.len() + 1);
+        let want: Vec<Arc<Site>> = whole.all(&all).skip(start).cloned().collect();
+        let mut after = start.checked_sub(1).and_then(|i| whole.all(&all).nth(i)).map(|s| s.id.clone());
+        let mut got = Vec::new();
+        loop {
+            let chunk = f.cat.sites_at_page(t, retired, after.as_ref(), page).unwrap();
+            prop_assert!(chunk.len() <= page);
+            let done = chunk.len() < page;
+            after = chunk.last().map(|s| s.id.clone()).or(after);
+            got.extend(chunk);
+            if done {
+                break;
+            }
+        }
+        prop_assert_eq!(ids(&got), ids(&want));
+        // Each as recorded then, not as now.
+        prop_assert_eq!(got, want);
     }
 
     #[test]

@@ -201,6 +201,12 @@ impl RecordView {
         self.as_of.is_none() && !self.include_retired
     }
 
+    /// The moment of a view of the live sites in the past; `None` for the
+    /// present, or when retired sites are asked for too.
+    pub(super) fn past_and_live(&self) -> Option<Timestamp> {
+        self.as_of.filter(|_| !self.include_retired)
+    }
+
     /// The live sites in this view and, when asked for, the retired ones. The
     /// present live sites are the shared snapshot; anything else is read from
     /// the store for this request.

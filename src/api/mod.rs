@@ -4,8 +4,6 @@
 mod auth;
 mod body;
 mod cors;
-pub(crate) mod cql;
-mod csv;
 mod deadline;
 mod edits;
 mod error;

@@ -8,7 +8,7 @@ use super::params::Params;
 use super::routes::GEOJSON;
 use crate::catalogue::{Catalogue, ObservationImportError, PromoteError, Promotion};
 use crate::import::{ImportMode, ImportOptions};
-use crate::model::Meters;
+use crate::model::{CandidateState, Meters};
 use crate::render::candidate_feature;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::{Value, json};
@@ -199,15 +199,14 @@ pub(super) async fn candidates(
     let p = Params::parse(req.query_string())?;
     let state = match p.typed("state")? {
         None | Some("all") => None,
-        Some(s @ ("open" | "promoted" | "dismissed")) => Some(s.to_owned()),
-        Some(other) => {
-            return Err(ApiError::bad(
+        Some(s) => Some(CandidateState::parse("state", s).map_err(|_| {
+            ApiError::bad(
                 "state",
-                format!("state must be open, promoted, dismissed or all, got {other:?}"),
-            ));
-        }
+                format!("state must be open, promoted, dismissed or all, got {s:?}"),
+            )
+        })?),
     };
-    let list = blocking(&cat, move |c| c.candidates(state.as_deref())).await?;
+    let list = blocking(&cat, move |c| c.candidates(state)).await?;
     let features: Vec<Value> = list.iter().map(candidate_feature).collect();
     Ok(HttpResponse::Ok().content_type(GEOJSON).json(json!({"type": "FeatureCollection", "numberReturned": features.len(), "features": features})))
 }

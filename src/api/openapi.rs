@@ -28,6 +28,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 mod schemas {
     use super::{Link, ObjectBuilder, RefOr, Schema, SchemaType};
     use crate::model::{Confidence, Declaration, Finding, SiteKind, Status};
+    use crate::query::properties::{CollectionId, Shown};
     use serde::{Deserialize, Serialize};
     use utoipa::{IntoParams, ToSchema};
 
@@ -163,28 +164,53 @@ mod schemas {
         pub date: Option<String>,
     }
 
-    /// A site's properties.
-    #[derive(Serialize, ToSchema)]
-    pub struct SiteProperties {
-        pub id: String,
-        pub name: String,
-        pub alt_names: Vec<String>,
-        /// ISO 3166-1 alpha-3.
-        pub country: String,
-        pub kind: SiteKindName,
-        pub declaration: DeclarationName,
-        pub status: StatusName,
-        pub confidence: ConfidenceName,
-        pub sources: Vec<Source>,
-        pub notes: Option<String>,
-        #[schema(format = DateTime)]
-        pub last_observed_at: Option<String>,
-        pub observation_count: u64,
-        /// Present with `include_retired=true`.
-        pub retired: Option<bool>,
-        /// Geodesic metres from the query point (`/api/nearby` only).
-        pub distance_m: Option<f64>,
+    /// The schema of a collection's feature properties, derived from the
+    /// collection's one table of properties.
+    fn feature_properties(c: CollectionId, what: &str) -> RefOr<Schema> {
+        let mut o = ObjectBuilder::new().description(Some(what));
+        for p in c.properties().iter().filter(|p| p.in_properties()) {
+            let optional = p.nullable || p.shown != Shown::Always;
+            let mut v = p.json_schema(c.geometry_format());
+            if optional {
+                v["nullable"] = serde_json::json!(true);
+            }
+            // Every kind's JSON Schema is also an OpenAPI 3.0 schema; a test
+            // checks that each property arrives in the document.
+            let schema: RefOr<Schema> =
+                serde_json::from_value(v).unwrap_or_else(|_| ObjectBuilder::new().into());
+            o = o.property(p.name, schema);
+            if !optional {
+                o = o.required(p.name);
+            }
+        }
+        o.into()
     }
+
+    /// Declares the schema of a collection's feature properties.
+    macro_rules! properties_schema {
+        ($doc:ident, $collection:expr, $what:literal) => {
+            #[doc = $what]
+            #[derive(Serialize)]
+            pub struct $doc;
+            impl<'s> ToSchema<'s> for $doc {
+                fn schema() -> (&'s str, RefOr<Schema>) {
+                    (stringify!($doc), feature_properties($collection, $what))
+                }
+            }
+        };
+    }
+
+    properties_schema!(SiteProperties, CollectionId::Sites, "A site's properties.");
+    properties_schema!(
+        ObservationProperties,
+        CollectionId::Observations,
+        "An observation's properties."
+    );
+    properties_schema!(
+        CandidateProperties,
+        CollectionId::Candidates,
+        "A candidate's properties."
+    );
 
     /// A catalogue site as a GeoJSON Feature.
     #[derive(Serialize, ToSchema)]
@@ -261,25 +287,6 @@ mod schemas {
         pub distance_m: f64,
     }
 
-    #[derive(Serialize, ToSchema)]
-    pub struct ObservationProperties {
-        #[schema(format = DateTime)]
-        pub observed_at: String,
-        #[schema(format = DateTime)]
-        pub recorded_at: String,
-        pub batch_id: String,
-        pub sensor: String,
-        pub finding: FindingName,
-        pub confidence: ConfidenceName,
-        pub site_id: Option<String>,
-        pub description: Option<String>,
-        pub image_ref: Option<String>,
-        pub source: Option<String>,
-        pub external_id: Option<String>,
-        pub candidate_id: Option<String>,
-        pub sites: Vec<SiteLink>,
-    }
-
     /// An observation as a GeoJSON Feature.
     #[derive(Serialize, ToSchema)]
     pub struct ObservationFeature {
@@ -310,29 +317,6 @@ mod schemas {
         pub limit_clamped: Option<LimitClamped>,
         pub links: Vec<Link>,
         pub features: Vec<ObservationFeature>,
-    }
-
-    #[derive(Serialize, ToSchema)]
-    pub struct CandidateProperties {
-        pub id: String,
-        /// open, promoted or dismissed.
-        pub state: String,
-        #[schema(format = DateTime)]
-        pub created_at: String,
-        pub batch_id: String,
-        pub declaration: String,
-        pub status: String,
-        pub confidence: String,
-        pub observation_ids: Vec<String>,
-        pub observation_count: u64,
-        #[schema(format = DateTime)]
-        pub first_observed_at: Option<String>,
-        #[schema(format = DateTime)]
-        pub last_observed_at: Option<String>,
-        #[schema(format = DateTime)]
-        pub decided_at: Option<String>,
-        pub site_id: Option<String>,
-        pub note: Option<String>,
     }
 
     /// A candidate undeclared site: the centre of a cluster of unmatched observations.
@@ -1080,6 +1064,34 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn the_feature_properties_in_the_document_are_each_collections_declared_properties() {
+        use crate::query::CollectionId;
+        let schemas = &document()["components"]["schemas"];
+        for (c, name) in [
+            (CollectionId::Sites, "SiteProperties"),
+            (CollectionId::Observations, "ObservationProperties"),
+            (CollectionId::Candidates, "CandidateProperties"),
+        ] {
+            let props = schemas[name]["properties"].as_object().unwrap();
+            let declared: Vec<&str> = c
+                .properties()
+                .iter()
+                .filter(|p| p.in_properties())
+                .map(|p| p.name)
+                .collect();
+            assert_eq!(props.keys().collect::<Vec<_>>(), declared, "{name}");
+            for (key, p) in props {
+                assert!(p["type"].is_string(), "{name}.{key}: {p}");
+            }
+        }
+        let sources = &schemas["SiteProperties"]["properties"]["sources"];
+        assert_eq!(sources["items"]["$ref"], "#/components/schemas/Source");
+        let required = &schemas["SiteProperties"]["required"];
+        assert!(required.as_array().unwrap().contains(&"name".into()));
+        assert!(!required.as_array().unwrap().contains(&"notes".into()));
     }
 
     #[test]

@@ -9,7 +9,7 @@ use super::params::Params;
 use super::routes::GEOJSON;
 use crate::catalogue::{Catalogue, ChangesQuery, EventKind};
 use crate::geodesy::{self, WGS84_A};
-use crate::index::SiteIndex;
+use crate::index::{SiteIndex, folded, footprint_meets_bbox};
 use crate::model::{BBox, Declaration, Finding, Site, SiteKind, Status, Timestamp};
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -341,12 +341,8 @@ async fn sites_at(
 /// Case-insensitive search text; empty means none.
 fn needle(p: &Params) -> Result<Option<String>, ApiError> {
     Ok(p.get("q")?
-        .map(|q| q.trim().to_lowercase())
+        .map(|q| folded(q.trim()))
         .filter(|q| !q.is_empty()))
-}
-
-fn name_matches(site: &Site, needle: &str) -> bool {
-    site.names().any(|n| n.to_lowercase().contains(needle))
 }
 
 fn centre(site: &Site) -> [f64; 2] {
@@ -597,10 +593,17 @@ async fn view_sites(
                 "numberMatched": index.len(), "as_of": as_of, "features": cell_features(&cells),
             }));
         }
-        let mut sites = index.bbox(&bbox, &filter);
-        if let Some(q) = &q {
-            sites.retain(|s| name_matches(s, q));
-        }
+        // A name narrows most: its index answers first, and the box and
+        // filters are tested on what it names.
+        let sites: Vec<Arc<Site>> = match &q {
+            Some(q) => index
+                .named(q)
+                .into_iter()
+                .filter(|s| filter.matches(s) && footprint_meets_bbox(&s.footprint, &bbox))
+                .cloned()
+                .collect(),
+            None => index.bbox(&bbox, &filter),
+        };
         let (mode, features) = if sites.len() <= MAX_SITES_PER_VIEW {
             ("sites", sites.iter().map(|s| map_feature(s, res)).collect())
         } else {
@@ -627,11 +630,10 @@ async fn search(
     let q = needle(&p)?.ok_or_else(|| ApiError::bad("q", "q is required"))?;
     let limit = p.limit(20, 200)?;
     let index = sites_at(&cat, &page_config(cfg), p.timestamp("as_of")?, None).await?;
-    let all = crate::index::Filter::default();
     let mut found: Vec<(bool, &Arc<Site>)> = index
-        .all(&all)
-        .filter(|s| name_matches(s, &q))
-        .map(|s| (!s.names().any(|n| n.to_lowercase().starts_with(&q)), s))
+        .named(&q)
+        .into_iter()
+        .map(|s| (!s.names().any(|n| folded(n).starts_with(&q)), s))
         .collect();
     let total = found.len();
     // Stable: id order within each group.
@@ -779,7 +781,7 @@ mod tests {
     #[test]
     fn the_first_event_times_are_the_earliest_observation_and_revision() {
         let (cat, _) =
-            Catalogue::from_store(crate::store::Store::open_in_memory().unwrap()).unwrap();
+            Catalogue::from_store(crate::store::SqliteStore::open_in_memory().unwrap()).unwrap();
         let seed: Value = serde_json::from_str(crate::catalogue::SEED_OBSERVATIONS).unwrap();
         let earliest = seed["features"]
             .as_array()

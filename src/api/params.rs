@@ -1,10 +1,17 @@
 //! Query-string parameters turned into domain values, with errors naming the
 //! parameter.
 
-use super::cql::Interval;
 use super::error::ApiError;
 use crate::index::Filter;
 use crate::model::{BBox, LonLat, Meters};
+use crate::query::QueryError;
+use crate::query::cql::Interval;
+
+impl From<QueryError> for ApiError {
+    fn from(e: QueryError) -> Self {
+        ApiError::bad(e.parameter(), e.to_string())
+    }
+}
 
 /// The raw `key=value` pairs of a query string.
 pub struct Params(Vec<(String, String)>);

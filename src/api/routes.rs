@@ -1,15 +1,17 @@
 //! Handlers: each parses its parameters, asks the catalogue, renders GeoJSON.
 
-use super::cql::{Geom, Record, Scalar};
+use super::deadline::blocking;
 use super::edits::RecordView;
 use super::error::ApiError;
-use super::ogc::{CollectionId, ItemQuery, Link};
+use super::ogc::{ItemQuery, Link};
 use super::params::Params;
 use crate::catalogue::Catalogue;
 use crate::index::SiteIndex;
+use crate::model::ObservationStats;
 use crate::model::{Footprint, Site, SiteId};
+use crate::query::cql;
+use crate::query::{COUNT_CAP, CollectionId, Selection, SiteRecord};
 use crate::render;
-use crate::store::ObservationStats;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
@@ -44,40 +46,6 @@ pub async fn healthz(cat: web::Data<Arc<Catalogue>>) -> HttpResponse {
 pub fn base_url(req: &HttpRequest) -> String {
     let info = req.connection_info();
     format!("{}://{}", info.scheme(), info.host())
-}
-
-/// A site as a CQL2 filter, `sortby` and `datetime` see it.
-struct SiteItem {
-    site: Arc<Site>,
-    retired: bool,
-    stats: Option<ObservationStats>,
-}
-
-impl Record for SiteItem {
-    fn property(&self, name: &str) -> Scalar {
-        let s = &self.site;
-        let text = |t: &str| Scalar::Str(t.to_owned());
-        match name {
-            "id" => text(s.id.as_str()),
-            "name" => text(&s.name),
-            "country" => text(s.country.as_str()),
-            "kind" => text(s.kind.as_str()),
-            "declaration" => text(s.declaration.as_str()),
-            "status" => text(s.status.as_str()),
-            "confidence" => text(s.confidence.as_str()),
-            "notes" => s.notes.as_deref().map_or(Scalar::Null, text),
-            "last_observed_at" => self
-                .stats
-                .map_or(Scalar::Null, |st| Scalar::Time(st.last_observed_at)),
-            "observation_count" => Scalar::Num(self.stats.map_or(0, |st| st.count) as f64),
-            "retired" => Scalar::Bool(self.retired),
-            _ => Scalar::Null,
-        }
-    }
-
-    fn geometry(&self) -> Option<Geom<'_>> {
-        Some(Geom::Area(&self.site.footprint))
-    }
 }
 
 /// Sites: OGC API - Features items with the catalogue's own filters.
@@ -140,45 +108,126 @@ pub async fn site_items(
     };
     let stats = cat.observation_stats();
     // A cursor that is no site id still orders, and takes the general path.
-    let after_site = match query.after_id() {
+    let after_site = match query.selector.after_id() {
         None => Some(None),
         Some(raw) => SiteId::parse("after", raw).ok().map(Some),
     };
-    if let Some(after) = after_site
+    if let Some(after) = after_site.clone()
         && view.is_now_and_live()
         && bbox.is_none()
         && intersects.is_none()
-        && query.reads_forward_by_id()
+        && query.selector.reads_forward_by_id()
     {
         // The live index is in id order: the page is read from the cursor on,
         // filtered one site at a time, and only it is collected.
         let index = cat.index();
         let unfiltered = filter == crate::index::Filter::default()
-            && query.filter.is_none()
-            && query.datetime.is_none()
+            && query.selector.filter.is_none()
+            && query.selector.datetime.is_none()
             && observed_before.is_none()
             && observed_since.is_none();
-        let item = |site: &Arc<Site>| SiteItem {
+        let item = |site: &Arc<Site>| SiteRecord {
             stats: stats.get(site.id.as_str()).copied(),
             site: site.clone(),
             retired: false,
         };
-        let observed = |i: &SiteItem| {
+        let observed = |i: &SiteRecord| {
             let last = i.stats.map(|s| s.last_observed_at);
             observed_before.is_none_or(|t| last.is_none_or(|l| l < t))
                 && observed_since.is_none_or(|t| last.is_some_and(|l| l >= t))
         };
-        let before = index
-            .all(&filter)
-            .take_while(|s| after.as_ref().is_some_and(|a| s.id <= *a))
-            .map(item)
-            .filter(observed);
-        let items = index
-            .from(after.as_ref(), &filter)
-            .map(item)
-            .filter(observed);
+        // Where an index answers part of the query (text a name must hold,
+        // when sites were last observed), the walk covers the sites it names,
+        // in id order, rather than the catalogue.
+        let by_time = (observed_before.is_some() || observed_since.is_some())
+            .then(|| cat.observed())
+            .and_then(|o| o.sites(&index, observed_before, observed_since));
+        let by_name = query
+            .selector
+            .filter
+            .as_ref()
+            .and_then(|f| cql::required_text(f, "name"))
+            .map(|needle| index.named(&needle));
+        let narrowed = match (by_time, by_name) {
+            (Some(a), Some(b)) => Some(both(a, b)),
+            (a, b) => a.or(b),
+        };
+        type Sites<'a> = Box<dyn Iterator<Item = &'a Arc<Site>> + 'a>;
+        let (before, items): (Sites<'_>, Sites<'_>) = match &narrowed {
+            Some(list) => {
+                let cut = after
+                    .as_ref()
+                    .map_or(0, |a| list.partition_point(|s| s.id <= *a));
+                let filter = &filter;
+                (
+                    Box::new(list[..cut].iter().copied().filter(|s| filter.matches(s))),
+                    Box::new(list[cut..].iter().copied().filter(|s| filter.matches(s))),
+                )
+            }
+            None => (
+                Box::new(
+                    index
+                        .all(&filter)
+                        .take_while(|s| after.as_ref().is_some_and(|a| s.id <= *a)),
+                ),
+                Box::new(index.from(after.as_ref(), &filter)),
+            ),
+        };
+        let before = before.map(item).filter(observed);
+        let items = items.map(item).filter(observed);
         let total = unfiltered.then(|| index.len());
-        let sel = query.select_in_id_order(before, items, super::ogc::COUNT_CAP, total);
+        let sel = query
+            .selector
+            .select_in_id_order(before, items, COUNT_CAP, total);
+        return respond_sites(&req, &query, &view, &stats, sel);
+    }
+    if let (Some(t), Some(after)) = (view.past_and_live(), after_site.clone())
+        && bbox.is_none()
+        && intersects.is_none()
+        && query.selector.reads_forward_by_id()
+    {
+        // The past in id order: read from the cursor on, a page at a time, so
+        // that a page costs that page. Each match costs a read, so matches are
+        // counted only a little way past the page.
+        let (stats, filter) = (stats.clone(), filter.clone());
+        let (query, sel) = blocking(&cat, move |c| {
+            let failed = std::cell::Cell::new(None);
+            let item = |site: Arc<Site>| SiteRecord {
+                stats: stats.get(site.id.as_str()).copied(),
+                site,
+                retired: false,
+            };
+            let observed = |i: &SiteRecord| {
+                let last = i.stats.map(|s| s.last_observed_at);
+                observed_before.is_none_or(|t| last.is_none_or(|l| l < t))
+                    && observed_since.is_none_or(|t| last.is_some_and(|l| l >= t))
+            };
+            let before: Box<dyn Iterator<Item = Arc<Site>>> = match &after {
+                None => Box::new(std::iter::empty()),
+                Some(a) => Box::new(
+                    c.sites_at_from(t, None, &failed)
+                        .take_while(move |s| s.id <= *a),
+                ),
+            };
+            let before = before
+                .filter(|s| filter.matches(s))
+                .map(item)
+                .filter(observed);
+            let items = c
+                .sites_at_from(t, after.clone(), &failed)
+                .filter(|s| filter.matches(s))
+                .map(item)
+                .filter(observed);
+            let sel = query
+                .selector
+                .select_in_id_order(before, items, PAST_COUNT_CAP, None);
+            match failed.into_inner() {
+                Some(e) => Err(ApiError::from(e)),
+                None => Ok((query, sel)),
+            }
+        })
+        .await?;
+        let stats = cat.observation_stats();
         return respond_sites(&req, &query, &view, &stats, sel);
     }
     // The lon/lat rectangles that hold every answer, so that the past is read
@@ -207,16 +256,37 @@ pub async fn site_items(
     if let Some(t) = observed_since {
         matched.retain(|(s, _)| last_seen(s).is_some_and(|l| l >= t));
     }
-    let items: Vec<SiteItem> = matched
+    let items: Vec<SiteRecord> = matched
         .into_iter()
-        .map(|(site, retired)| SiteItem {
+        .map(|(site, retired)| SiteRecord {
             stats: stats.get(site.id.as_str()).copied(),
             site,
             retired,
         })
         .collect();
-    let sel = query.select(items);
+    let sel = query.selector.select(items);
     respond_sites(&req, &query, &view, &stats, sel)
+}
+
+/// How far past a page of the past its matches are counted: each is a read.
+const PAST_COUNT_CAP: usize = 100;
+
+/// The sites in both id-ordered lists, in id order.
+fn both<'a>(a: Vec<&'a Arc<Site>>, b: Vec<&'a Arc<Site>>) -> Vec<&'a Arc<Site>> {
+    let mut out = Vec::with_capacity(a.len().min(b.len()));
+    let (mut i, mut j) = (0, 0);
+    while let (Some(x), Some(y)) = (a.get(i), b.get(j)) {
+        match x.id.cmp(&y.id) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                out.push(*x);
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    out
 }
 
 /// A page of sites as GeoJSON or CSV, each with its observation statistics,
@@ -226,7 +296,7 @@ fn respond_sites(
     query: &ItemQuery,
     view: &RecordView,
     stats: &std::collections::HashMap<SiteId, ObservationStats>,
-    sel: super::ogc::Selection<SiteItem>,
+    sel: Selection<SiteRecord>,
 ) -> Result<HttpResponse, ApiError> {
     let base = base_url(req);
     let mut doc = render::sites_collection(sel.page.iter().map(|i| &i.site), Map::new());

@@ -96,6 +96,53 @@ impl Catalogue {
         Ok(SiteIndex::build(sites))
     }
 
+    /// A page of the sites (live, or retired if `retired`) as recorded at `t`
+    /// (now if `None`), in id order after `after`, at most `limit`: read from
+    /// the cursor on, so that paging through the past costs the page.
+    pub fn sites_at_page(
+        &self,
+        t: Option<Timestamp>,
+        retired: bool,
+        after: Option<&SiteId>,
+        limit: usize,
+    ) -> Result<Vec<Arc<Site>>, StoreError> {
+        self.reader()?.sites_at_from(t, retired, after, limit)
+    }
+
+    /// The live sites as recorded at `t` whose id is after `after`, in id
+    /// order, read a page at a time as the caller goes on: taking ten costs
+    /// ten, not the catalogue. A failed read ends the run and is left in
+    /// `failed`.
+    pub fn sites_at_from<'a>(
+        &'a self,
+        t: Timestamp,
+        after: Option<SiteId>,
+        failed: &'a std::cell::Cell<Option<StoreError>>,
+    ) -> impl Iterator<Item = Arc<Site>> + 'a {
+        let mut cursor = after;
+        let mut chunk = 16;
+        let mut pending = std::collections::VecDeque::new();
+        let mut done = false;
+        std::iter::from_fn(move || {
+            if pending.is_empty() && !done {
+                match self.sites_at_page(Some(t), false, cursor.as_ref(), chunk) {
+                    Ok(page) => {
+                        done = page.len() < chunk;
+                        cursor = page.last().map(|s| s.id.clone()).or(cursor.take());
+                        pending.extend(page);
+                        // Larger reads once the caller shows it wants more.
+                        chunk = (chunk * 4).min(1024);
+                    }
+                    Err(e) => {
+                        failed.set(Some(e));
+                        done = true;
+                    }
+                }
+            }
+            pending.pop_front()
+        })
+    }
+
     /// One site as recorded at `t`; `None` if it did not exist or was retired then.
     pub fn site_as_of(&self, id: &SiteId, t: Timestamp) -> Result<Option<Arc<Site>>, StoreError> {
         Ok(self.reader()?.site_as_of(id, t)?.map(Arc::new))
@@ -135,11 +182,11 @@ impl Catalogue {
 mod tests {
     use super::*;
     use crate::index::Filter;
-    use crate::store::{Change, Store};
+    use crate::store::{Change, SqliteStore};
     use serde_json::json;
 
     fn catalogue() -> Catalogue {
-        Catalogue::from_store(Store::open_in_memory().unwrap())
+        Catalogue::from_store(SqliteStore::open_in_memory().unwrap())
             .unwrap()
             .0
     }

@@ -3,9 +3,10 @@
 
 use super::Catalogue;
 use crate::index::footprint_meets_bbox;
+use crate::model::StoredObservation;
 use crate::model::{BBox, Declaration, Finding, IdPolicy, Site, SiteId, Timestamp};
 use crate::render::candidate_feature;
-use crate::store::{Before, RevisionRow, SitePage, StoreError, StoredObservation};
+use crate::store::{Before, RevisionRow, SitePage, StoreError};
 use serde_json::{Value, json};
 
 /// The kinds of event, in the order they sort among events of the same instant.
@@ -130,7 +131,7 @@ fn observation_event(o: &StoredObservation) -> Event {
     let feature = json!({
         "type": "Feature",
         "id": o.id,
-        "geometry": o.geometry,
+        "geometry": o.place.to_geojson(),
         "properties": {
             "event": "observation", "time": o.observed_at, "id": o.id,
             "observed_at": o.observed_at, "recorded_at": o.recorded_at, "batch_id": o.batch_id,
@@ -418,7 +419,7 @@ mod tests {
 
     #[test]
     fn paging_through_a_site_history_in_either_order_gives_every_event_once() {
-        let cat = Catalogue::from_store(crate::store::Store::open_in_memory().unwrap())
+        let cat = Catalogue::from_store(crate::store::SqliteStore::open_in_memory().unwrap())
             .unwrap()
             .0;
         // Three observations share each second, so pages break inside ties.

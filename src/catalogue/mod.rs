@@ -5,6 +5,7 @@ mod check;
 mod edits;
 mod history;
 mod observations;
+mod observed;
 mod ogc;
 
 pub use check::{CheckReport, check_database};
@@ -12,16 +13,20 @@ pub use edits::EditError;
 pub use history::{ChangesQuery, Cursor, EventKind, HistoryQuery, Order, Page};
 
 pub use observations::{ObservationImportError, PromoteError, Promotion};
+pub use observed::{DENSE, Observed};
 
 use crate::import::{ImportError, parse_sites};
 use crate::index::{SiteChange, SiteIndex};
+use crate::model::ObservationStats;
 use crate::model::{IdPolicy, Site, SiteId, Timestamp};
-use crate::store::ObservationStats;
-use crate::store::{ApplyReport, Provenance, Revision, Store, StoreError};
+use crate::store::{
+    ApplyReport, Backend, Meta, Provenance, Reader, Revision, SqliteBackend, SqliteStore,
+    StoreError, Writer,
+};
 use arc_swap::ArcSwap;
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 
 /// The seed catalogue, built into the binary so `serve` works from any folder.
 pub const SEED_SITES: &str = include_str!("../../data/sites.geojson");
@@ -44,55 +49,14 @@ pub enum CatalogueError {
 /// An open catalogue. Reads take the current index snapshot and never wait for a
 /// writer; writes are serialised and become visible all at once after commit.
 pub struct Catalogue {
-    store: Mutex<Store>,
+    backend: Box<dyn Backend>,
     index: ArcSwap<SiteIndex>,
     /// When each site was last observed and how often; replaced after each batch.
     stats: ArcSwap<HashMap<SiteId, ObservationStats>>,
     /// The first and last of the sites' last observation times, kept with `stats`.
     observed_span: ArcSwap<Option<(Timestamp, Timestamp)>>,
-    /// The database file, for read-only connections; `None` in memory, where
-    /// reads share the writer's connection.
-    file: Option<String>,
-    /// Idle read-only connections, reused across requests.
-    readers: Mutex<Vec<Store>>,
-}
-
-/// Read-only connections kept idle for reuse; more may be open at once, and
-/// those beyond this are closed when done. Enough for the reads a busy server
-/// has in flight: a connection closed and opened again per request would read
-/// the schema and prepare its statements anew each time.
-const IDLE_READERS: usize = 32;
-
-/// A store to read from: a pooled read-only connection, or the writer's own
-/// connection for an in-memory catalogue.
-pub(crate) enum Reader<'a> {
-    Pooled(Option<Store>, &'a Mutex<Vec<Store>>),
-    Writer(MutexGuard<'a, Store>),
-}
-
-impl std::ops::Deref for Reader<'_> {
-    type Target = Store;
-
-    fn deref(&self) -> &Store {
-        match self {
-            // The store is taken out only in `drop`.
-            Reader::Pooled(store, _) => store.as_ref().unwrap_or_else(|| unreachable!()),
-            Reader::Writer(guard) => guard,
-        }
-    }
-}
-
-impl Drop for Reader<'_> {
-    fn drop(&mut self) {
-        if let Reader::Pooled(store, pool) = self
-            && let Some(store) = store.take()
-        {
-            let mut idle = pool.lock().unwrap_or_else(PoisonError::into_inner);
-            if idle.len() < IDLE_READERS {
-                idle.push(store);
-            }
-        }
-    }
+    /// The sites by last observation time, kept with `stats` and the index.
+    observed: ArcSwap<Observed>,
 }
 
 /// What opening a catalogue did, for the caller to report.
@@ -107,22 +71,29 @@ impl Catalogue {
     /// Opens the database (creating it if needed), seeds a new one from the
     /// built-in catalogue, and builds the index.
     pub fn open(path: &Path) -> Result<(Self, Opened), CatalogueError> {
-        Self::from_store(Store::open(path)?)
+        Self::from_store(SqliteStore::open(path)?)
     }
 
     /// Opens a database without the built-in seed, for a catalogue that is to
     /// hold only what is imported (a generated one, say). A database that was
     /// seeded before keeps its sites.
     pub fn open_unseeded(path: &Path) -> Result<(Self, Opened), CatalogueError> {
-        let store = Store::open(path)?;
+        let store = SqliteStore::open(path)?;
         if store.meta(SEEDED_KEY)?.is_none() {
             store.set_meta(SEEDED_KEY, "never: opened without the built-in seed")?;
         }
         Self::from_store(store)
     }
 
-    pub fn from_store(mut store: Store) -> Result<(Self, Opened), CatalogueError> {
+    /// A catalogue on an open SQLite database.
+    pub fn from_store(store: SqliteStore) -> Result<(Self, Opened), CatalogueError> {
+        Self::from_backend(Box::new(SqliteBackend::new(store)))
+    }
+
+    /// A catalogue on any backend: seeds a new database and builds the index.
+    pub fn from_backend(backend: Box<dyn Backend>) -> Result<(Self, Opened), CatalogueError> {
         let mut seeded = None;
+        let mut store = backend.writer();
         if store.meta(SEEDED_KEY)?.is_none() && store.site_count()? == 0 {
             let sites =
                 parse_sites(SEED_SITES, IdPolicy::Required).map_err(CatalogueError::Seed)?;
@@ -135,28 +106,42 @@ impl Catalogue {
             seeded = Some(report.created.len());
         }
         let started = std::time::Instant::now();
-        let sites = store.live_sites()?;
-        let read = started.elapsed();
-        let index = SiteIndex::build(sites);
-        let built = started.elapsed();
-        let stats = store.observation_stats()?;
+        // The observation counts are read on a second connection while the
+        // sites are read and indexed; in memory there is only the one.
+        let (read, index, built, stats) = std::thread::scope(|scope| {
+            let beside = backend
+                .location()
+                .map(|_| scope.spawn(|| backend.reader().and_then(|r| r.observation_stats())));
+            let sites = store.live_sites()?;
+            let read = started.elapsed();
+            let index = SiteIndex::build(sites);
+            let built = started.elapsed();
+            let stats = match beside {
+                Some(h) => h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))?,
+                None => store.observation_stats()?,
+            };
+            Ok::<_, StoreError>((read, index, built, stats))
+        })?;
+        let counted = started.elapsed();
+        let observed = Observed::new(&stats, &index);
         tracing::info!(
             sites = index.len(),
             read_ms = read.as_millis() as u64,
             index_ms = (built - read).as_millis() as u64,
-            stats_ms = (started.elapsed() - built).as_millis() as u64,
+            stats_ms = (counted - built).as_millis() as u64,
+            by_time_ms = (started.elapsed() - counted).as_millis() as u64,
             "catalogue loaded"
         );
         let opened = Opened {
             seeded,
             live_sites: index.len(),
         };
+        drop(store);
         let catalogue = Self {
-            file: store.file(),
-            readers: Mutex::new(Vec::new()),
-            store: Mutex::new(store),
+            backend,
             index: ArcSwap::from_pointee(index),
             observed_span: ArcSwap::from_pointee(span_of(&stats)),
+            observed: ArcSwap::from_pointee(observed),
             stats: ArcSwap::from_pointee(stats),
         };
         if seeded.is_some() {
@@ -181,27 +166,14 @@ impl Catalogue {
         self.index.load_full()
     }
 
-    fn store(&self) -> MutexGuard<'_, Store> {
-        // A panic while holding the lock cannot leave SQLite half-written (an open
-        // transaction rolls back when dropped), so a poisoned lock is still sound.
-        self.store.lock().unwrap_or_else(PoisonError::into_inner)
+    /// The one writer; writes wait for each other here.
+    fn store(&self) -> Writer<'_> {
+        self.backend.writer()
     }
 
     /// A connection for reads that need not wait for a write in progress.
     pub(crate) fn reader(&self) -> Result<Reader<'_>, StoreError> {
-        let Some(file) = &self.file else {
-            return Ok(Reader::Writer(self.store()));
-        };
-        let idle = self
-            .readers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pop();
-        let store = match idle {
-            Some(s) => s,
-            None => Store::open_reader(file)?,
-        };
-        Ok(Reader::Pooled(Some(store), &self.readers))
+        self.backend.reader()
     }
 
     /// Parses a FeatureCollection of sites and applies it in one transaction; the
@@ -252,8 +224,13 @@ impl Catalogue {
     /// in; called after each commit while the store is still locked, so
     /// snapshots follow commit order. Costs the change, not the catalogue.
     fn publish(&self, changes: Vec<SiteChange>) {
+        let observed = self.observed.load().with_sites(
+            changes.iter().map(|(id, site)| (id, site.is_some())),
+            &self.stats.load(),
+        );
         let next = self.index.load().with_changes(changes);
         self.index.store(Arc::new(next));
+        self.observed.store(Arc::new(observed));
     }
 
     /// Every revision of a site, oldest first.
@@ -274,10 +251,21 @@ fn span_of(stats: &HashMap<SiteId, ObservationStats>) -> Option<(Timestamp, Time
 }
 
 impl Catalogue {
-    /// Replaces the observation statistics after a commit, with their span.
-    fn set_stats(&self, stats: HashMap<SiteId, ObservationStats>) {
+    /// Replaces the observation statistics after a commit of a batch that
+    /// observed `sites`, with their span and the sites by time.
+    fn set_stats(&self, sites: &[SiteId], stats: HashMap<SiteId, ObservationStats>) {
+        let observed = self
+            .observed
+            .load()
+            .with_batch(sites, &self.stats.load(), &stats);
         self.observed_span.store(Arc::new(span_of(&stats)));
         self.stats.store(Arc::new(stats));
+        self.observed.store(Arc::new(observed));
+    }
+
+    /// The sites by when they were last observed.
+    pub fn observed(&self) -> Arc<Observed> {
+        self.observed.load_full()
     }
 
     /// The first and last of the sites' last observation times: the temporal
@@ -314,7 +302,7 @@ mod tests {
 
     #[test]
     fn an_invalid_batch_changes_neither_the_store_nor_the_index() {
-        let (cat, _) = Catalogue::from_store(Store::open_in_memory().unwrap()).unwrap();
+        let (cat, _) = Catalogue::from_store(SqliteStore::open_in_memory().unwrap()).unwrap();
         let before = cat.index().len();
         let bad = r#"{"type":"FeatureCollection","features":[{"type":"Feature","id":"x","geometry":null,"properties":{"name":"x","country":"ZZZ","kind":"other"}}]}"#;
         let by = Provenance {
@@ -330,7 +318,7 @@ mod tests {
 
     #[test]
     fn a_panic_while_the_store_is_locked_does_not_stop_later_writes() {
-        let (cat, _) = Catalogue::from_store(Store::open_in_memory().unwrap()).unwrap();
+        let (cat, _) = Catalogue::from_store(SqliteStore::open_in_memory().unwrap()).unwrap();
         let cat = Arc::new(cat);
         let holder = cat.clone();
         let crashed = std::thread::spawn(move || {
@@ -338,7 +326,7 @@ mod tests {
             panic!("a request fails while it holds the store");
         })
         .join();
-        assert!(crashed.is_err() && cat.store.is_poisoned());
+        assert!(crashed.is_err());
         let site = r#"{"type":"FeatureCollection","features":[{"type":"Feature","id":"after-the-panic","geometry":{"type":"Polygon","coordinates":[[[10,10],[10.01,10],[10.01,10.01],[10,10]]]},"properties":{"name":"x","country":"ZZZ","kind":"other"}}]}"#;
         let by = Provenance {
             actor: "t".into(),

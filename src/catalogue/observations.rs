@@ -3,8 +3,8 @@
 
 use super::Catalogue;
 use crate::import::{ImportOptions, ImportReport, RunError, run_import};
-use crate::model::{SiteId, Timestamp};
-use crate::store::{BatchRecord, Candidate, ObservationStats, StoreError};
+use crate::model::{Candidate, CandidateState, ObservationStats, SiteId, Timestamp};
+use crate::store::{BatchRecord, StoreError};
 use std::collections::HashMap;
 use std::io::Read;
 use std::sync::Arc;
@@ -41,7 +41,7 @@ impl Catalogue {
         // matches itself.
         let outcome = run_import(
             reader,
-            &tx,
+            &*tx,
             &index,
             opts,
             origin,
@@ -72,6 +72,7 @@ impl Catalogue {
             )?;
             if !outcome.site_stats.is_empty() {
                 let mut stats: HashMap<SiteId, ObservationStats> = (**self.stats.load()).clone();
+                let observed: Vec<SiteId> = outcome.site_stats.keys().cloned().collect();
                 for (site, s) in outcome.site_stats {
                     let e = stats.entry(site).or_insert(ObservationStats {
                         last_observed_at: s.last_observed_at,
@@ -80,7 +81,7 @@ impl Catalogue {
                     e.count += s.count;
                     e.last_observed_at = e.last_observed_at.max(s.last_observed_at);
                 }
-                self.set_stats(stats);
+                self.set_stats(&observed, stats);
             }
         } else {
             tx.rollback()?;
@@ -114,7 +115,7 @@ impl Catalogue {
     }
 
     /// Candidate undeclared sites, newest first; only those in `state` if given.
-    pub fn candidates(&self, state: Option<&str>) -> Result<Vec<Candidate>, StoreError> {
+    pub fn candidates(&self, state: Option<CandidateState>) -> Result<Vec<Candidate>, StoreError> {
         self.reader()?.candidates(state)
     }
 
@@ -171,10 +172,10 @@ impl Catalogue {
         let mut store = self.store();
         let c = store
             .candidate(id)?
-            .filter(|c| c.state == "open")
+            .filter(|c| c.state == CandidateState::Open)
             .ok_or_else(|| PromoteError::NotOpen(id.to_owned()))?;
         let members = store.candidate_members(id)?;
-        let centre = [c.lon, c.lat];
+        let centre = c.at.to_array();
         let footprint = match p.footprint {
             Some(f) => f,
             None => {
@@ -202,7 +203,7 @@ impl Catalogue {
             "id": p.id,
             "geometry": footprint,
             "properties": {
-                "name": p.name.unwrap_or_else(|| format!("Unidentified activity near {:.4}, {:.4}", c.lat, c.lon)),
+                "name": p.name.unwrap_or_else(|| format!("Unidentified activity near {:.4}, {:.4}", c.at.lat(), c.at.lon())),
                 "alt_names": p.alt_names.unwrap_or_default(),
                 "country": p.country.unwrap_or_else(|| "XXX".into()),
                 "kind": p.kind.unwrap_or_else(|| "other".into()),
@@ -232,10 +233,15 @@ impl Catalogue {
             ),
         };
         if store.promote_candidate(id, &site, &links, &by)?.is_none() {
-            return Err(match store.candidate(id)?.filter(|c| c.state == "open") {
-                Some(_) => PromoteError::Exists(site.id.clone()),
-                None => PromoteError::NotOpen(id.to_owned()),
-            });
+            return Err(
+                match store
+                    .candidate(id)?
+                    .filter(|c| c.state == CandidateState::Open)
+                {
+                    Some(_) => PromoteError::Exists(site.id.clone()),
+                    None => PromoteError::NotOpen(id.to_owned()),
+                },
+            );
         }
         self.publish(vec![(site.id.clone(), Some(Arc::new(site.clone())))]);
         let mut stats: HashMap<SiteId, ObservationStats> = (**self.stats.load()).clone();
@@ -247,7 +253,7 @@ impl Catalogue {
                     count: members.len() as u64,
                 },
             );
-            self.set_stats(stats);
+            self.set_stats(std::slice::from_ref(&site.id), stats);
         }
         Ok(self
             .index()

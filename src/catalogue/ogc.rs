@@ -2,8 +2,9 @@
 //! answered from the store rather than the in-memory index.
 
 use super::Catalogue;
+use crate::model::StoredObservation;
 use crate::model::Timestamp;
-use crate::store::{StoreError, StoredObservation};
+use crate::store::StoreError;
 
 impl Catalogue {
     /// Observations whose bounds meet any of the lon/lat rectangles (`west <=
@@ -111,11 +112,11 @@ impl Catalogue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::Store;
+    use crate::store::SqliteStore;
 
     #[test]
     fn the_seed_observations_are_all_found_and_each_by_its_id() {
-        let (cat, _) = Catalogue::from_store(Store::open_in_memory().unwrap()).unwrap();
+        let (cat, _) = Catalogue::from_store(SqliteStore::open_in_memory().unwrap()).unwrap();
         let all = cat.observations_matching(None, None, None, &[]).unwrap();
         assert!(!all.is_empty());
         let halves = cat
@@ -134,12 +135,11 @@ mod tests {
 
     #[test]
     fn the_observation_extent_holds_every_observation_and_its_times() {
-        let (cat, _) = Catalogue::from_store(Store::open_in_memory().unwrap()).unwrap();
+        let (cat, _) = Catalogue::from_store(SqliteStore::open_in_memory().unwrap()).unwrap();
         let all = cat.observations_matching(None, None, None, &[]).unwrap();
         let ([w, s, e, n], first, last) = cat.observation_extent().unwrap().unwrap();
         for o in &all {
-            let c = &o.geometry["coordinates"];
-            let (lon, lat) = (c[0].as_f64().unwrap(), c[1].as_f64().unwrap());
+            let [lon, lat] = o.place.anchor().to_array();
             assert!(
                 w <= lon && lon <= e && s <= lat && lat <= n,
                 "{lon},{lat} outside"

@@ -3,7 +3,7 @@
 use crate::geodesy::MAX_CURVATURE_RADIUS;
 use crate::index::{Filter, SiteIndex};
 use crate::model::{FieldError, Footprint, Meters, Observation, Place};
-use crate::store::{LinkHow, SiteLink};
+use crate::model::{LinkHow, SiteLink};
 
 /// Links an observation to sites: the site it names (which must exist), else
 /// every site its place meets, else the nearest site within `radius`, else none.

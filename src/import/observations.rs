@@ -1,14 +1,15 @@
 //! The observation import pipeline: stream, validate, de-duplicate, match,
 //! cluster the unmatched into candidates, and report. Everything is written
-//! through one [`BatchTx`]; the caller commits or rolls back on the report.
+//! through one [`ImportUnit`]; the caller commits or rolls back on the report.
 
 use super::FeatureProblem;
 use super::matching::match_place;
 use super::stream::{StreamError, for_each_feature};
 use crate::geodesy::{self, geodesic_distance};
 use crate::index::SiteIndex;
+use crate::model::ObservationStats;
 use crate::model::{LonLat, Meters, Observation, SiteId, Timestamp};
-use crate::store::{BatchTx, ObservationStats, StoreError};
+use crate::store::{ImportUnit, StoreError};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::cell::Cell;
@@ -146,7 +147,7 @@ fn push_capped<T>(list: &mut Vec<T>, truncated: &mut bool, item: T) {
 /// hash was stored before; `progress(features, bytes)` is called as features arrive.
 pub fn run_import<R: Read>(
     reader: R,
-    tx: &BatchTx<'_>,
+    tx: &dyn ImportUnit,
     index: &SiteIndex,
     opts: &ImportOptions,
     origin: &str,
@@ -294,7 +295,7 @@ fn summary(r: &ImportReport) -> String {
 /// new candidate with unclustered neighbours seen on other days. Returns the id
 /// of a candidate it created.
 fn cluster(
-    tx: &BatchTx<'_>,
+    tx: &dyn ImportUnit,
     id: &str,
     at: LonLat,
     when: Timestamp,

@@ -45,12 +45,16 @@ mod error;
 mod footprint;
 pub mod json;
 mod observation;
+mod record;
 mod site;
 mod values;
 
 pub use error::FieldError;
 pub use footprint::{Footprint, MAX_FOOTPRINT_VERTICES, bounds_of, geojson_bounds};
 pub use observation::{Finding, Observation, Place};
+pub use record::{
+    Candidate, CandidateState, LinkHow, ObservationStats, SiteLink, StoredObservation,
+};
 pub use site::{
     Confidence, Declaration, FieldChange, IdPolicy, Site, SiteKind, Source, Status, diff_sites,
 };

@@ -1,58 +1,46 @@
-//! SQLite storage: the one source of truth. Sites keep their current state and
-//! every revision; nothing is overwritten or physically deleted. All SQL lives here.
+//! The storage boundary: what the catalogue needs from a database, as traits,
+//! and the backend-neutral values that cross it. The catalogue, the importer
+//! and the query engine speak only these; [`sqlite`] is the embedded backend,
+//! and a server database implements the same traits.
 
-mod backup;
-mod check;
-mod history;
-mod load;
-mod log;
-mod observations;
-mod schema;
-mod sites;
+pub mod sqlite;
 
-use crate::model::{FieldChange, SiteId, Timestamp};
-use rusqlite::{Connection, OptionalExtension, params};
-use serde::Serialize;
-use std::path::Path;
-
-pub use backup::{BackupError, BackupReport, backup};
-pub use check::{CheckError, Inspection, Problem, inspect};
-pub use history::{Before, RevisionRow, SitePage, revision_key};
-pub use log::{LogEntry, LogKind};
-pub use observations::{
-    BatchRecord, BatchTx, Candidate, LinkHow, ObservationStats, SiteLink, StoredObservation,
-    Unmatched,
+use crate::model::{
+    Candidate, CandidateState, FieldChange, LonLat, Observation, ObservationStats, Site, SiteId,
+    SiteLink, StoredObservation, Timestamp,
 };
-pub use schema::{CURRENT_VERSION, MigrationError};
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
 
+pub use sqlite::{
+    BackupError, BackupReport, CURRENT_VERSION, CheckError, Inspection, MigrationError, Problem,
+    SqliteBackend, SqliteStore, backup, inspect,
+};
+
+/// Why a storage operation failed, whatever the backend.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// The backend failed; the cause is kept for the log, never shown to clients.
     #[error("database error: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The statement was stopped because the deadline of the work it ran for
+    /// had passed (see [`crate::deadline`]).
+    #[error("database error: the statement was interrupted at its deadline")]
+    Interrupted,
     #[error("schema migration failed: {0}")]
-    Migration(#[from] MigrationError),
+    Migration(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("stored site {id} cannot be read back: {reason}")]
     Corrupt { id: String, reason: String },
 }
 
 impl StoreError {
-    /// Whether a statement was stopped because the deadline of the work it
-    /// ran for had passed (see [`crate::deadline`]).
+    /// Whether a statement was stopped because its deadline had passed.
     pub fn is_interrupted(&self) -> bool {
-        matches!(self, StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _))
-            if e.code == rusqlite::ErrorCode::OperationInterrupted)
+        matches!(self, StoreError::Interrupted)
     }
-}
-
-/// How many SQLite virtual-machine steps pass between checks of the deadline:
-/// a few microseconds of work, so a statement stops promptly once it is late.
-const DEADLINE_CHECK_STEPS: i32 = 10_000;
-
-/// Makes every statement on `conn` stop with an interruption once the
-/// deadline of the work it runs for has passed.
-fn interrupt_when_late(conn: &mut Connection) -> Result<(), StoreError> {
-    conn.progress_handler(DEADLINE_CHECK_STEPS, Some(crate::deadline::expired))?;
-    Ok(())
 }
 
 /// Who or what records a change, and why.
@@ -73,7 +61,7 @@ pub enum Change {
 }
 
 impl Change {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Change::Created => "created",
             Change::Updated => "updated",
@@ -83,7 +71,7 @@ impl Change {
     }
 
     /// The kind of this change in the change log.
-    fn log_kind(self) -> LogKind {
+    pub fn log_kind(self) -> LogKind {
         match self {
             Change::Created => LogKind::SiteCreated,
             Change::Updated => LogKind::SiteUpdated,
@@ -92,7 +80,7 @@ impl Change {
         }
     }
 
-    fn parse(s: &str) -> Option<Self> {
+    pub fn parse(s: &str) -> Option<Self> {
         Some(match s {
             "created" => Change::Created,
             "updated" => Change::Updated,
@@ -123,117 +111,387 @@ pub struct ApplyReport {
     pub unchanged: usize,
 }
 
-/// An open catalogue database.
-#[derive(Debug)]
-pub struct Store {
-    conn: Connection,
+/// A position in a newest-first listing: events strictly after it come next.
+/// `id` compares within one kind of event at the same time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Before {
+    pub time: String,
+    pub id: String,
 }
 
-impl Store {
-    /// Opens (creating if needed) the database file and brings its schema up to date.
-    pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let conn = Connection::open(path)?;
-        Self::init(conn)
-    }
+/// One page of a site's observations: the order, the position the page starts
+/// strictly after (in that order), and how many at most.
+#[derive(Debug, Clone, Copy)]
+pub struct SitePage<'a> {
+    pub newest_first: bool,
+    pub after: Option<&'a Before>,
+    pub limit: usize,
+}
 
-    /// A connection to an existing catalogue file that only reads. Under WAL it
-    /// sees the last commit and never waits for the writer, so reads go on while
-    /// a batch imports.
-    pub fn open_reader(path: &str) -> Result<Self, StoreError> {
-        // Opened read-write and made query-only, rather than opened read-only: a
-        // read-only connection cannot map the WAL index for writing, and SQLite
-        // then rebuilds it, and the schema, at every read transaction.
-        let conn = Connection::open_with_flags(
-            path,
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        conn.pragma_update(None, "query_only", true)?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        let mut conn = conn;
-        interrupt_when_late(&mut conn)?;
-        Ok(Self { conn })
-    }
+/// A revision as an event: the site's id, revision number, when and by whom,
+/// the change and diff, and the feature as recorded.
+#[derive(Debug, Clone)]
+pub struct RevisionRow {
+    pub site_id: String,
+    pub revision: i64,
+    pub recorded_at: Timestamp,
+    pub actor: String,
+    pub reason: Option<String>,
+    pub change: String,
+    pub diff: Value,
+    pub feature: Value,
+}
 
-    /// The file this store reads and writes; `None` in memory.
-    pub fn file(&self) -> Option<String> {
-        self.conn
-            .path()
-            .filter(|p| !p.is_empty())
-            .map(str::to_owned)
-    }
-
-    /// A private in-memory database, for tests.
-    pub fn open_in_memory() -> Result<Self, StoreError> {
-        Self::init(Connection::open_in_memory()?)
-    }
-
-    fn init(mut conn: Connection) -> Result<Self, StoreError> {
-        // WAL lets readers run beside the writer; FULL sync makes each commit
-        // durable before it is acknowledged.
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        schema::migrate(&mut conn)?;
-        interrupt_when_late(&mut conn)?;
-        Ok(Self { conn })
-    }
-
-    pub fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
-        Ok(self
-            .conn
-            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
-            .optional()?)
-    }
-
-    pub fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError> {
-        self.conn.execute(
-            "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            params![key, value],
-        )?;
-        Ok(())
+impl RevisionRow {
+    /// The key that orders revisions recorded at the same instant.
+    pub fn key(&self) -> String {
+        revision_key(&self.site_id, self.revision)
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::time::{Duration, Instant};
+/// Orders revisions of the same instant: by site, then revision number.
+pub fn revision_key(site_id: &str, revision: i64) -> String {
+    format!("{site_id}#{revision:010}")
+}
 
-    /// A statement that never ends by itself: only an interruption stops it.
-    const RUNAWAY: &str =
-        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c";
+/// The kinds of entry the log holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogKind {
+    SiteCreated,
+    SiteUpdated,
+    SiteRetired,
+    SiteRestored,
+    BatchStored,
+    CandidateDismissed,
+}
 
-    #[test]
-    fn a_runaway_statement_is_interrupted_once_its_deadline_passes() {
-        let store = Store::open_in_memory().unwrap();
-        let soon = Instant::now() + Duration::from_millis(50);
-        let err = crate::deadline::run_until(Some(soon), || {
-            store
-                .conn
-                .query_row(RUNAWAY, [], |r| r.get::<_, i64>(0))
-                .map_err(StoreError::from)
-        })
-        .unwrap_err();
-        assert!(err.is_interrupted(), "{err}");
-        assert!(Instant::now() >= soon);
-        // The connection serves the next statement as usual.
-        assert_eq!(store.site_count().unwrap(), 0);
+impl LogKind {
+    pub const ALL: &[LogKind] = &[
+        LogKind::SiteCreated,
+        LogKind::SiteUpdated,
+        LogKind::SiteRetired,
+        LogKind::SiteRestored,
+        LogKind::BatchStored,
+        LogKind::CandidateDismissed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogKind::SiteCreated => "site_created",
+            LogKind::SiteUpdated => "site_updated",
+            LogKind::SiteRetired => "site_retired",
+            LogKind::SiteRestored => "site_restored",
+            LogKind::BatchStored => "batch_stored",
+            LogKind::CandidateDismissed => "candidate_dismissed",
+        }
     }
 
-    #[test]
-    fn a_reader_connection_is_interrupted_too() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("c.db");
-        drop(Store::open(&path).unwrap());
-        let reader = Store::open_reader(path.to_str().unwrap()).unwrap();
-        let err = crate::deadline::run_until(Some(Instant::now()), || {
-            reader
-                .conn
-                .query_row(RUNAWAY, [], |r| r.get::<_, i64>(0))
-                .map_err(StoreError::from)
-        })
-        .unwrap_err();
-        assert!(err.is_interrupted(), "{err}");
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|k| k.as_str() == s)
     }
+}
+
+/// One entry as it is read back.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LogEntry {
+    pub seq: i64,
+    pub at: String,
+    pub kind: LogKind,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub site_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revision: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batch_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub candidate_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bbox: Option<[f64; 4]>,
+}
+
+/// The record of one import attempt.
+#[derive(Debug, Clone, Serialize)]
+pub struct BatchRecord {
+    pub id: String,
+    pub received_at: Timestamp,
+    pub origin: String,
+    pub content_hash: String,
+    pub mode: String,
+    pub stored: bool,
+    pub report: Value,
+}
+
+/// An unmatched observation near a place, for clustering.
+#[derive(Debug, Clone)]
+pub struct Unmatched {
+    pub id: String,
+    pub anchor: LonLat,
+    pub observed_at: Timestamp,
+    pub candidate_id: Option<String>,
+    /// Whether the candidate it belongs to is still open.
+    pub candidate_open: bool,
+}
+
+/// Sites as they are now and as they were: the current state, every revision,
+/// and area and time queries that an index answers.
+pub trait SiteReads {
+    /// Every live site, in id order.
+    fn live_sites(&self) -> Result<Vec<Arc<Site>>, StoreError>;
+    /// Every retired site, in id order.
+    fn retired_sites(&self) -> Result<Vec<Arc<Site>>, StoreError>;
+    fn retired_site(&self, id: &SiteId) -> Result<Option<Site>, StoreError>;
+    /// The sites live at `t`.
+    fn sites_as_of(&self, t: Timestamp) -> Result<Vec<Arc<Site>>, StoreError>;
+    /// The sites retired at `t`.
+    fn retired_sites_as_of(&self, t: Timestamp) -> Result<Vec<Arc<Site>>, StoreError>;
+    /// The sites (live, or retired if `retired`) at `t` (now if `None`) whose
+    /// footprint box meets one of the `[west, south, east, north]` boxes.
+    fn sites_in_area_at(
+        &self,
+        t: Option<Timestamp>,
+        retired: bool,
+        rects: &[[f64; 4]],
+    ) -> Result<Vec<Arc<Site>>, StoreError>;
+    fn site_as_of(&self, id: &SiteId, t: Timestamp) -> Result<Option<Site>, StoreError>;
+    fn retired_site_as_of(&self, id: &SiteId, t: Timestamp) -> Result<Option<Site>, StoreError>;
+    /// A site's revisions, oldest first.
+    fn revisions(&self, id: &SiteId) -> Result<Vec<Revision>, StoreError>;
+    /// How many sites are live.
+    fn site_count(&self) -> Result<i64, StoreError>;
+}
+
+/// The record in time order: revisions and candidate decisions in a window,
+/// newest first and paged by keyset, so pages stay stable while writes land.
+pub trait HistoryReads {
+    /// The sites (live, or retired if `retired`) as recorded at `t` (now if
+    /// `None`) whose id is after `after`, in id order, at most `limit`.
+    fn sites_at_from(
+        &self,
+        t: Option<Timestamp>,
+        retired: bool,
+        after: Option<&SiteId>,
+        limit: usize,
+    ) -> Result<Vec<Arc<Site>>, StoreError>;
+    /// Whether a site with this id was ever recorded, live or retired.
+    fn site_known(&self, id: &str) -> Result<bool, StoreError>;
+    /// Revisions whose footprint box meets the box, newest first, strictly
+    /// after `before`.
+    fn revisions_in_area(
+        &self,
+        rect: [f64; 4],
+        since: Option<Timestamp>,
+        until: Option<Timestamp>,
+        before: Option<&Before>,
+        limit: usize,
+    ) -> Result<Vec<RevisionRow>, StoreError>;
+    /// Revisions of one site or of all, newest first, strictly after `before`.
+    fn revisions_between(
+        &self,
+        site: Option<&str>,
+        since: Option<Timestamp>,
+        until: Option<Timestamp>,
+        before: Option<&Before>,
+        limit: usize,
+    ) -> Result<Vec<RevisionRow>, StoreError>;
+    /// Every revision of one site in the window, newest first.
+    fn site_revisions_between(
+        &self,
+        site: &str,
+        since: Option<Timestamp>,
+        until: Option<Timestamp>,
+    ) -> Result<Vec<RevisionRow>, StoreError>;
+    /// Candidates created or decided in the window (and near the box), newest
+    /// first, strictly after `before`.
+    fn candidate_ids_between(
+        &self,
+        rect: Option<[f64; 4]>,
+        since: Option<Timestamp>,
+        until: Option<Timestamp>,
+        before: Option<&Before>,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError>;
+}
+
+/// Writing sites: each call is one transaction that records a revision per
+/// change and appends to the change log.
+pub trait SiteWrites {
+    fn apply_sites(&mut self, sites: &[Site], by: &Provenance) -> Result<ApplyReport, StoreError>;
+    /// Creates a site; `None` if the id is taken.
+    fn create_site(&mut self, site: &Site, by: &Provenance)
+    -> Result<Option<Revision>, StoreError>;
+    /// Replaces a live site; `None` if there is none with that id.
+    fn replace_site(
+        &mut self,
+        site: &Site,
+        by: &Provenance,
+    ) -> Result<Option<Revision>, StoreError>;
+    /// Retires a live site; `None` if there is none with that id.
+    fn retire_site(&mut self, id: &SiteId, by: &Provenance)
+    -> Result<Option<Revision>, StoreError>;
+}
+
+/// Observation batches and observations.
+pub trait ObservationReads {
+    /// The stored batch with this content hash, if one was stored before.
+    fn stored_batch_with_hash(&self, hash: &str) -> Result<Option<String>, StoreError>;
+    /// Import attempts, newest first, strictly before the batch id `before`.
+    fn batches(&self, limit: usize, before: Option<&str>) -> Result<Vec<BatchRecord>, StoreError>;
+    /// When each site was last observed and how often.
+    fn observation_stats(&self) -> Result<HashMap<SiteId, ObservationStats>, StoreError>;
+    fn observation(&self, id: &str) -> Result<Option<StoredObservation>, StoreError>;
+    /// The first observation and the first revision times.
+    fn first_event_times(&self) -> Result<(Option<Timestamp>, Option<Timestamp>), StoreError>;
+    /// The box and time span of every stored observation.
+    fn observation_extent(&self) -> Result<Option<([f64; 4], Timestamp, Timestamp)>, StoreError>;
+    /// A page of one site's observations in the window.
+    fn site_observations(
+        &self,
+        site: &SiteId,
+        from: Option<Timestamp>,
+        to: Option<Timestamp>,
+        page: SitePage<'_>,
+    ) -> Result<Vec<StoredObservation>, StoreError>;
+    /// Observations in a box and window, newest first, strictly after `before`.
+    fn observations_in(
+        &self,
+        rect: Option<[f64; 4]>,
+        since: Option<Timestamp>,
+        until: Option<Timestamp>,
+        findings: &[String],
+        before: Option<&Before>,
+        limit: usize,
+    ) -> Result<Vec<StoredObservation>, StoreError>;
+    /// Observations in a box and window, in id order, strictly after `after`.
+    fn observations_by_id(
+        &self,
+        rect: Option<[f64; 4]>,
+        since: Option<Timestamp>,
+        until: Option<Timestamp>,
+        findings: &[String],
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<StoredObservation>, StoreError>;
+    /// How many observations match, counting no further than `cap`.
+    fn count_observations(
+        &self,
+        rect: Option<[f64; 4]>,
+        since: Option<Timestamp>,
+        until: Option<Timestamp>,
+        findings: &[String],
+        cap: usize,
+    ) -> Result<usize, StoreError>;
+}
+
+/// Writing observation batches.
+pub trait ObservationWrites {
+    /// Opens the unit of work for one batch: everything written through it
+    /// lands on commit, or not at all.
+    fn begin_batch(
+        &mut self,
+        batch_id: &str,
+        received_at: Timestamp,
+    ) -> Result<Box<dyn ImportUnit + '_>, StoreError>;
+    /// Records an attempt that stored nothing (a rejected or repeated batch).
+    fn record_batch(&mut self, rec: &BatchRecord) -> Result<(), StoreError>;
+}
+
+/// Candidate undeclared sites.
+pub trait CandidateReads {
+    fn candidates(&self, state: Option<CandidateState>) -> Result<Vec<Candidate>, StoreError>;
+    fn candidate(&self, id: &str) -> Result<Option<Candidate>, StoreError>;
+    /// A candidate's member observations and their positions.
+    fn candidate_members(&self, id: &str) -> Result<Vec<(String, LonLat)>, StoreError>;
+    /// The box and time span of every candidate.
+    fn candidate_extent(&self) -> Result<Option<([f64; 4], Timestamp, Timestamp)>, StoreError>;
+}
+
+/// Deciding candidates.
+pub trait CandidateWrites {
+    /// Dismisses an open candidate; `false` if there is no open one.
+    fn dismiss_candidate(&mut self, id: &str, note: Option<&str>) -> Result<bool, StoreError>;
+    /// Makes an open candidate a site, linking its observations to it.
+    fn promote_candidate(
+        &mut self,
+        id: &str,
+        site: &Site,
+        links: &[(String, f64)],
+        by: &Provenance,
+    ) -> Result<Option<Revision>, StoreError>;
+}
+
+/// The change log, in commit order.
+pub trait ChangeLogReads {
+    /// Up to `limit` entries with a sequence number above `after`.
+    fn log_after(&self, after: i64, limit: usize) -> Result<Vec<LogEntry>, StoreError>;
+    /// The last sequence number written; 0 when the log is empty.
+    fn log_head(&self) -> Result<i64, StoreError>;
+}
+
+/// Small named settings kept with the catalogue.
+pub trait Meta {
+    fn meta(&self, key: &str) -> Result<Option<String>, StoreError>;
+    fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError>;
+}
+
+/// One observation batch being written: the import's unit of work.
+pub trait ImportUnit {
+    fn batch_id(&self) -> &str;
+    /// The stored batch with this content hash, seen from inside the unit.
+    fn stored_batch_with_hash(&self, hash: &str) -> Result<Option<String>, StoreError>;
+    /// The observation already stored under this source's external id.
+    fn existing_external(
+        &self,
+        source: Option<&str>,
+        external_id: &str,
+    ) -> Result<Option<String>, StoreError>;
+    /// Stores one observation with its links; returns its id.
+    fn insert_observation(
+        &self,
+        feature_index: usize,
+        obs: &Observation,
+        links: &[SiteLink],
+    ) -> Result<String, StoreError>;
+    /// Unmatched observations within `radius_m` of `p`.
+    fn unmatched_near(&self, p: LonLat, radius_m: f64) -> Result<Vec<Unmatched>, StoreError>;
+    fn create_candidate(&self, at: LonLat, members: &[String]) -> Result<String, StoreError>;
+    fn add_to_candidate(&self, candidate: &str, members: &[String]) -> Result<(), StoreError>;
+    /// Makes everything written through the unit durable, with the batch's record.
+    fn commit(
+        self: Box<Self>,
+        origin: &str,
+        content_hash: &str,
+        mode: &str,
+        report: &Value,
+    ) -> Result<(), StoreError>;
+    /// Discards everything written through the unit.
+    fn rollback(self: Box<Self>) -> Result<(), StoreError>;
+}
+
+/// Everything a reader may ask.
+pub trait Reads:
+    SiteReads + HistoryReads + ObservationReads + CandidateReads + ChangeLogReads + Meta
+{
+}
+impl<T: SiteReads + HistoryReads + ObservationReads + CandidateReads + ChangeLogReads + Meta> Reads
+    for T
+{
+}
+
+/// Everything the one writer may do.
+pub trait Writes: Reads + SiteWrites + ObservationWrites + CandidateWrites {}
+impl<T: Reads + SiteWrites + ObservationWrites + CandidateWrites> Writes for T {}
+
+/// A read session: a pooled connection or whatever the backend reads through.
+pub type Reader<'a> = Box<dyn Deref<Target = dyn Reads> + 'a>;
+/// The writer, held exclusively until dropped: writes are serialised.
+pub type Writer<'a> = Box<dyn DerefMut<Target = dyn Writes> + 'a>;
+
+/// A catalogue database: hands out readers, which never wait for the writer,
+/// and the one writer.
+pub trait Backend: Send + Sync {
+    fn reader(&self) -> Result<Reader<'_>, StoreError>;
+    fn writer(&self) -> Writer<'_>;
+    /// Where the data lives, for messages and for a second connection.
+    fn location(&self) -> Option<String>;
 }

@@ -182,6 +182,62 @@ fn a_replaced_site_reads_as_before_the_replace_when_asked_as_of_a_moment_before_
 }
 
 #[test]
+fn the_past_followed_page_by_page_is_the_past_read_by_area() {
+    let s = Server::start();
+    let item = format!("{ITEMS}/test-edit");
+    let resp = write(
+        &s,
+        Method::POST,
+        ITEMS,
+        Some(&feature(Some("test-edit"), "active")),
+    );
+    assert_eq!(resp.status(), 201);
+    let then = moment();
+    let resp = write(&s, Method::PUT, &item, Some(&feature(None, "inactive")));
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        write(&s, Method::DELETE, &format!("{ITEMS}/yongbyon"), None).status(),
+        204
+    );
+
+    // The whole world as an area: read by the revisions' boxes, in one page.
+    let by_area = s.geojson(&format!(
+        "{ITEMS}?as_of={then}&bbox=-180,-90,180,90&limit=1000"
+    ));
+    // Without an area: read in id order from each cursor, seven at a time.
+    let mut url = format!("{ITEMS}?as_of={then}&limit=7");
+    let mut paged: Vec<Value> = Vec::new();
+    for _ in 0..20 {
+        let page = s.geojson(&url);
+        assert!(page["features"].as_array().unwrap().len() <= 7);
+        paged.extend(page["features"].as_array().unwrap().iter().cloned());
+        match page["links"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["rel"] == "next")
+        {
+            Some(next) => {
+                let href = next["href"].as_str().unwrap();
+                url = href[href.find("/api/").unwrap()..].to_owned();
+            }
+            None => break,
+        }
+    }
+    assert_eq!(
+        paged.len(),
+        36,
+        "35 seed sites and the new one, Yongbyon not yet retired"
+    );
+    assert_eq!(&Value::from(paged.clone()), &by_area["features"]);
+    let edited = paged.iter().find(|f| f["id"] == "test-edit").unwrap();
+    assert_eq!(edited["properties"]["status"], "active");
+    // A filter applies to the past page by page too.
+    let inactive = s.geojson(&format!("{ITEMS}?as_of={then}&status=inactive&limit=7"));
+    assert!(ids(&inactive).iter().all(|id| id != "test-edit"));
+}
+
+#[test]
 fn a_replacement_must_name_the_site_in_its_path_and_the_site_must_be_live() {
     let s = Server::start();
     let item = format!("{ITEMS}/test-edit");

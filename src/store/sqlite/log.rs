@@ -2,47 +2,9 @@
 //! the write's own transaction. The in-memory index, and later alerts, tiles
 //! and other API nodes on a shared database, follow it by sequence number.
 
-use super::{Store, StoreError};
+use super::SqliteStore;
+use crate::store::{ChangeLogReads, LogEntry, LogKind, StoreError};
 use rusqlite::{Transaction, params};
-use serde::Serialize;
-
-/// The kinds of entry the log holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LogKind {
-    SiteCreated,
-    SiteUpdated,
-    SiteRetired,
-    SiteRestored,
-    BatchStored,
-    CandidateDismissed,
-}
-
-impl LogKind {
-    pub const ALL: &[LogKind] = &[
-        LogKind::SiteCreated,
-        LogKind::SiteUpdated,
-        LogKind::SiteRetired,
-        LogKind::SiteRestored,
-        LogKind::BatchStored,
-        LogKind::CandidateDismissed,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LogKind::SiteCreated => "site_created",
-            LogKind::SiteUpdated => "site_updated",
-            LogKind::SiteRetired => "site_retired",
-            LogKind::SiteRestored => "site_restored",
-            LogKind::BatchStored => "batch_stored",
-            LogKind::CandidateDismissed => "candidate_dismissed",
-        }
-    }
-
-    fn parse(s: &str) -> Option<Self> {
-        Self::ALL.iter().copied().find(|k| k.as_str() == s)
-    }
-}
 
 /// One entry as it is written.
 pub(super) struct Entry<'a> {
@@ -79,27 +41,9 @@ pub(super) fn append(tx: &Transaction, e: &Entry<'_>) -> Result<(), StoreError> 
     Ok(())
 }
 
-/// One entry as it is read back.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct LogEntry {
-    pub seq: i64,
-    pub at: String,
-    pub kind: LogKind,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub site_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub revision: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub batch_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub candidate_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub bbox: Option<[f64; 4]>,
-}
-
-impl Store {
+impl ChangeLogReads for SqliteStore {
     /// Entries after sequence number `after`, oldest first, at most `limit`.
-    pub fn log_after(&self, after: i64, limit: usize) -> Result<Vec<LogEntry>, StoreError> {
+    fn log_after(&self, after: i64, limit: usize) -> Result<Vec<LogEntry>, StoreError> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT seq, at, kind, site_id, revision, batch_id, candidate_id, west, south, east, north
              FROM change_log WHERE seq > ?1 ORDER BY seq LIMIT ?2",
@@ -131,7 +75,7 @@ impl Store {
     }
 
     /// The sequence number of the newest entry; 0 when the log is empty.
-    pub fn log_head(&self) -> Result<i64, StoreError> {
+    fn log_head(&self) -> Result<i64, StoreError> {
         Ok(self
             .conn
             .query_row("SELECT coalesce(max(seq), 0) FROM change_log", [], |r| {

@@ -190,11 +190,11 @@ fn temp_path(dest: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::Store;
+    use crate::store::{Meta, SqliteStore};
 
     fn seeded(dir: &Path) -> PathBuf {
         let path = dir.join("c.db");
-        let s = Store::open(&path).unwrap();
+        let s = SqliteStore::open(&path).unwrap();
         s.set_meta("marker", "before the backup").unwrap();
         path
     }
@@ -206,7 +206,7 @@ mod tests {
         let dest = dir.path().join("copy.db");
         let report = backup(&src, &dest, false).unwrap();
         assert!(report.pages > 0 && report.bytes > 0);
-        let copy = Store::open(&dest).unwrap();
+        let copy = SqliteStore::open(&dest).unwrap();
         assert_eq!(
             copy.meta("marker").unwrap().as_deref(),
             Some("before the backup")
@@ -231,7 +231,7 @@ mod tests {
         assert_eq!(std::fs::read(&dest).unwrap(), b"precious");
         backup(&src, &dest, true).unwrap();
         assert!(
-            Store::open(&dest)
+            SqliteStore::open(&dest)
                 .unwrap()
                 .meta("marker")
                 .unwrap()

@@ -8,7 +8,7 @@ use super::schema::{CURRENT_VERSION, TIME_UNIT_S};
 use super::sites::parse_stored;
 use super::{Change, LogKind};
 use crate::model::{Site, Timestamp, geojson_bounds};
-use rusqlite::{Connection, OpenFlags, Params, Row};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Params, Row};
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
@@ -121,8 +121,49 @@ pub fn inspect(path: &Path) -> Result<Inspection, CheckError> {
         if out.schema_version >= 5 {
             run(site_observation_stats, &mut out);
         }
+        if out.schema_version >= 6 {
+            run(packed_forms, &mut out);
+        }
     }
     Ok(out)
+}
+
+/// Every live site has a packed form that decodes to what its GeoJSON says,
+/// and no other site has one: opening a catalogue reads only the packed forms.
+fn packed_forms(conn: &Connection, out: &mut Inspection) -> rusqlite::Result<()> {
+    let mut list = Listing::default();
+    {
+        let mut packed = conn.prepare("SELECT packed FROM site_packed WHERE id = ?1")?;
+        for site in &out.live_sites {
+            let id = site.id.as_str();
+            let blob: Option<Vec<u8>> = packed.query_row([id], |r| r.get(0)).optional()?;
+            let reason = match blob.as_deref().map(|b| super::packed::decode(id, b)) {
+                None => "has no packed form",
+                Some(None) => "its packed form does not decode",
+                Some(Some(p)) if &p != site => "its packed form differs from its GeoJSON",
+                Some(Some(_)) => continue,
+            };
+            list.add("sites with a wrong packed form", || Problem::Site {
+                id: id.to_owned(),
+                reason: reason.to_owned(),
+            });
+        }
+    }
+    list.rows(
+        conn,
+        "packed forms of sites that are not live",
+        "SELECT p.id FROM site_packed p LEFT JOIN sites s ON s.id = p.id
+         WHERE s.id IS NULL OR s.retired = 1",
+        [],
+        |r| {
+            Ok(Problem::Site {
+                id: r.get(0)?,
+                reason: "has a packed form but is retired or unknown".into(),
+            })
+        },
+    )?;
+    list.finish(out);
+    Ok(())
 }
 
 /// Each site's kept observation count and last time agree with its links.
@@ -1045,7 +1086,8 @@ fn change_log(conn: &Connection, out: &mut Inspection) -> rusqlite::Result<()> {
 mod tests {
     use super::*;
     use crate::model::{IdPolicy, Observation};
-    use crate::store::{LinkHow, Provenance, SiteLink, Store};
+    use crate::model::{LinkHow, SiteLink};
+    use crate::store::{ObservationWrites, Provenance, SiteWrites, SqliteStore};
 
     fn site(id: &str, status: &str) -> Site {
         let v = serde_json::json!({
@@ -1061,7 +1103,7 @@ mod tests {
     fn populated() -> (tempfile::TempDir, std::path::PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.db");
-        let mut s = Store::open(&path).unwrap();
+        let mut s = SqliteStore::open(&path).unwrap();
         let by = Provenance {
             actor: "test".into(),
             reason: None,
@@ -1141,6 +1183,43 @@ mod tests {
         assert_eq!((found.sites, found.revisions), (2, 5));
         assert_eq!(found.live_sites.len(), 1);
         assert_eq!(found.observations, 1);
+    }
+
+    #[test]
+    fn a_packed_form_that_disagrees_with_its_geojson_is_reported_with_its_site() {
+        // A byte past the end of its layout: the blob is refused whole.
+        let problems =
+            damaged("UPDATE site_packed SET packed = CAST(packed || x'00' AS BLOB) WHERE id = 'a'");
+        assert!(
+            problems.iter().any(|p| matches!(p,
+                Problem::Site { id, reason } if id == "a" && reason.contains("does not decode"))),
+            "{problems:?}"
+        );
+        let problems = damaged(
+            "UPDATE sites SET feature = replace(feature, '\"abandoned\"', '\"active\"') WHERE id = 'a';
+             UPDATE site_revisions SET feature = (SELECT feature FROM sites WHERE id = 'a')
+              WHERE site_id = 'a' AND revision = 3",
+        );
+        assert!(
+            problems.iter().any(|p| matches!(p,
+                Problem::Site { id, reason } if id == "a" && reason.contains("differs from its GeoJSON"))),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn a_live_site_without_a_packed_form_or_a_retired_one_with_one_is_reported() {
+        let problems = damaged(
+            "DELETE FROM site_packed WHERE id = 'a';
+             INSERT INTO site_packed VALUES ('b', x'01')",
+        );
+        for (who, what) in [("a", "has no packed form"), ("b", "retired or unknown")] {
+            assert!(
+                problems.iter().any(|p| matches!(p,
+                    Problem::Site { id, reason } if id == who && reason.contains(what))),
+                "{problems:?}"
+            );
+        }
     }
 
     #[test]
@@ -1535,6 +1614,7 @@ mod tests {
         let problems = damaged(
             "DROP TABLE site_revision_boxes; DROP TABLE observation_boxes;
              DROP TABLE change_log; DROP TABLE aggregates; DROP TABLE site_observation_stats;
+             DROP TABLE site_packed;
              ALTER TABLE site_revisions DROP COLUMN valid_until;
              PRAGMA user_version = 3;",
         );
@@ -1548,6 +1628,7 @@ mod tests {
         conn.execute_batch(
             "DROP TABLE site_revision_boxes; DROP TABLE observation_boxes;
              DROP TABLE change_log; DROP TABLE aggregates; DROP TABLE site_observation_stats;
+             DROP TABLE site_packed;
              ALTER TABLE site_revisions DROP COLUMN valid_until;
              PRAGMA user_version = 3;",
         )
@@ -1555,7 +1636,7 @@ mod tests {
         drop(conn);
         // Opening it migrates it again, filling the boxes, validity and
         // aggregate from what it holds, and logging nothing.
-        drop(Store::open(&path).unwrap());
+        drop(SqliteStore::open(&path).unwrap());
         let found = inspect(&path).unwrap();
         assert_eq!(found.schema_version, CURRENT_VERSION);
         assert_eq!(found.problems, vec![]);
@@ -1584,7 +1665,7 @@ mod tests {
     #[test]
     fn a_site_across_the_antimeridian_written_through_the_store_has_no_problems() {
         let (_dir, path) = populated();
-        let mut s = Store::open(&path).unwrap();
+        let mut s = SqliteStore::open(&path).unwrap();
         let v = serde_json::json!({
             "type": "Feature", "id": "wide",
             "geometry": {"type": "Polygon", "coordinates": [[[179.99, -16.0], [-179.99, -16.0], [-179.99, -15.99], [179.99, -16.0]]]},

@@ -2,114 +2,19 @@
 //! undeclared sites. A batch is written inside one transaction, [`BatchTx`],
 //! which commits all of it or none.
 
-use super::history::SitePage;
+use super::SqliteStore;
 use super::schema::{TIME_UNIT_S, tree_time};
-use super::{Before, Store, StoreError};
-use crate::model::{LonLat, Observation, SiteId, Timestamp};
+use crate::model::{
+    Candidate, CandidateState, Confidence, FieldError, Finding, LinkHow, LonLat, Observation,
+    ObservationStats, Place, SiteId, SiteLink, StoredObservation, Timestamp,
+};
+use crate::store::{
+    BatchRecord, Before, CandidateReads, CandidateWrites, ImportUnit, ObservationReads,
+    ObservationWrites, SitePage, StoreError, Unmatched,
+};
 use rusqlite::{OptionalExtension, Transaction, params};
-use serde::Serialize;
 use serde_json::Value;
 use std::collections::HashMap;
-
-/// How an observation came to be linked to a site.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LinkHow {
-    /// The observation named the site.
-    Named,
-    /// The observed place meets the footprint.
-    Intersects,
-    /// The site was the nearest within the match radius.
-    Nearest,
-    /// The observation belonged to a candidate that became this site.
-    Promoted,
-}
-
-impl LinkHow {
-    fn as_str(self) -> &'static str {
-        match self {
-            LinkHow::Named => "named",
-            LinkHow::Intersects => "intersects",
-            LinkHow::Nearest => "nearest",
-            LinkHow::Promoted => "promoted",
-        }
-    }
-}
-
-/// A link from an observation to a site, with the distance between them.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct SiteLink {
-    pub site_id: SiteId,
-    pub how: LinkHow,
-    pub distance_m: f64,
-}
-
-/// The record of one import attempt.
-#[derive(Debug, Clone, Serialize)]
-pub struct BatchRecord {
-    pub id: String,
-    pub received_at: Timestamp,
-    pub origin: String,
-    pub content_hash: String,
-    pub mode: String,
-    pub stored: bool,
-    pub report: Value,
-}
-
-/// An unmatched observation near a place, for clustering.
-#[derive(Debug, Clone)]
-pub struct Unmatched {
-    pub id: String,
-    pub anchor: LonLat,
-    pub observed_at: Timestamp,
-    pub candidate_id: Option<String>,
-    /// Whether the candidate it belongs to is still open.
-    pub candidate_open: bool,
-}
-
-/// A stored observation, as history and change queries return it.
-#[derive(Debug, Clone, Serialize)]
-pub struct StoredObservation {
-    pub id: String,
-    pub batch_id: String,
-    pub recorded_at: Timestamp,
-    pub observed_at: Timestamp,
-    pub sensor: String,
-    pub finding: String,
-    pub confidence: String,
-    pub geometry: Value,
-    pub site_id: Option<String>,
-    pub description: Option<String>,
-    pub image_ref: Option<String>,
-    pub source: Option<String>,
-    pub external_id: Option<String>,
-    pub candidate_id: Option<String>,
-    pub sites: Vec<SiteLink>,
-}
-
-/// A candidate undeclared site: a cluster of unmatched observations.
-#[derive(Debug, Clone, Serialize)]
-pub struct Candidate {
-    pub id: String,
-    pub created_at: Timestamp,
-    pub batch_id: String,
-    pub lon: f64,
-    pub lat: f64,
-    pub state: String,
-    pub decided_at: Option<Timestamp>,
-    pub site_id: Option<String>,
-    pub note: Option<String>,
-    pub observation_ids: Vec<String>,
-    pub first_observed_at: Option<Timestamp>,
-    pub last_observed_at: Option<Timestamp>,
-}
-
-/// When a site was last observed and how often.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct ObservationStats {
-    pub last_observed_at: Timestamp,
-    pub count: u64,
-}
 
 fn ts(field: &str, raw: String) -> rusqlite::Result<Timestamp> {
     Timestamp::parse(field, &raw).map_err(|e| {
@@ -117,10 +22,25 @@ fn ts(field: &str, raw: String) -> rusqlite::Result<Timestamp> {
     })
 }
 
-fn json_col(raw: String) -> rusqlite::Result<Value> {
-    serde_json::from_str(&raw).map_err(|e| {
+/// A column read into a domain value: one that does not parse fails the row
+/// with the parser's error, which names the field.
+fn checked<T>(parsed: Result<T, FieldError>) -> rusqlite::Result<T> {
+    parsed.map_err(|e| {
         rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
     })
+}
+
+/// A stored geometry column as the place it records.
+fn place(raw: &str) -> rusqlite::Result<Place> {
+    checked(
+        serde_json::from_str::<Value>(raw)
+            .map_err(|e| FieldError::new("geometry", e.to_string()))
+            .and_then(|v| Place::parse("geometry", &v)),
+    )
+}
+
+fn site_id(field: &str, raw: Option<String>) -> rusqlite::Result<Option<SiteId>> {
+    raw.map(|s| checked(SiteId::parse(field, &s))).transpose()
 }
 
 /// Metres per degree of latitude, at least; used to widen SQL range prefilters.
@@ -161,104 +81,7 @@ pub struct BatchTx<'a> {
     site_stats: std::cell::RefCell<HashMap<String, (String, u64)>>,
 }
 
-impl Store {
-    /// The stored batch with this content hash, if one was stored before.
-    pub fn stored_batch_with_hash(&self, hash: &str) -> Result<Option<String>, StoreError> {
-        Ok(self
-            .conn
-            .query_row("SELECT id FROM batches WHERE content_hash = ?1 AND stored = 1 ORDER BY received_at LIMIT 1", [hash], |r| r.get(0))
-            .optional()?)
-    }
-
-    /// Starts writing a batch. Nothing is visible to others until [`BatchTx::commit`].
-    pub fn begin_batch(
-        &mut self,
-        batch_id: &str,
-        received_at: Timestamp,
-    ) -> Result<BatchTx<'_>, StoreError> {
-        let tx = self.conn.transaction()?;
-        let recorded_at = received_at.to_rfc3339();
-        // The row is completed at commit; observations reference it meanwhile.
-        tx.execute(
-            "INSERT INTO batches (id, received_at, origin, content_hash, mode, stored, report) VALUES (?1, ?2, '', '', 'atomic', 0, '{}')",
-            params![batch_id, recorded_at],
-        )?;
-        Ok(BatchTx {
-            tx,
-            batch_id: batch_id.to_owned(),
-            recorded_at,
-            bounds: Default::default(),
-            times: Default::default(),
-            site_stats: Default::default(),
-        })
-    }
-
-    /// Records an import attempt that stored nothing (invalid, or already imported).
-    pub fn record_batch(&mut self, rec: &BatchRecord) -> Result<(), StoreError> {
-        self.conn.execute(
-            "INSERT INTO batches (id, received_at, origin, content_hash, mode, stored, report) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![rec.id, rec.received_at.to_rfc3339(), rec.origin, rec.content_hash, rec.mode, rec.stored as i64, rec.report.to_string()],
-        )?;
-        Ok(())
-    }
-
-    /// Batches, newest first, at most `limit`, received before `before` if given.
-    pub fn batches(
-        &self,
-        limit: usize,
-        before: Option<&str>,
-    ) -> Result<Vec<BatchRecord>, StoreError> {
-        let mut stmt = self.conn.prepare(
-            "SELECT id, received_at, origin, content_hash, mode, stored, report FROM batches
-             WHERE (?1 IS NULL OR received_at < ?1) AND content_hash != '' ORDER BY received_at DESC, id DESC LIMIT ?2",
-        )?;
-        let rows = stmt.query_map(params![before, limit as i64], |r| {
-            Ok(BatchRecord {
-                id: r.get(0)?,
-                received_at: ts("received_at", r.get(1)?)?,
-                origin: r.get(2)?,
-                content_hash: r.get(3)?,
-                mode: r.get(4)?,
-                stored: r.get::<_, i64>(5)? != 0,
-                report: json_col(r.get(6)?)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
-
-    /// Per site: the latest observation time and the number of observations.
-    pub fn observation_stats(&self) -> Result<HashMap<SiteId, ObservationStats>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT site_id, last_observed_at, count FROM site_observation_stats")?;
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, i64>(2)?,
-            ))
-        })?;
-        let mut out = HashMap::new();
-        for row in rows {
-            let (id, last, count) = row?;
-            let corrupt = |reason: String| StoreError::Corrupt {
-                id: id.clone(),
-                reason,
-            };
-            let site = SiteId::parse("site_id", &id).map_err(|e| corrupt(e.to_string()))?;
-            let last =
-                Timestamp::parse("observed_at", &last).map_err(|e| corrupt(e.to_string()))?;
-            out.insert(
-                site,
-                ObservationStats {
-                    last_observed_at: last,
-                    count: count as u64,
-                },
-            );
-        }
-        Ok(out)
-    }
-
+impl SqliteStore {
     /// The links column of [`OBS_COLUMNS`]: `[[site_id, how, distance_m], ...]`.
     fn links_from_json(observation_id: &str, text: &str) -> Result<Vec<SiteLink>, StoreError> {
         let corrupt = |reason: String| StoreError::Corrupt {
@@ -269,12 +92,7 @@ impl Store {
             serde_json::from_str(text).map_err(|e| corrupt(e.to_string()))?;
         rows.into_iter()
             .map(|(site, how, distance_m)| {
-                let how = match how.as_str() {
-                    "named" => LinkHow::Named,
-                    "intersects" => LinkHow::Intersects,
-                    "nearest" => LinkHow::Nearest,
-                    _ => LinkHow::Promoted,
-                };
+                let how = LinkHow::parse("how", &how).map_err(|e| corrupt(e.to_string()))?;
                 let site_id =
                     SiteId::parse("site_id", &site).map_err(|e| corrupt(e.to_string()))?;
                 Ok(SiteLink {
@@ -299,10 +117,10 @@ impl Store {
                 recorded_at: ts("recorded_at", r.get(2)?)?,
                 observed_at: ts("observed_at", r.get(3)?)?,
                 sensor: r.get(4)?,
-                finding: r.get(5)?,
-                confidence: r.get(6)?,
-                geometry: json_col(r.get(7)?)?,
-                site_id: r.get(8)?,
+                finding: checked(Finding::parse("finding", &r.get::<_, String>(5)?))?,
+                confidence: checked(Confidence::parse("confidence", &r.get::<_, String>(6)?))?,
+                place: place(&r.get::<_, String>(7)?)?,
+                site_id: site_id("site_id", r.get(8)?)?,
                 description: r.get(9)?,
                 image_ref: r.get(10)?,
                 source: r.get(11)?,
@@ -319,53 +137,6 @@ impl Store {
             out.push(o);
         }
         Ok(out)
-    }
-
-    /// One observation by id.
-    pub fn observation(&self, id: &str) -> Result<Option<StoredObservation>, StoreError> {
-        Ok(self
-            .read_observations(
-                &format!("SELECT {OBS_COLUMNS} FROM observations o WHERE o.id = ?1"),
-                &[&id],
-            )?
-            .pop())
-    }
-
-    /// The first observation time and the first revision time, each the
-    /// head of its time index.
-    pub fn first_event_times(&self) -> Result<(Option<Timestamp>, Option<Timestamp>), StoreError> {
-        let (observed, recorded): (Option<String>, Option<String>) = self.conn.query_row(
-            "SELECT (SELECT min(observed_at) FROM observations),
-                    (SELECT min(recorded_at) FROM site_revisions)",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?;
-        Ok((
-            observed.map(|t| ts("observed_at", t)).transpose()?,
-            recorded.map(|t| ts("recorded_at", t)).transpose()?,
-        ))
-    }
-
-    /// The lon/lat box around every candidate's position and the first and
-    /// last creation times, in one pass over the candidates' rows (there is
-    /// one per cluster of unmatched observations, not per observation).
-    pub fn candidate_extent(&self) -> Result<Option<([f64; 4], Timestamp, Timestamp)>, StoreError> {
-        self.extent(
-            "created_at",
-            "SELECT min(lon), min(lat), max(lon), max(lat), min(created_at), max(created_at) FROM candidates",
-        )
-    }
-
-    /// The lon/lat box `[west, south, east, north]` around every observation and
-    /// the first and last observation times; `None` when there are none.
-    pub fn observation_extent(
-        &self,
-    ) -> Result<Option<([f64; 4], Timestamp, Timestamp)>, StoreError> {
-        // Kept up to date by each batch's commit: one row, not a scan.
-        self.extent(
-            "observed_at",
-            "SELECT west, south, east, north, first, last FROM aggregates WHERE name = 'observations'",
-        )
     }
 
     /// An extent a statement selects as `west, south, east, north, first,
@@ -399,8 +170,225 @@ impl Store {
         )))
     }
 
+    /// The `WHERE` clause and arguments shared by the id-ordered page and its
+    /// count: the rectangle through the R*Tree (joined as `b`), the window and
+    /// the findings on the row.
+    fn observation_conditions(
+        rect: Option<[f64; 4]>,
+        since: Option<Timestamp>,
+        until: Option<Timestamp>,
+        findings: &[String],
+    ) -> (&'static str, &'static str, Vec<Box<dyn rusqlite::ToSql>>) {
+        let findings = serde_json::to_string(findings).unwrap_or_else(|_| "[]".into());
+        // Open ends are bounds that admit every time ('' and '~'), not NULLs:
+        // a plain range is what lets SQLite search the time index.
+        let mut args: Vec<Box<dyn rusqlite::ToSql>> = vec![
+            Box::new(since.map_or(String::new(), Timestamp::to_rfc3339)),
+            Box::new(until.map_or(
+                super::history::AFTER_EVERY_TIME.to_owned(),
+                Timestamp::to_rfc3339,
+            )),
+            Box::new(findings),
+        ];
+        const ROW: &str = "o.observed_at >= ?1 AND o.observed_at <= ?2
+               AND (json_array_length(?3) = 0 OR o.finding IN (SELECT value FROM json_each(?3)))";
+        // The R*Tree holds each observation's time too (in its units, widened
+        // for its 32-bit floats), so a window narrows the walk as well.
+        const AREA: &str = "o.observed_at >= ?1 AND o.observed_at <= ?2
+               AND (json_array_length(?3) = 0 OR o.finding IN (SELECT value FROM json_each(?3)))
+               AND b.west <= ?5 AND b.east >= ?4 AND b.south <= ?7 AND b.north >= ?6
+               AND b.t_from <= ?9 AND b.t_until >= ?8";
+        match rect {
+            // Ids follow import order, not observation time: a window is read
+            // from the time index and its rows sorted, at the cost of the
+            // window, rather than found by walking every id before it.
+            None if since.is_some() || until.is_some() => {
+                ("observations o INDEXED BY observations_by_time", ROW, args)
+            }
+            // Without one, the id index gives the order, from the cursor on.
+            None => (
+                "observations o INDEXED BY sqlite_autoindex_observations_1",
+                ROW,
+                args,
+            ),
+            Some([w, s, e, n]) => {
+                let from = since.map_or(f64::MIN, |t| tree_time(t) - TREE_MARGIN);
+                let to = until.map_or(f64::MAX, |t| tree_time(t) + TREE_MARGIN);
+                args.extend(
+                    [w, e, s, n, from, to].map(|v| Box::new(v) as Box<dyn rusqlite::ToSql>),
+                );
+                (
+                    "observation_boxes b CROSS JOIN observations o ON o.rowid = b.id",
+                    AREA,
+                    args,
+                )
+            }
+        }
+    }
+
+    /// [`SqliteStore::observations_in`] for an area: an R*Tree walk over the
+    /// observations' boxes in slabs of time, so that a small area costs what it
+    /// holds, not a scan of every observation in the time window. Returns at
+    /// least `limit` when there are as many; the caller sorts and cuts.
+    #[allow(clippy::too_many_arguments)]
+    fn observations_in_area(
+        &self,
+        [w, s, e, n]: [f64; 4],
+        since: &Option<String>,
+        until: &Option<String>,
+        findings: &str,
+        before_time: &Option<String>,
+        before_id: &Option<String>,
+        limit: usize,
+    ) -> Result<Vec<StoredObservation>, StoreError> {
+        let Some((first, last)) =
+            self.time_span(
+                "SELECT (SELECT min(observed_at) FROM observations), (SELECT max(observed_at) FROM observations)",
+            )?
+        else {
+            return Ok(Vec::new());
+        };
+        let at = |t: &Option<String>| t.as_deref().and_then(|t| Timestamp::parse("t", t).ok());
+        let newest = [at(until), at(before_time)]
+            .into_iter()
+            .flatten()
+            .fold(last, Timestamp::min);
+        let oldest = at(since).map_or(first, |t| t.max(first));
+        let sql = format!(
+            "SELECT {OBS_COLUMNS} FROM observation_boxes b CROSS JOIN observations o ON o.rowid = b.id
+             WHERE b.west <= ?3 AND b.east >= ?1 AND b.south <= ?4 AND b.north >= ?2
+               AND b.t_from >= ?5 AND b.t_from <= ?6
+               AND o.observed_at >= ?7 AND o.observed_at < ?8
+               AND (?9 IS NULL OR o.observed_at >= ?9) AND (?10 IS NULL OR o.observed_at <= ?10)
+               AND (json_array_length(?11) = 0 OR o.finding IN (SELECT value FROM json_each(?11)))
+               AND (?12 IS NULL OR o.observed_at < ?12 OR (o.observed_at = ?12 AND o.id < ?13))"
+        );
+        newest_first_by_slabs(newest, oldest, limit, |slab| {
+            let (from, to, from_s, to_s) = slab.bounds();
+            self.read_observations(
+                &sql,
+                &[
+                    &w,
+                    &s,
+                    &e,
+                    &n,
+                    &from_s,
+                    &to_s,
+                    &from,
+                    &to,
+                    since,
+                    until,
+                    &findings,
+                    before_time,
+                    before_id,
+                ],
+            )
+        })
+    }
+}
+
+impl ObservationReads for SqliteStore {
+    /// The stored batch with this content hash, if one was stored before.
+    fn stored_batch_with_hash(&self, hash: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .conn
+            .query_row("SELECT id FROM batches WHERE content_hash = ?1 AND stored = 1 ORDER BY received_at LIMIT 1", [hash], |r| r.get(0))
+            .optional()?)
+    }
+
+    /// Batches, newest first, at most `limit`, received before `before` if given.
+    fn batches(&self, limit: usize, before: Option<&str>) -> Result<Vec<BatchRecord>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, received_at, origin, content_hash, mode, stored, report FROM batches
+             WHERE (?1 IS NULL OR received_at < ?1) AND content_hash != '' ORDER BY received_at DESC, id DESC LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![before, limit as i64], |r| {
+            Ok(BatchRecord {
+                id: r.get(0)?,
+                received_at: ts("received_at", r.get(1)?)?,
+                origin: r.get(2)?,
+                content_hash: r.get(3)?,
+                mode: r.get(4)?,
+                stored: r.get::<_, i64>(5)? != 0,
+                report: checked(
+                    serde_json::from_str(&r.get::<_, String>(6)?)
+                        .map_err(|e| FieldError::new("report", e.to_string())),
+                )?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Per site: the latest observation time and the number of observations.
+    fn observation_stats(&self) -> Result<HashMap<SiteId, ObservationStats>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT site_id, last_observed_at, count FROM site_observation_stats")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        })?;
+        let mut out = HashMap::new();
+        for row in rows {
+            let (id, last, count) = row?;
+            let corrupt = |reason: String| StoreError::Corrupt {
+                id: id.clone(),
+                reason,
+            };
+            let site = SiteId::parse("site_id", &id).map_err(|e| corrupt(e.to_string()))?;
+            let last =
+                Timestamp::parse("observed_at", &last).map_err(|e| corrupt(e.to_string()))?;
+            out.insert(
+                site,
+                ObservationStats {
+                    last_observed_at: last,
+                    count: count as u64,
+                },
+            );
+        }
+        Ok(out)
+    }
+
+    /// One observation by id.
+    fn observation(&self, id: &str) -> Result<Option<StoredObservation>, StoreError> {
+        Ok(self
+            .read_observations(
+                &format!("SELECT {OBS_COLUMNS} FROM observations o WHERE o.id = ?1"),
+                &[&id],
+            )?
+            .pop())
+    }
+
+    /// The first observation time and the first revision time, each the
+    /// head of its time index.
+    fn first_event_times(&self) -> Result<(Option<Timestamp>, Option<Timestamp>), StoreError> {
+        let (observed, recorded): (Option<String>, Option<String>) = self.conn.query_row(
+            "SELECT (SELECT min(observed_at) FROM observations),
+                    (SELECT min(recorded_at) FROM site_revisions)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        Ok((
+            observed.map(|t| ts("observed_at", t)).transpose()?,
+            recorded.map(|t| ts("recorded_at", t)).transpose()?,
+        ))
+    }
+
+    /// The lon/lat box `[west, south, east, north]` around every observation and
+    /// the first and last observation times; `None` when there are none.
+    fn observation_extent(&self) -> Result<Option<([f64; 4], Timestamp, Timestamp)>, StoreError> {
+        // Kept up to date by each batch's commit: one row, not a scan.
+        self.extent(
+            "observed_at",
+            "SELECT west, south, east, north, first, last FROM aggregates WHERE name = 'observations'",
+        )
+    }
+
     /// Observations linked to a site, oldest first, observed within `[from, to]`.
-    pub fn site_observations(
+    fn site_observations(
         &self,
         site: &SiteId,
         from: Option<Timestamp>,
@@ -444,7 +432,7 @@ impl Store {
     /// observed within `[since, until]`, newest first, strictly before the
     /// `(observed_at, id)` cursor, at most `limit`.
     #[allow(clippy::too_many_arguments)]
-    pub fn observations_in(
+    fn observations_in(
         &self,
         rect: Option<[f64; 4]>,
         since: Option<Timestamp>,
@@ -507,66 +495,10 @@ impl Store {
         )
     }
 
-    /// The `WHERE` clause and arguments shared by the id-ordered page and its
-    /// count: the rectangle through the R*Tree (joined as `b`), the window and
-    /// the findings on the row.
-    fn observation_conditions(
-        rect: Option<[f64; 4]>,
-        since: Option<Timestamp>,
-        until: Option<Timestamp>,
-        findings: &[String],
-    ) -> (&'static str, &'static str, Vec<Box<dyn rusqlite::ToSql>>) {
-        let findings = serde_json::to_string(findings).unwrap_or_else(|_| "[]".into());
-        // Open ends are bounds that admit every time ('' and '~'), not NULLs:
-        // a plain range is what lets SQLite search the time index.
-        let mut args: Vec<Box<dyn rusqlite::ToSql>> = vec![
-            Box::new(since.map_or(String::new(), Timestamp::to_rfc3339)),
-            Box::new(until.map_or(
-                super::history::AFTER_EVERY_TIME.to_owned(),
-                Timestamp::to_rfc3339,
-            )),
-            Box::new(findings),
-        ];
-        const ROW: &str = "o.observed_at >= ?1 AND o.observed_at <= ?2
-               AND (json_array_length(?3) = 0 OR o.finding IN (SELECT value FROM json_each(?3)))";
-        // The R*Tree holds each observation's time too (in its units, widened
-        // for its 32-bit floats), so a window narrows the walk as well.
-        const AREA: &str = "o.observed_at >= ?1 AND o.observed_at <= ?2
-               AND (json_array_length(?3) = 0 OR o.finding IN (SELECT value FROM json_each(?3)))
-               AND b.west <= ?5 AND b.east >= ?4 AND b.south <= ?7 AND b.north >= ?6
-               AND b.t_from <= ?9 AND b.t_until >= ?8";
-        match rect {
-            // Ids follow import order, not observation time: a window is read
-            // from the time index and its rows sorted, at the cost of the
-            // window, rather than found by walking every id before it.
-            None if since.is_some() || until.is_some() => {
-                ("observations o INDEXED BY observations_by_time", ROW, args)
-            }
-            // Without one, the id index gives the order, from the cursor on.
-            None => (
-                "observations o INDEXED BY sqlite_autoindex_observations_1",
-                ROW,
-                args,
-            ),
-            Some([w, s, e, n]) => {
-                let from = since.map_or(f64::MIN, |t| tree_time(t) - TREE_MARGIN);
-                let to = until.map_or(f64::MAX, |t| tree_time(t) + TREE_MARGIN);
-                args.extend(
-                    [w, e, s, n, from, to].map(|v| Box::new(v) as Box<dyn rusqlite::ToSql>),
-                );
-                (
-                    "observation_boxes b CROSS JOIN observations o ON o.rowid = b.id",
-                    AREA,
-                    args,
-                )
-            }
-        }
-    }
-
     /// Observations in id order after `after`, at most `limit`, whose bounds
     /// meet the rectangle (`west <= east`; everywhere if `None`), observed
     /// within `[since, until]`, with one of `findings` if any are given.
-    pub fn observations_by_id(
+    fn observations_by_id(
         &self,
         rect: Option<[f64; 4]>,
         since: Option<Timestamp>,
@@ -593,9 +525,9 @@ impl Store {
         self.read_observations(&sql, &refs)
     }
 
-    /// How many observations [`Store::observations_by_id`] pages through, up to
+    /// How many observations [`SqliteStore::observations_by_id`] pages through, up to
     /// `cap`: the count stops there, so it never costs more than `cap` rows.
-    pub fn count_observations(
+    fn count_observations(
         &self,
         rect: Option<[f64; 4]>,
         since: Option<Timestamp>,
@@ -617,72 +549,58 @@ impl Store {
             .query_row(refs.as_slice(), |r| r.get(0))?;
         Ok(count as usize)
     }
+}
 
-    /// [`Store::observations_in`] for an area: an R*Tree walk over the
-    /// observations' boxes in slabs of time, so that a small area costs what it
-    /// holds, not a scan of every observation in the time window. Returns at
-    /// least `limit` when there are as many; the caller sorts and cuts.
-    #[allow(clippy::too_many_arguments)]
-    fn observations_in_area(
-        &self,
-        [w, s, e, n]: [f64; 4],
-        since: &Option<String>,
-        until: &Option<String>,
-        findings: &str,
-        before_time: &Option<String>,
-        before_id: &Option<String>,
-        limit: usize,
-    ) -> Result<Vec<StoredObservation>, StoreError> {
-        let Some((first, last)) =
-            self.time_span(
-                "SELECT (SELECT min(observed_at) FROM observations), (SELECT max(observed_at) FROM observations)",
-            )?
-        else {
-            return Ok(Vec::new());
-        };
-        let at = |t: &Option<String>| t.as_deref().and_then(|t| Timestamp::parse("t", t).ok());
-        let newest = [at(until), at(before_time)]
-            .into_iter()
-            .flatten()
-            .fold(last, Timestamp::min);
-        let oldest = at(since).map_or(first, |t| t.max(first));
-        let sql = format!(
-            "SELECT {OBS_COLUMNS} FROM observation_boxes b CROSS JOIN observations o ON o.rowid = b.id
-             WHERE b.west <= ?3 AND b.east >= ?1 AND b.south <= ?4 AND b.north >= ?2
-               AND b.t_from >= ?5 AND b.t_from <= ?6
-               AND o.observed_at >= ?7 AND o.observed_at < ?8
-               AND (?9 IS NULL OR o.observed_at >= ?9) AND (?10 IS NULL OR o.observed_at <= ?10)
-               AND (json_array_length(?11) = 0 OR o.finding IN (SELECT value FROM json_each(?11)))
-               AND (?12 IS NULL OR o.observed_at < ?12 OR (o.observed_at = ?12 AND o.id < ?13))"
-        );
-        newest_first_by_slabs(newest, oldest, limit, |slab| {
-            let (from, to, from_s, to_s) = slab.bounds();
-            self.read_observations(
-                &sql,
-                &[
-                    &w,
-                    &s,
-                    &e,
-                    &n,
-                    &from_s,
-                    &to_s,
-                    &from,
-                    &to,
-                    since,
-                    until,
-                    &findings,
-                    before_time,
-                    before_id,
-                ],
-            )
-        })
+impl ObservationWrites for SqliteStore {
+    /// Starts writing a batch. Nothing is visible to others until [`BatchTx::commit`].
+    fn begin_batch(
+        &mut self,
+        batch_id: &str,
+        received_at: Timestamp,
+    ) -> Result<Box<dyn ImportUnit + '_>, StoreError> {
+        let tx = self.conn.transaction()?;
+        let recorded_at = received_at.to_rfc3339();
+        // The row is completed at commit; observations reference it meanwhile.
+        tx.execute(
+            "INSERT INTO batches (id, received_at, origin, content_hash, mode, stored, report) VALUES (?1, ?2, '', '', 'atomic', 0, '{}')",
+            params![batch_id, recorded_at],
+        )?;
+        Ok(Box::new(BatchTx {
+            tx,
+            batch_id: batch_id.to_owned(),
+            recorded_at,
+            bounds: Default::default(),
+            times: Default::default(),
+            site_stats: Default::default(),
+        }))
+    }
+
+    /// Records an import attempt that stored nothing (invalid, or already imported).
+    fn record_batch(&mut self, rec: &BatchRecord) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO batches (id, received_at, origin, content_hash, mode, stored, report) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![rec.id, rec.received_at.to_rfc3339(), rec.origin, rec.content_hash, rec.mode, rec.stored as i64, rec.report.to_string()],
+        )?;
+        Ok(())
+    }
+}
+
+impl CandidateReads for SqliteStore {
+    /// The lon/lat box around every candidate's position and the first and
+    /// last creation times, in one pass over the candidates' rows (there is
+    /// one per cluster of unmatched observations, not per observation).
+    fn candidate_extent(&self) -> Result<Option<([f64; 4], Timestamp, Timestamp)>, StoreError> {
+        self.extent(
+            "created_at",
+            "SELECT min(lon), min(lat), max(lon), max(lat), min(created_at), max(created_at) FROM candidates",
+        )
     }
 
     /// Candidates, newest first; only those in `state` if given.
-    pub fn candidates(&self, state: Option<&str>) -> Result<Vec<Candidate>, StoreError> {
+    fn candidates(&self, state: Option<CandidateState>) -> Result<Vec<Candidate>, StoreError> {
         let ids: Vec<String> = {
             let mut stmt = self.conn.prepare("SELECT id FROM candidates WHERE ?1 IS NULL OR state = ?1 ORDER BY created_at DESC, id DESC")?;
-            stmt.query_map([state], |r| r.get(0))?
+            stmt.query_map([state.map(CandidateState::as_str)], |r| r.get(0))?
                 .collect::<Result<_, _>>()?
         };
         ids.iter()
@@ -690,7 +608,7 @@ impl Store {
             .collect()
     }
 
-    pub fn candidate(&self, id: &str) -> Result<Option<Candidate>, StoreError> {
+    fn candidate(&self, id: &str) -> Result<Option<Candidate>, StoreError> {
         let Some(mut c) = self
             .conn
             .query_row(
@@ -701,11 +619,10 @@ impl Store {
                         id: r.get(0)?,
                         created_at: ts("created_at", r.get(1)?)?,
                         batch_id: r.get(2)?,
-                        lon: r.get(3)?,
-                        lat: r.get(4)?,
-                        state: r.get(5)?,
+                        at: checked(LonLat::parse("position", r.get(3)?, r.get(4)?))?,
+                        state: checked(CandidateState::parse("state", &r.get::<_, String>(5)?))?,
                         decided_at: r.get::<_, Option<String>>(6)?.map(|t| ts("decided_at", t)).transpose()?,
-                        site_id: r.get(7)?,
+                        site_id: site_id("site_id", r.get(7)?)?,
                         note: r.get(8)?,
                         observation_ids: Vec::new(),
                         first_observed_at: None,
@@ -733,8 +650,21 @@ impl Store {
         Ok(Some(c))
     }
 
+    /// Anchors of a candidate's observations, with their ids.
+    fn candidate_members(&self, id: &str) -> Result<Vec<(String, LonLat)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, lon, lat FROM observations WHERE candidate_id = ?1 ORDER BY id")?;
+        let rows = stmt.query_map([id], |r| {
+            Ok((r.get(0)?, LonLat::from_computed(r.get(1)?, r.get(2)?)))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+impl CandidateWrites for SqliteStore {
     /// Marks an open candidate dismissed. Returns false if it is not open.
-    pub fn dismiss_candidate(&mut self, id: &str, note: Option<&str>) -> Result<bool, StoreError> {
+    fn dismiss_candidate(&mut self, id: &str, note: Option<&str>) -> Result<bool, StoreError> {
         let tx = self.conn.transaction()?;
         let now = Timestamp::now().to_rfc3339();
         let place: Option<(f64, f64)> = tx
@@ -763,25 +693,12 @@ impl Store {
         tx.commit()?;
         Ok(true)
     }
-}
-
-impl Store {
-    /// Anchors of a candidate's observations, with their ids.
-    pub fn candidate_members(&self, id: &str) -> Result<Vec<(String, LonLat)>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT id, lon, lat FROM observations WHERE candidate_id = ?1 ORDER BY id")?;
-        let rows = stmt.query_map([id], |r| {
-            Ok((r.get(0)?, LonLat::from_computed(r.get(1)?, r.get(2)?)))
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
 
     /// Turns an open candidate into a catalogue site in one transaction: the site
     /// is created (a revision like any other), the candidate's observations are
     /// linked to it, and the candidate is marked promoted. Returns `None`,
     /// writing nothing, if the candidate is not open or the site id is taken.
-    pub fn promote_candidate(
+    fn promote_candidate(
         &mut self,
         id: &str,
         site: &crate::model::Site,
@@ -898,19 +815,19 @@ fn newest_first_by_slabs<T>(
 /// by up to a few minutes: ten minutes, in its units.
 const TREE_MARGIN: f64 = 600.0 / TIME_UNIT_S;
 
-/// The columns [`Store::read_observations`] reads; the last gathers the
+/// The columns [`SqliteStore::read_observations`] reads; the last gathers the
 /// observation's site links, so a page of observations is one statement.
 const OBS_COLUMNS: &str = "o.id, o.batch_id, o.recorded_at, o.observed_at, o.sensor, o.finding, o.confidence, o.geometry, o.site_id, o.description, o.image_ref, o.source, o.external_id, o.candidate_id,
     (SELECT json_group_array(json_array(k.site_id, k.how, k.distance_m))
        FROM (SELECT site_id, how, distance_m FROM observation_sites WHERE observation_id = o.id ORDER BY site_id) k)";
 
-impl BatchTx<'_> {
-    pub fn batch_id(&self) -> &str {
+impl ImportUnit for BatchTx<'_> {
+    fn batch_id(&self) -> &str {
         &self.batch_id
     }
 
     /// The stored batch with this content hash, if one was stored before.
-    pub fn stored_batch_with_hash(&self, hash: &str) -> Result<Option<String>, StoreError> {
+    fn stored_batch_with_hash(&self, hash: &str) -> Result<Option<String>, StoreError> {
         let mut stmt = self.tx.prepare_cached(
             "SELECT id FROM batches WHERE content_hash = ?1 AND stored = 1 ORDER BY received_at LIMIT 1",
         )?;
@@ -918,7 +835,7 @@ impl BatchTx<'_> {
     }
 
     /// The id of an already stored observation with this sender id, if any.
-    pub fn existing_external(
+    fn existing_external(
         &self,
         source: Option<&str>,
         external_id: &str,
@@ -930,7 +847,7 @@ impl BatchTx<'_> {
     }
 
     /// Stores one observation and its links; returns its new id.
-    pub fn insert_observation(
+    fn insert_observation(
         &self,
         feature_index: usize,
         obs: &Observation,
@@ -1009,7 +926,7 @@ impl BatchTx<'_> {
 
     /// Unmatched observations whose anchors may lie within `radius_m` of `p`
     /// (a superset: the caller measures exactly).
-    pub fn unmatched_near(&self, p: LonLat, radius_m: f64) -> Result<Vec<Unmatched>, StoreError> {
+    fn unmatched_near(&self, p: LonLat, radius_m: f64) -> Result<Vec<Unmatched>, StoreError> {
         let (south, north, ranges) = search_ranges(p, radius_m);
         let mut stmt = self.tx.prepare_cached(
             "SELECT o.id, o.lon, o.lat, o.observed_at, o.candidate_id, c.state FROM observations o
@@ -1035,7 +952,7 @@ impl BatchTx<'_> {
     }
 
     /// Creates a candidate at `at` holding the given observations.
-    pub fn create_candidate(&self, at: LonLat, members: &[String]) -> Result<String, StoreError> {
+    fn create_candidate(&self, at: LonLat, members: &[String]) -> Result<String, StoreError> {
         let id = format!(
             "cand-{}",
             ulid::Ulid::generate().to_string().to_ascii_lowercase()
@@ -1048,7 +965,7 @@ impl BatchTx<'_> {
         Ok(id)
     }
 
-    pub fn add_to_candidate(&self, candidate: &str, members: &[String]) -> Result<(), StoreError> {
+    fn add_to_candidate(&self, candidate: &str, members: &[String]) -> Result<(), StoreError> {
         let mut stmt = self
             .tx
             .prepare_cached("UPDATE observations SET candidate_id = ?1 WHERE id = ?2")?;
@@ -1059,8 +976,8 @@ impl BatchTx<'_> {
     }
 
     /// Completes the batch record and commits everything written through it.
-    pub fn commit(
-        self,
+    fn commit(
+        self: Box<Self>,
         origin: &str,
         content_hash: &str,
         mode: &str,
@@ -1112,7 +1029,7 @@ impl BatchTx<'_> {
     }
 
     /// Discards everything written through it.
-    pub fn rollback(self) -> Result<(), StoreError> {
+    fn rollback(self: Box<Self>) -> Result<(), StoreError> {
         self.tx.rollback()?;
         Ok(())
     }

@@ -1,41 +1,11 @@
 //! Reading the record back in time order: revisions and candidates in a time
 //! window, paged by keyset so that pages stay stable while new writes land.
 
-use super::{Store, StoreError};
-use crate::model::Timestamp;
+use super::SqliteStore;
+use crate::model::{Site, SiteId, Timestamp};
+use crate::store::{Before, HistoryReads, RevisionRow, StoreError};
 use rusqlite::params;
-use serde_json::Value;
-
-/// A position in a newest-first listing: events strictly after it come next.
-/// `id` compares within one kind of event at the same time.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Before {
-    pub time: String,
-    pub id: String,
-}
-
-/// One page of a site's observations: the order, the position the page starts
-/// strictly after (in that order), and how many at most.
-#[derive(Debug, Clone, Copy)]
-pub struct SitePage<'a> {
-    pub newest_first: bool,
-    pub after: Option<&'a Before>,
-    pub limit: usize,
-}
-
-/// A revision as an event: the site's id, revision number, when and by whom,
-/// the change and diff, and the feature as recorded.
-#[derive(Debug, Clone)]
-pub struct RevisionRow {
-    pub site_id: String,
-    pub revision: i64,
-    pub recorded_at: Timestamp,
-    pub actor: String,
-    pub reason: Option<String>,
-    pub change: String,
-    pub diff: Value,
-    pub feature: Value,
-}
+use std::sync::Arc;
 
 impl RevisionRow {
     /// Reads `site_id, revision, recorded_at, actor, reason, change, diff, feature`.
@@ -54,17 +24,9 @@ impl RevisionRow {
     }
 }
 
-impl RevisionRow {
-    /// The key that orders revisions recorded at the same instant.
-    pub fn key(&self) -> String {
-        revision_key(&self.site_id, self.revision)
-    }
-}
-
-/// Orders revisions of the same instant: by site, then revision number.
-pub fn revision_key(site_id: &str, revision: i64) -> String {
-    format!("{site_id}#{revision:010}")
-}
+/// Below this many revisions recorded by a moment, a page of the sites of
+/// that moment is read by time and sorted, rather than walked in id order.
+const FEW_RECORDED: i64 = 20_000;
 
 /// Sorts after every RFC 3339 time and every key ('~' follows digits and letters).
 pub(super) const AFTER_EVERY_TIME: &str = "~";
@@ -73,12 +35,37 @@ fn conversion(e: impl std::error::Error + Send + Sync + 'static) -> rusqlite::Er
     rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
 }
 
-impl Store {
+impl SqliteStore {
+    /// The first and last of two times a statement selects; `None` when empty.
+    /// Each should be a subquery of its own: SQLite reads `min()` or `max()`
+    /// from the end of an index only when it is alone in its `SELECT`.
+    pub(super) fn time_span(
+        &self,
+        sql: &str,
+    ) -> Result<Option<(Timestamp, Timestamp)>, StoreError> {
+        let (a, b): (Option<String>, Option<String>) = self
+            .conn
+            .prepare_cached(sql)?
+            .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        let parse = |t: String| {
+            Timestamp::parse("time", &t).map_err(|e| StoreError::Corrupt {
+                id: "time index".into(),
+                reason: e.to_string(),
+            })
+        };
+        match (a, b) {
+            (Some(a), Some(b)) => Ok(Some((parse(a)?, parse(b)?))),
+            _ => Ok(None),
+        }
+    }
+}
+
+impl HistoryReads for SqliteStore {
     /// Revisions recorded within `[since, until]` whose footprint box meets the
     /// lon/lat rectangle (`west <= east`), newest first, after `before`, at
     /// most `limit`: an R*Tree walk over the area's revisions, whose keys are
     /// sorted before only the page's rows are read whole.
-    pub fn revisions_in_area(
+    fn revisions_in_area(
         &self,
         [w, s, e, n]: [f64; 4],
         since: Option<Timestamp>,
@@ -113,32 +100,9 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// The first and last of two times a statement selects; `None` when empty.
-    /// Each should be a subquery of its own: SQLite reads `min()` or `max()`
-    /// from the end of an index only when it is alone in its `SELECT`.
-    pub(super) fn time_span(
-        &self,
-        sql: &str,
-    ) -> Result<Option<(Timestamp, Timestamp)>, StoreError> {
-        let (a, b): (Option<String>, Option<String>) = self
-            .conn
-            .prepare_cached(sql)?
-            .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        let parse = |t: String| {
-            Timestamp::parse("time", &t).map_err(|e| StoreError::Corrupt {
-                id: "time index".into(),
-                reason: e.to_string(),
-            })
-        };
-        match (a, b) {
-            (Some(a), Some(b)) => Ok(Some((parse(a)?, parse(b)?))),
-            _ => Ok(None),
-        }
-    }
-
     /// Revisions recorded within `[since, until]`, newest first, after `before`,
     /// at most `limit`; for one site only if `site` is given.
-    pub fn revisions_between(
+    fn revisions_between(
         &self,
         site: Option<&str>,
         since: Option<Timestamp>,
@@ -176,7 +140,7 @@ impl Store {
 
     /// Every revision of one site recorded within `[since, until]`, oldest
     /// first: a site's own timeline, read by its primary key.
-    pub fn site_revisions_between(
+    fn site_revisions_between(
         &self,
         site: &str,
         since: Option<Timestamp>,
@@ -198,9 +162,73 @@ impl Store {
         Ok(out)
     }
 
+    /// The sites (live, or retired if `retired`) as recorded at `t` (now if
+    /// `None`) whose id is after `after`, in id order, at most `limit`: a walk
+    /// of the revisions in id order from the cursor, so a page costs the
+    /// revisions of the sites it passes, not the catalogue.
+    fn sites_at_from(
+        &self,
+        t: Option<Timestamp>,
+        retired: bool,
+        after: Option<&SiteId>,
+        limit: usize,
+    ) -> Result<Vec<Arc<Site>>, StoreError> {
+        let text = t.map_or(AFTER_EVERY_TIME.to_owned(), Timestamp::to_rfc3339);
+        // Two ways to the page. When few revisions were recorded by `t` (a
+        // moment early in the record), the time index finds them all and
+        // they are sorted by id. Otherwise the primary key's index walks the
+        // revisions in id order from the cursor, where the sites of `t` are
+        // then dense.
+        let recorded: i64 = self
+            .conn
+            .prepare_cached(
+                "SELECT count(*) FROM (SELECT 1 FROM site_revisions
+                 INDEXED BY site_revisions_by_time WHERE recorded_at <= ?1 LIMIT ?2)",
+            )?
+            .query_row(params![text, FEW_RECORDED], |r| r.get(0))?;
+        let mut stmt = self.conn.prepare_cached(if recorded < FEW_RECORDED {
+            "SELECT site_id, feature FROM site_revisions
+             INDEXED BY site_revisions_by_time
+             WHERE recorded_at <= ?2 AND site_id > ?1
+               AND (valid_until IS NULL OR valid_until > ?2)
+               AND (change = 'retired') = ?3
+             ORDER BY site_id LIMIT ?4"
+        } else {
+            "SELECT site_id, feature FROM site_revisions
+             INDEXED BY sqlite_autoindex_site_revisions_1
+             WHERE site_id > ?1 AND recorded_at <= ?2
+               AND (valid_until IS NULL OR valid_until > ?2)
+               AND (change = 'retired') = ?3
+             ORDER BY site_id LIMIT ?4"
+        })?;
+        let rows = stmt.query_map(
+            params![
+                after.map_or("", SiteId::as_str),
+                text,
+                retired,
+                limit.min(i64::MAX as usize) as i64
+            ],
+            |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
+        )?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, feature) = row?;
+            out.push(Arc::new(super::sites::parse_stored(&id, &feature)?));
+        }
+        Ok(out)
+    }
+
+    /// Whether a site was ever recorded (retired ones included).
+    fn site_known(&self, id: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM sites WHERE id = ?1)")?
+            .query_row([id], |r| r.get(0))?)
+    }
+
     /// Ids of candidates created within `[since, until]` inside the lon/lat
     /// rectangle (west <= east), newest first, after `before`, at most `limit`.
-    pub fn candidate_ids_between(
+    fn candidate_ids_between(
         &self,
         rect: Option<[f64; 4]>,
         since: Option<Timestamp>,
@@ -231,13 +259,5 @@ impl Store {
             |r| r.get(0),
         )?;
         Ok(rows.collect::<Result<_, _>>()?)
-    }
-
-    /// Whether a site was ever recorded (retired ones included).
-    pub fn site_known(&self, id: &str) -> Result<bool, StoreError> {
-        Ok(self
-            .conn
-            .prepare_cached("SELECT EXISTS (SELECT 1 FROM sites WHERE id = ?1)")?
-            .query_row([id], |r| r.get(0))?)
     }
 }

@@ -1,0 +1,1157 @@
+//! Sites and their revisions: the current state of each site and every version
+//! ever recorded, and the catalogue as it stood at any recorded moment.
+
+use super::SqliteStore;
+use crate::model::{FieldChange, IdPolicy, Site, SiteId, Timestamp, diff_sites};
+use crate::store::{ApplyReport, Change, Provenance, Revision, SiteReads, SiteWrites, StoreError};
+use rusqlite::{OptionalExtension, Transaction, params};
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+pub(super) fn parse_stored(id: &str, feature: &str) -> Result<Site, StoreError> {
+    let corrupt = |reason: String| StoreError::Corrupt {
+        id: id.to_owned(),
+        reason,
+    };
+    let v: Value = serde_json::from_str(feature).map_err(|e| corrupt(e.to_string()))?;
+    Site::from_feature(&v, IdPolicy::Required).map_err(|e| corrupt(e.to_string()))
+}
+
+/// Which stored state a create-only or replace-only write requires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    /// No live site with this id (a retired one is restored).
+    NoLiveSite,
+    /// A live site with this id.
+    LiveSite,
+}
+
+/// A site's row in `sites`: its latest revision number, whether it is retired,
+/// and its feature text.
+pub(super) struct Current {
+    revision: i64,
+    retired: bool,
+    feature: String,
+}
+
+pub(super) fn current(tx: &Transaction, id: &SiteId) -> Result<Option<Current>, StoreError> {
+    Ok(tx
+        .prepare_cached("SELECT revision, retired, feature FROM sites WHERE id = ?1")?
+        .query_row([id.as_str()], |r| {
+            Ok(Current {
+                revision: r.get(0)?,
+                retired: r.get::<_, i64>(1)? != 0,
+                feature: r.get(2)?,
+            })
+        })
+        .optional()?)
+}
+
+/// The time to record a write at: now, or the latest time already recorded if
+/// the wall clock has stepped back, so that revision order and time order agree
+/// and `as_of` reads never see a later revision without the one before it.
+pub(super) fn clock(tx: &Transaction) -> Result<(String, Timestamp), StoreError> {
+    let now = Timestamp::now().to_rfc3339();
+    let latest: Option<String> =
+        tx.query_row("SELECT max(recorded_at) FROM site_revisions", [], |r| {
+            r.get(0)
+        })?;
+    let text = latest.filter(|l| *l > now).unwrap_or(now);
+    let at = Timestamp::parse("recorded_at", &text).map_err(|e| StoreError::Corrupt {
+        id: "site_revisions".into(),
+        reason: e.to_string(),
+    })?;
+    Ok((text, at))
+}
+
+/// The one place a revision is written: the row in `site_revisions` and the
+/// site's current state in `sites`, in the caller's transaction.
+struct RevisionWrite<'a> {
+    id: &'a SiteId,
+    /// The site's previous revision number, or `None` for a new site.
+    previous: Option<i64>,
+    retired: bool,
+    change: Change,
+    feature: &'a str,
+    /// The site's packed form, or `None` when it leaves the live catalogue.
+    packed: Option<&'a [u8]>,
+    diff: Vec<FieldChange>,
+    /// The footprint's lon/lat box.
+    bounds: [f64; 4],
+}
+
+fn write_revision(
+    tx: &Transaction,
+    w: RevisionWrite<'_>,
+    (now, at): &(String, Timestamp),
+    by: &Provenance,
+) -> Result<Revision, StoreError> {
+    let revision = w.previous.map_or(1, |r| r + 1);
+    let diff_json = serde_json::to_string(&w.diff).map_err(|e| StoreError::Corrupt {
+        id: w.id.to_string(),
+        reason: e.to_string(),
+    })?;
+    if let Some(previous) = w.previous {
+        // The previous revision's validity ends now.
+        tx.prepare_cached(
+            "UPDATE site_revisions SET valid_until = ?3 WHERE site_id = ?1 AND revision = ?2",
+        )?
+        .execute(params![w.id.as_str(), previous, now])?;
+    }
+    let [west, south, east, north] = w.bounds;
+    if w.previous.is_none() {
+        tx.prepare_cached(
+            "INSERT INTO sites (id, revision, retired, feature, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+        )?
+        .execute(params![w.id.as_str(), revision, w.retired, w.feature, now])?;
+    } else {
+        tx.prepare_cached(
+            "UPDATE sites SET revision = ?2, retired = ?3, feature = ?4, updated_at = ?5 WHERE id = ?1",
+        )?
+        .execute(params![w.id.as_str(), revision, w.retired, w.feature, now])?;
+    }
+    write_packed(tx, w.id, w.packed)?;
+    tx.prepare_cached(
+        "INSERT INTO site_revisions (site_id, revision, recorded_at, actor, reason, change, feature, diff)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![w.id.as_str(), revision, now, by.actor, by.reason, w.change.as_str(), w.feature, diff_json])?;
+    tx.prepare_cached("INSERT INTO site_revision_boxes VALUES (?1, ?2, ?3, ?4, ?5)")?
+        .execute(params![tx.last_insert_rowid(), west, east, south, north])?;
+    super::log::append(
+        tx,
+        &super::log::Entry {
+            at: now,
+            kind: w.change.log_kind().as_str(),
+            site_id: Some(w.id.as_str()),
+            revision: Some(revision),
+            batch_id: None,
+            candidate_id: None,
+            bounds: Some([west, south, east, north]),
+        },
+    )?;
+    Ok(Revision {
+        site_id: w.id.clone(),
+        revision,
+        recorded_at: *at,
+        actor: by.actor.clone(),
+        reason: by.reason.clone(),
+        change: w.change,
+        diff: w.diff,
+    })
+}
+
+/// Keeps a site's packed form in step with its row in `sites`: there while it
+/// is live, gone once it is retired.
+fn write_packed(tx: &Transaction, id: &SiteId, packed: Option<&[u8]>) -> Result<(), StoreError> {
+    match packed {
+        Some(p) => tx
+            .prepare_cached(
+                "INSERT INTO site_packed (id, packed) VALUES (?1, ?2)
+                 ON CONFLICT(id) DO UPDATE SET packed = excluded.packed",
+            )?
+            .execute(params![id.as_str(), p])?,
+        None => tx
+            .prepare_cached("DELETE FROM site_packed WHERE id = ?1")?
+            .execute([id.as_str()])?,
+    };
+    Ok(())
+}
+
+/// Writes one site over its stored state `current`: a new site is created, a
+/// retired one restored, a live one that differs updated with its field-level
+/// diff. Returns `None` for an identical live site, which is left alone.
+pub(super) fn write_site(
+    tx: &Transaction,
+    site: &Site,
+    current: Option<Current>,
+    clock: &(String, Timestamp),
+    by: &Provenance,
+) -> Result<Option<Revision>, StoreError> {
+    let old = current
+        .as_ref()
+        .map(|c| parse_stored(site.id.as_str(), &c.feature))
+        .transpose()?;
+    let diff = diff_sites(old.as_ref(), site);
+    let change = match &current {
+        None => Change::Created,
+        Some(c) if c.retired => Change::Restored,
+        Some(_) if diff.is_empty() => return Ok(None),
+        Some(_) => Change::Updated,
+    };
+    let feature = site.to_feature().to_string();
+    let packed = super::packed::encode(site);
+    let write = RevisionWrite {
+        id: &site.id,
+        previous: current.map(|c| c.revision),
+        retired: false,
+        change,
+        feature: &feature,
+        packed: Some(&packed),
+        diff,
+        bounds: site.footprint.lonlat_bounds(),
+    };
+    write_revision(tx, write, clock, by).map(Some)
+}
+
+/// The latest revision of a site, read back for a write that changed nothing.
+fn latest_revision(tx: &Transaction, id: &SiteId) -> Result<Option<Revision>, StoreError> {
+    let mut stmt = tx.prepare(
+        "SELECT revision, recorded_at, actor, reason, change, diff FROM site_revisions
+         WHERE site_id = ?1 ORDER BY revision DESC LIMIT 1",
+    )?;
+    let mut rows = stmt.query_map([id.as_str()], RawRevision::from_row)?;
+    rows.next()
+        .transpose()?
+        .map(|raw| raw.into_revision(id))
+        .transpose()
+}
+
+/// A `site_revisions` row as SQLite holds it, before its text is checked.
+struct RawRevision {
+    revision: i64,
+    recorded_at: String,
+    actor: String,
+    reason: Option<String>,
+    change: String,
+    diff: String,
+}
+
+impl RawRevision {
+    /// Reads the columns `revision, recorded_at, actor, reason, change, diff`.
+    fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            revision: r.get(0)?,
+            recorded_at: r.get(1)?,
+            actor: r.get(2)?,
+            reason: r.get(3)?,
+            change: r.get(4)?,
+            diff: r.get(5)?,
+        })
+    }
+
+    fn into_revision(self, id: &SiteId) -> Result<Revision, StoreError> {
+        let corrupt = |reason: String| StoreError::Corrupt {
+            id: id.to_string(),
+            reason,
+        };
+        Ok(Revision {
+            site_id: id.clone(),
+            revision: self.revision,
+            recorded_at: Timestamp::parse("recorded_at", &self.recorded_at)
+                .map_err(|e| corrupt(e.to_string()))?,
+            actor: self.actor,
+            reason: self.reason,
+            change: Change::parse(&self.change)
+                .ok_or_else(|| corrupt(format!("unknown change {:?}", self.change)))?,
+            diff: serde_json::from_str::<Vec<Value>>(&self.diff)
+                .map_err(|e| corrupt(e.to_string()))?
+                .into_iter()
+                .map(|c| FieldChange {
+                    field: c["field"].as_str().unwrap_or_default().to_owned(),
+                    old: c["old"].clone(),
+                    new: c["new"].clone(),
+                })
+                .collect(),
+        })
+    }
+}
+
+/// Parses `(id, feature)` rows into sites.
+fn sites_from_rows(
+    stmt: &mut rusqlite::Statement<'_>,
+    params: impl rusqlite::Params,
+) -> Result<Vec<Arc<Site>>, StoreError> {
+    let rows = stmt.query_map(params, |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+    })?;
+    super::load::parse_rows(rows.map(|r| r.map_err(StoreError::from)))
+}
+
+impl SqliteStore {
+    fn write_one(
+        &mut self,
+        site: &Site,
+        expect: Expect,
+        by: &Provenance,
+    ) -> Result<Option<Revision>, StoreError> {
+        let tx = self.conn.transaction()?;
+        let current = current(&tx, &site.id)?;
+        let live = current.as_ref().is_some_and(|c| !c.retired);
+        if live != (expect == Expect::LiveSite) {
+            return Ok(None);
+        }
+        let clock = clock(&tx)?;
+        let revision = match write_site(&tx, site, current, &clock, by)? {
+            Some(r) => Some(r),
+            None => latest_revision(&tx, &site.id)?,
+        };
+        tx.commit()?;
+        Ok(revision)
+    }
+
+    fn sites_at(&self, t: Timestamp, retired: bool) -> Result<Vec<Arc<Site>>, StoreError> {
+        // Recorded times are RFC 3339 UTC with a fixed number of digits, so text
+        // order is time order.
+        let mut stmt = self.conn.prepare(
+            "SELECT r.site_id, r.feature FROM site_revisions r
+             JOIN (SELECT site_id, max(revision) AS revision FROM site_revisions
+                   WHERE recorded_at <= ?1 GROUP BY site_id) latest
+               ON r.site_id = latest.site_id AND r.revision = latest.revision
+             WHERE (r.change = 'retired') = ?2
+             ORDER BY r.site_id",
+        )?;
+        sites_from_rows(&mut stmt, params![t.to_rfc3339(), retired])
+    }
+
+    fn site_at(&self, id: &SiteId, t: Timestamp) -> Result<Option<(Site, bool)>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT change, feature FROM site_revisions
+                 WHERE site_id = ?1 AND recorded_at <= ?2 ORDER BY revision DESC LIMIT 1",
+                params![id.as_str(), t.to_rfc3339()],
+                |r| Ok((r.get::<_, String>(0)? == "retired", r.get::<_, String>(1)?)),
+            )
+            .optional()?
+            .map(|(retired, f)| Ok((parse_stored(id.as_str(), &f)?, retired)))
+            .transpose()
+    }
+}
+
+impl SiteReads for SqliteStore {
+    /// Every site that is not retired, in id order.
+    fn live_sites(&self) -> Result<Vec<Arc<Site>>, StoreError> {
+        super::load::live_sites(&self.conn)
+    }
+
+    /// Every retired site, as it was when it was retired, in id order.
+    fn retired_sites(&self) -> Result<Vec<Arc<Site>>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, feature FROM sites WHERE retired = 1 ORDER BY id")?;
+        sites_from_rows(&mut stmt, [])
+    }
+
+    /// One retired site, as it was when it was retired; `None` if the site is
+    /// live or unknown.
+    fn retired_site(&self, id: &SiteId) -> Result<Option<Site>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT feature FROM sites WHERE id = ?1 AND retired = 1",
+                [id.as_str()],
+                |r| r.get::<_, String>(0),
+            )
+            .optional()?
+            .map(|f| parse_stored(id.as_str(), &f))
+            .transpose()
+    }
+
+    /// The catalogue as recorded at `t`: for each site its latest revision
+    /// recorded at or before `t`, leaving out sites that were retired then, in
+    /// id order.
+    fn sites_as_of(&self, t: Timestamp) -> Result<Vec<Arc<Site>>, StoreError> {
+        self.sites_at(t, false)
+    }
+
+    /// The sites that were retired at `t`, as they were when retired, in id order.
+    fn retired_sites_as_of(&self, t: Timestamp) -> Result<Vec<Arc<Site>>, StoreError> {
+        self.sites_at(t, true)
+    }
+
+    /// The sites as recorded at `t` (now if `None`) whose footprint box meets
+    /// one of the lon/lat rectangles (`west <= east`), retired ones or live
+    /// ones, each once. An R*Tree walk over the revisions' boxes, each tested
+    /// for its validity at `t`: the cost follows the area and its history, not
+    /// the catalogue. The boxes are a superset; the caller tests footprints
+    /// exactly.
+    fn sites_in_area_at(
+        &self,
+        t: Option<Timestamp>,
+        retired: bool,
+        rects: &[[f64; 4]],
+    ) -> Result<Vec<Arc<Site>>, StoreError> {
+        // '~' sorts after every recorded time: now.
+        let text = t.map_or("~".to_owned(), Timestamp::to_rfc3339);
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT r.site_id, r.feature FROM site_revision_boxes b
+             CROSS JOIN site_revisions r ON r.rowid = b.id
+             WHERE b.west <= ?3 AND b.east >= ?1 AND b.south <= ?4 AND b.north >= ?2
+               AND r.recorded_at <= ?5 AND (r.valid_until IS NULL OR r.valid_until > ?5)
+               AND (r.change = 'retired') = ?6",
+        )?;
+        let mut seen = std::collections::HashSet::new();
+        let mut out = Vec::new();
+        for [w, s, e, n] in rects {
+            let rows = stmt.query_map(params![w, s, e, n, text, retired], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })?;
+            for row in rows {
+                let (id, feature) = row?;
+                if seen.insert(id.clone()) {
+                    out.push(Arc::new(parse_stored(&id, &feature)?));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// One site as recorded at `t`; `None` if it did not exist yet or was
+    /// retired then.
+    fn site_as_of(&self, id: &SiteId, t: Timestamp) -> Result<Option<Site>, StoreError> {
+        Ok(self
+            .site_at(id, t)?
+            .filter(|(_, retired)| !retired)
+            .map(|(s, _)| s))
+    }
+
+    /// One site that was retired at `t`, as it was when retired; `None` if it
+    /// was live or did not exist then.
+    fn retired_site_as_of(&self, id: &SiteId, t: Timestamp) -> Result<Option<Site>, StoreError> {
+        Ok(self
+            .site_at(id, t)?
+            .filter(|(_, retired)| *retired)
+            .map(|(s, _)| s))
+    }
+
+    /// Every revision of a site, oldest first.
+    fn revisions(&self, id: &SiteId) -> Result<Vec<Revision>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT revision, recorded_at, actor, reason, change, diff FROM site_revisions WHERE site_id = ?1 ORDER BY revision",
+        )?;
+        let rows = stmt.query_map([id.as_str()], RawRevision::from_row)?;
+        rows.map(|row| row?.into_revision(id)).collect()
+    }
+
+    /// How many sites exist, retired ones included.
+    fn site_count(&self) -> Result<i64, StoreError> {
+        Ok(self
+            .conn
+            .query_row("SELECT count(*) FROM sites", [], |r| r.get(0))?)
+    }
+}
+
+impl SiteWrites for SqliteStore {
+    /// Creates or updates each site in one transaction: a site that differs from
+    /// its stored state gets a new revision with the field-level diff, an
+    /// identical one is left alone. Either every site is applied or none is.
+    fn apply_sites(&mut self, sites: &[Site], by: &Provenance) -> Result<ApplyReport, StoreError> {
+        if sites.len() >= BULK {
+            return bulk::apply(&mut self.conn, sites, by);
+        }
+        let tx = self.conn.transaction()?;
+        let clock = clock(&tx)?;
+        let mut report = ApplyReport::default();
+        for site in sites {
+            let current = current(&tx, &site.id)?;
+            tally(
+                &mut report,
+                site,
+                write_site(&tx, site, current, &clock, by)?,
+            );
+        }
+        tx.commit()?;
+        Ok(report)
+    }
+
+    /// Creates a site, or restores a retired one with this id. Returns the new
+    /// revision, or `None`, writing nothing, if a live site already has the id.
+    fn create_site(
+        &mut self,
+        site: &Site,
+        by: &Provenance,
+    ) -> Result<Option<Revision>, StoreError> {
+        self.write_one(site, Expect::NoLiveSite, by)
+    }
+
+    /// Replaces a live site. Returns its revision after the write (the previous
+    /// one when nothing differs), or `None`, writing nothing, if no live site has
+    /// the id.
+    fn replace_site(
+        &mut self,
+        site: &Site,
+        by: &Provenance,
+    ) -> Result<Option<Revision>, StoreError> {
+        self.write_one(site, Expect::LiveSite, by)
+    }
+
+    /// Retires a live site: a new revision marks it retired and it drops out of
+    /// [`SqliteStore::live_sites`]; its record and history stay. Returns that revision,
+    /// or `None`, writing nothing, if the site is unknown or already retired.
+    fn retire_site(
+        &mut self,
+        id: &SiteId,
+        by: &Provenance,
+    ) -> Result<Option<Revision>, StoreError> {
+        let tx = self.conn.transaction()?;
+        let Some(current) = current(&tx, id)?.filter(|c| !c.retired) else {
+            return Ok(None);
+        };
+        let clock = clock(&tx)?;
+        // A retirement keeps the footprint, and so its box.
+        let bounds = parse_stored(id.as_str(), &current.feature)?
+            .footprint
+            .lonlat_bounds();
+        let write = RevisionWrite {
+            id,
+            previous: Some(current.revision),
+            retired: true,
+            change: Change::Retired,
+            feature: &current.feature,
+            packed: None,
+            diff: vec![FieldChange {
+                field: "retired".into(),
+                old: json!(false),
+                new: json!(true),
+            }],
+            bounds,
+        };
+        let revision = write_revision(&tx, write, &clock, by)?;
+        tx.commit()?;
+        Ok(Some(revision))
+    }
+}
+
+/// Records what writing `site` did in the report.
+fn tally(report: &mut ApplyReport, site: &Site, written: Option<Revision>) {
+    match written {
+        Some(r) if r.change == Change::Created => report.created.push(site.id.clone()),
+        Some(_) => report.updated.push(site.id.clone()),
+        None => report.unchanged += 1,
+    }
+}
+
+/// From this many sites on, [`SiteWrites::apply_sites`] writes in bulk.
+const BULK: usize = 10_000;
+
+/// Writing many sites in one transaction at the speed of SQLite's inserts.
+/// Per site, the one-by-one path reads the stored row, serialises on the
+/// writer's thread and walks the revisions' R*Tree from wherever the last
+/// box went. Here the stored ids are read once, so a site that cannot exist
+/// yet is created without a read; the feature, packed form and diff are made
+/// on the other cores while this thread writes; and the boxes go into the
+/// R*Tree at the end, in space-filling-curve order, so that consecutive
+/// inserts touch the same few nodes.
+mod bulk {
+    use super::*;
+    use std::collections::{BTreeMap, HashSet};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::mpsc;
+
+    /// Sites serialised at a time by one worker.
+    const CHUNK: usize = 2_048;
+
+    /// SQLite's page cache while the import runs, in KiB: the inserts go to
+    /// several B-trees at once, and a cache that holds their working set
+    /// keeps the transaction from spilling pages to the WAL before commit.
+    const CACHE_KIB: i64 = 1_048_576;
+
+    /// What creating one site writes, made before the writer needs it.
+    struct Prepared {
+        feature: String,
+        packed: Vec<u8>,
+        diff: String,
+        bounds: [f64; 4],
+    }
+
+    fn prepare(site: &Site) -> Result<Prepared, StoreError> {
+        let diff =
+            serde_json::to_string(&diff_sites(None, site)).map_err(|e| StoreError::Corrupt {
+                id: site.id.to_string(),
+                reason: e.to_string(),
+            })?;
+        Ok(Prepared {
+            feature: site.to_feature().to_string(),
+            packed: super::super::packed::encode(site),
+            diff,
+            bounds: site.footprint.lonlat_bounds(),
+        })
+    }
+
+    /// [`SiteWrites::apply_sites`] for many sites: one transaction, all or
+    /// nothing, with the same rows, revisions, boxes and log entries as the
+    /// one-by-one path.
+    pub(super) fn apply(
+        conn: &mut rusqlite::Connection,
+        sites: &[Site],
+        by: &Provenance,
+    ) -> Result<ApplyReport, StoreError> {
+        let cache: i64 = conn.pragma_query_value(None, "cache_size", |r| r.get(0))?;
+        conn.pragma_update(None, "cache_size", -CACHE_KIB)?;
+        let result = (|| {
+            let tx = conn.transaction()?;
+            let report = write_all(&tx, sites, by)?;
+            tx.commit()?;
+            Ok(report)
+        })();
+        conn.pragma_update(None, "cache_size", cache)?;
+        result
+    }
+
+    fn write_all(
+        tx: &Transaction,
+        sites: &[Site],
+        by: &Provenance,
+    ) -> Result<ApplyReport, StoreError> {
+        let clock = clock(tx)?;
+        let (now, _) = &clock;
+        let mut stored: HashSet<String> = {
+            let mut stmt = tx.prepare("SELECT id FROM sites")?;
+            stmt.query_map([], |r| r.get(0))?
+                .collect::<Result<_, _>>()?
+        };
+        let mut report = ApplyReport::default();
+        let mut boxes: Vec<(i64, [f64; 4])> = Vec::with_capacity(sites.len());
+        let mut insert_site = tx.prepare(
+            "INSERT INTO sites (id, revision, retired, feature, created_at, updated_at)
+             VALUES (?1, 1, 0, ?2, ?3, ?3)",
+        )?;
+        let mut insert_packed =
+            tx.prepare("INSERT INTO site_packed (id, packed) VALUES (?1, ?2)")?;
+        let mut insert_revision = tx.prepare(
+            "INSERT INTO site_revisions (site_id, revision, recorded_at, actor, reason, change, feature, diff)
+             VALUES (?1, 1, ?2, ?3, ?4, 'created', ?5, ?6)",
+        )?;
+        let created = Change::Created.log_kind().as_str();
+        in_order(sites, |site, prepared| {
+            if !stored.insert(site.id.as_str().to_owned()) {
+                // Stored before, or named earlier in this batch: compare with
+                // what is stored now.
+                let current = current(tx, &site.id)?;
+                tally(
+                    &mut report,
+                    site,
+                    write_site(tx, site, current, &clock, by)?,
+                );
+                return Ok(());
+            }
+            let id = site.id.as_str();
+            insert_site.execute(params![id, prepared.feature, now])?;
+            insert_packed.execute(params![id, prepared.packed])?;
+            insert_revision.execute(params![
+                id,
+                now,
+                by.actor,
+                by.reason,
+                prepared.feature,
+                prepared.diff
+            ])?;
+            boxes.push((tx.last_insert_rowid(), prepared.bounds));
+            let [west, south, east, north] = prepared.bounds;
+            super::super::log::append(
+                tx,
+                &super::super::log::Entry {
+                    at: now,
+                    kind: created,
+                    site_id: Some(id),
+                    revision: Some(1),
+                    batch_id: None,
+                    candidate_id: None,
+                    bounds: Some([west, south, east, north]),
+                },
+            )?;
+            report.created.push(site.id.clone());
+            Ok(())
+        })?;
+        boxes.sort_by_cached_key(|(_, b)| curve_position(*b));
+        let mut insert_box =
+            tx.prepare("INSERT INTO site_revision_boxes VALUES (?1, ?2, ?3, ?4, ?5)")?;
+        for (rowid, [west, south, east, north]) in boxes {
+            insert_box.execute(params![rowid, west, east, south, north])?;
+        }
+        Ok(report)
+    }
+
+    /// Calls `write` on each site in order with its [`Prepared`] form, made on
+    /// the other cores a few chunks ahead of the writer. Stops at the first
+    /// error.
+    fn in_order(
+        sites: &[Site],
+        mut write: impl FnMut(&Site, Prepared) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let chunks: Vec<&[Site]> = sites.chunks(CHUNK).collect();
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let next = AtomicUsize::new(0);
+        // Workers stay at most this many chunks ahead of the writer, so the
+        // text in flight stays a few tens of megabytes.
+        let ahead = workers * 2;
+        let written = AtomicUsize::new(0);
+        std::thread::scope(|scope| {
+            let (to_writer, done) = mpsc::channel::<(usize, Result<Vec<Prepared>, StoreError>)>();
+            for _ in 0..workers {
+                let to_writer = to_writer.clone();
+                let (next, written, chunks) = (&next, &written, &chunks);
+                scope.spawn(move || {
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if i >= chunks.len() {
+                            break;
+                        }
+                        loop {
+                            let w = written.load(Ordering::Acquire);
+                            if w == usize::MAX {
+                                return;
+                            }
+                            if i < w + ahead {
+                                break;
+                            }
+                            std::thread::sleep(std::time::Duration::from_micros(200));
+                        }
+                        let prepared = chunks[i].iter().map(prepare).collect();
+                        if to_writer.send((i, prepared)).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+            drop(to_writer);
+            let mut early: BTreeMap<usize, Result<Vec<Prepared>, StoreError>> = BTreeMap::new();
+            let result = (|| {
+                for (i, chunk) in chunks.iter().enumerate() {
+                    let prepared = loop {
+                        if let Some(p) = early.remove(&i) {
+                            break p;
+                        }
+                        match done.recv() {
+                            Ok((j, p)) => {
+                                early.insert(j, p);
+                            }
+                            // Every worker has stopped: none will make it.
+                            Err(_) => unreachable!("chunk {i} was never prepared"),
+                        }
+                    }?;
+                    for (site, p) in chunk.iter().zip(prepared) {
+                        write(site, p)?;
+                    }
+                    written.store(i + 1, Ordering::Release);
+                }
+                Ok(())
+            })();
+            // Lets any worker still waiting for room stop.
+            written.store(usize::MAX, Ordering::Release);
+            result
+        })
+    }
+
+    /// The place of a box's centre on a Z-order curve over lon/lat, 16 bits
+    /// an axis: boxes near each other on the curve are near on the map.
+    fn curve_position([west, south, east, north]: [f64; 4]) -> u32 {
+        let quantise = |v: f64, lo: f64, span: f64| -> u32 {
+            (((v - lo) / span).clamp(0.0, 1.0) * f64::from(u16::MAX)) as u32
+        };
+        let spread = |mut v: u32| {
+            v = (v | (v << 8)) & 0x00ff_00ff;
+            v = (v | (v << 4)) & 0x0f0f_0f0f;
+            v = (v | (v << 2)) & 0x3333_3333;
+            (v | (v << 1)) & 0x5555_5555
+        };
+        let x = quantise((west + east) / 2.0, -180.0, 360.0);
+        let y = quantise((south + north) / 2.0, -90.0, 180.0);
+        spread(x) | (spread(y) << 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::SqliteStore;
+    use serde_json::json;
+
+    fn site(id: &str, status: &str) -> Site {
+        let f = json!({"type": "Feature", "id": id,
+            "geometry": {"type": "Polygon", "coordinates": [[[125.0, 39.0], [125.1, 39.0], [125.1, 39.1], [125.0, 39.0]]]},
+            "properties": {"name": format!("Site {id}"), "country": "PRK", "kind": "reactor", "status": status}});
+        Site::from_feature(&f, IdPolicy::Required).unwrap()
+    }
+
+    fn by() -> Provenance {
+        Provenance {
+            actor: "test".into(),
+            reason: Some("unit test".into()),
+        }
+    }
+
+    #[test]
+    fn applying_the_same_sites_twice_records_one_revision_each() {
+        let mut s = SqliteStore::open_in_memory().unwrap();
+        let sites = [site("a", "active"), site("b", "active")];
+        let first = s.apply_sites(&sites, &by()).unwrap();
+        assert_eq!(first.created.len(), 2);
+        let second = s.apply_sites(&sites, &by()).unwrap();
+        assert_eq!(
+            second,
+            ApplyReport {
+                unchanged: 2,
+                ..ApplyReport::default()
+            }
+        );
+        assert_eq!(s.revisions(&sites[0].id).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_changed_site_gets_a_new_revision_with_its_diff_and_the_old_one_is_kept() {
+        let mut s = SqliteStore::open_in_memory().unwrap();
+        s.apply_sites(&[site("a", "active")], &by()).unwrap();
+        let r = s.apply_sites(&[site("a", "inactive")], &by()).unwrap();
+        assert_eq!(r.updated.len(), 1);
+        let revs = s.revisions(&site("a", "active").id).unwrap();
+        assert_eq!(
+            revs.iter()
+                .map(|r| (r.revision, r.change))
+                .collect::<Vec<_>>(),
+            [(1, Change::Created), (2, Change::Updated)]
+        );
+        assert_eq!(revs[1].diff.len(), 1);
+        assert_eq!(revs[1].diff[0].field, "status");
+        assert_eq!(revs[1].diff[0].old, json!("active"));
+        assert_eq!(revs[1].actor, "test");
+        assert_eq!(s.live_sites().unwrap()[0].status.as_str(), "inactive");
+    }
+
+    #[test]
+    fn a_site_file_database_reopens_with_its_sites() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.db");
+        SqliteStore::open(&path)
+            .unwrap()
+            .apply_sites(&[site("a", "active")], &by())
+            .unwrap();
+        let again = SqliteStore::open(&path).unwrap();
+        assert_eq!(again.live_sites().unwrap().len(), 1);
+        let mode: String = again
+            .conn
+            .pragma_query_value(None, "journal_mode", |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+    }
+
+    fn id(raw: &str) -> SiteId {
+        SiteId::parse("id", raw).unwrap()
+    }
+
+    fn ids(sites: &[Arc<Site>]) -> Vec<&str> {
+        sites.iter().map(|s| s.id.as_str()).collect()
+    }
+
+    /// A moment strictly between the writes before and after it.
+    fn pause() -> Timestamp {
+        std::thread::sleep(std::time::Duration::from_millis(3));
+        let t = Timestamp::now();
+        std::thread::sleep(std::time::Duration::from_millis(3));
+        t
+    }
+
+    #[test]
+    fn retiring_a_site_records_a_retired_revision_and_takes_it_out_of_the_live_sites() {
+        let mut s = SqliteStore::open_in_memory().unwrap();
+        s.apply_sites(&[site("a", "active"), site("b", "active")], &by())
+            .unwrap();
+        let r = s.retire_site(&id("a"), &by()).unwrap().unwrap();
+        assert_eq!((r.revision, r.change), (2, Change::Retired));
+        assert_eq!(
+            r.diff,
+            [FieldChange {
+                field: "retired".into(),
+                old: json!(false),
+                new: json!(true)
+            }]
+        );
+        assert_eq!(ids(&s.live_sites().unwrap()), ["b"]);
+        assert_eq!(ids(&s.retired_sites().unwrap()), ["a"]);
+        assert_eq!(s.retired_site(&id("a")).unwrap(), Some(site("a", "active")));
+        assert_eq!(s.retired_site(&id("b")).unwrap(), None);
+        assert_eq!(s.site_count().unwrap(), 2, "nothing is deleted");
+        let stored = s.revisions(&id("a")).unwrap();
+        assert_eq!(stored.last().unwrap().change, Change::Retired);
+        assert_eq!(stored.last().unwrap().diff, r.diff);
+    }
+
+    #[test]
+    fn retiring_an_unknown_or_already_retired_site_writes_nothing() {
+        let mut s = SqliteStore::open_in_memory().unwrap();
+        s.apply_sites(&[site("a", "active")], &by()).unwrap();
+        assert!(s.retire_site(&id("nowhere"), &by()).unwrap().is_none());
+        s.retire_site(&id("a"), &by()).unwrap().unwrap();
+        assert!(s.retire_site(&id("a"), &by()).unwrap().is_none());
+        assert_eq!(s.revisions(&id("a")).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn create_only_refuses_a_live_id_and_restores_a_retired_one() {
+        let mut s = SqliteStore::open_in_memory().unwrap();
+        let first = s.create_site(&site("a", "active"), &by()).unwrap().unwrap();
+        assert_eq!(first.change, Change::Created);
+        assert!(
+            s.create_site(&site("a", "inactive"), &by())
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(s.live_sites().unwrap()[0].status.as_str(), "active");
+        s.retire_site(&id("a"), &by()).unwrap();
+        let again = s
+            .create_site(&site("a", "inactive"), &by())
+            .unwrap()
+            .unwrap();
+        assert_eq!((again.revision, again.change), (3, Change::Restored));
+        assert_eq!(s.live_sites().unwrap()[0].status.as_str(), "inactive");
+    }
+
+    #[test]
+    fn replace_only_refuses_a_missing_or_retired_site() {
+        let mut s = SqliteStore::open_in_memory().unwrap();
+        assert!(
+            s.replace_site(&site("a", "active"), &by())
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(s.site_count().unwrap(), 0);
+        s.apply_sites(&[site("a", "active")], &by()).unwrap();
+        let r = s
+            .replace_site(&site("a", "inactive"), &by())
+            .unwrap()
+            .unwrap();
+        assert_eq!((r.revision, r.change), (2, Change::Updated));
+        assert_eq!(r.diff[0].field, "status");
+        s.retire_site(&id("a"), &by()).unwrap();
+        assert!(
+            s.replace_site(&site("a", "active"), &by())
+                .unwrap()
+                .is_none()
+        );
+        assert!(s.live_sites().unwrap().is_empty());
+    }
+
+    #[test]
+    fn replacing_a_site_with_itself_returns_its_current_revision_and_records_nothing() {
+        let mut s = SqliteStore::open_in_memory().unwrap();
+        s.apply_sites(&[site("a", "active")], &by()).unwrap();
+        let r = s
+            .replace_site(&site("a", "active"), &by())
+            .unwrap()
+            .unwrap();
+        assert_eq!((r.revision, r.change), (1, Change::Created));
+        assert_eq!(s.revisions(&id("a")).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn sites_as_of_a_moment_are_the_revisions_recorded_by_then_without_the_retired() {
+        let mut s = SqliteStore::open_in_memory().unwrap();
+        let before_all = pause();
+        s.apply_sites(&[site("a", "active"), site("b", "active")], &by())
+            .unwrap();
+        let created = pause();
+        s.replace_site(&site("a", "inactive"), &by()).unwrap();
+        let replaced = pause();
+        s.retire_site(&id("b"), &by()).unwrap();
+        let retired = pause();
+        s.create_site(&site("b", "abandoned"), &by()).unwrap();
+
+        assert!(s.sites_as_of(before_all).unwrap().is_empty());
+        let then = s.sites_as_of(created).unwrap();
+        assert_eq!(ids(&then), ["a", "b"]);
+        assert_eq!(then[0].status.as_str(), "active");
+        assert_eq!(
+            s.sites_as_of(replaced).unwrap()[0].status.as_str(),
+            "inactive"
+        );
+        assert_eq!(ids(&s.sites_as_of(retired).unwrap()), ["a"]);
+        assert_eq!(ids(&s.retired_sites_as_of(retired).unwrap()), ["b"]);
+        assert!(s.retired_sites_as_of(replaced).unwrap().is_empty());
+        assert_eq!(
+            s.sites_as_of(Timestamp::now()).unwrap(),
+            s.live_sites().unwrap()
+        );
+    }
+
+    #[test]
+    fn one_site_as_of_a_moment_is_absent_before_it_was_created_and_while_retired() {
+        let mut s = SqliteStore::open_in_memory().unwrap();
+        let before = pause();
+        s.apply_sites(&[site("a", "active")], &by()).unwrap();
+        let created = pause();
+        s.retire_site(&id("a"), &by()).unwrap();
+        let retired = pause();
+        s.create_site(&site("a", "inactive"), &by()).unwrap();
+
+        assert_eq!(s.site_as_of(&id("a"), before).unwrap(), None);
+        assert_eq!(
+            s.site_as_of(&id("a"), created).unwrap(),
+            Some(site("a", "active"))
+        );
+        assert_eq!(s.site_as_of(&id("a"), retired).unwrap(), None);
+        assert_eq!(
+            s.retired_site_as_of(&id("a"), retired).unwrap(),
+            Some(site("a", "active"))
+        );
+        assert_eq!(s.retired_site_as_of(&id("a"), created).unwrap(), None);
+        assert_eq!(
+            s.site_as_of(&id("a"), Timestamp::now()).unwrap(),
+            Some(site("a", "inactive"))
+        );
+        assert_eq!(
+            s.site_as_of(&id("nowhere"), Timestamp::now()).unwrap(),
+            None
+        );
+    }
+
+    /// Everything a write of sites leaves in the tables, times aside.
+    fn written(s: &SqliteStore) -> Vec<String> {
+        let dump = |sql: &str| -> Vec<String> {
+            let mut stmt = s.conn.prepare(sql).unwrap();
+            let n = stmt.column_count();
+            stmt.query_map([], |r| {
+                (0..n)
+                    .map(|i| Ok(format!("{:?}", r.get_ref(i)?)))
+                    .collect::<rusqlite::Result<Vec<_>>>()
+                    .map(|v| v.join("|"))
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+        };
+        [
+            "SELECT id, revision, retired, feature FROM sites ORDER BY id",
+            "SELECT id, packed FROM site_packed ORDER BY id",
+            "SELECT site_id, revision, actor, reason, change, feature, diff, valid_until IS NULL
+             FROM site_revisions ORDER BY site_id, revision",
+            "SELECT r.site_id, r.revision, b.west, b.east, b.south, b.north
+             FROM site_revision_boxes b JOIN site_revisions r ON r.rowid = b.id
+             ORDER BY r.site_id, r.revision",
+            "SELECT kind, site_id, revision, west, south, east, north FROM change_log
+             ORDER BY site_id, revision",
+        ]
+        .into_iter()
+        .flat_map(dump)
+        .collect()
+    }
+
+    #[test]
+    fn a_bulk_write_leaves_the_same_rows_as_writing_one_site_at_a_time() {
+        let mut batch = crate::synth::sites(40, 3);
+        // Named twice in one batch: the second is an update of the first.
+        let mut again = batch[7].clone();
+        again.name = "renamed".into();
+        batch.push(again);
+        batch.push(batch[3].clone());
+        let before = [site("a", "active"), batch[5].clone(), site("b", "active")];
+        let mut changed = batch[5].clone();
+        changed.notes = Some("changed".into());
+        batch[5] = changed;
+
+        let mut one_by_one = SqliteStore::open_in_memory().unwrap();
+        one_by_one.apply_sites(&before, &by()).unwrap();
+        let tx = one_by_one.conn.transaction().unwrap();
+        let clock = clock(&tx).unwrap();
+        let mut expected = ApplyReport::default();
+        for site in &batch {
+            let current = current(&tx, &site.id).unwrap();
+            tally(
+                &mut expected,
+                site,
+                write_site(&tx, site, current, &clock, &by()).unwrap(),
+            );
+        }
+        tx.commit().unwrap();
+
+        let mut bulk = SqliteStore::open_in_memory().unwrap();
+        bulk.apply_sites(&before, &by()).unwrap();
+        let report = bulk::apply(&mut bulk.conn, &batch, &by()).unwrap();
+        assert_eq!(report, expected);
+        assert_eq!(report.created.len(), 39);
+        assert_eq!(report.updated.len(), 2);
+        assert_eq!(report.unchanged, 1);
+        assert_eq!(written(&bulk), written(&one_by_one));
+        assert_eq!(bulk.live_sites().unwrap(), one_by_one.live_sites().unwrap());
+    }
+
+    #[test]
+    fn a_bulk_write_that_fails_leaves_nothing_behind() {
+        let mut s = SqliteStore::open_in_memory().unwrap();
+        let batch = crate::synth::sites(30, 4);
+        // A row that only the bulk path's plain insert trips over, late in
+        // the batch: the earlier inserts must be rolled back with it.
+        s.conn
+            .execute(
+                "INSERT INTO site_packed VALUES (?1, x'00')",
+                [batch[25].id.as_str()],
+            )
+            .unwrap();
+        assert!(bulk::apply(&mut s.conn, &batch, &by()).is_err());
+        assert_eq!(s.site_count().unwrap(), 0);
+        let revisions: i64 = s
+            .conn
+            .query_row("SELECT count(*) FROM site_revisions", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(revisions, 0);
+    }
+
+    #[test]
+    fn live_sites_are_read_from_the_packed_forms_and_a_corrupt_one_from_its_geojson() {
+        let mut s = SqliteStore::open_in_memory().unwrap();
+        let sites = crate::synth::sites(20, 6);
+        s.apply_sites(&sites, &by()).unwrap();
+        // Marked, so that a read from the GeoJSON would show.
+        s.conn
+            .execute(
+                "UPDATE site_packed SET packed = x'01020304' WHERE id = ?1",
+                [sites[4].id.as_str()],
+            )
+            .unwrap();
+        let read: Vec<Site> = s
+            .live_sites()
+            .unwrap()
+            .iter()
+            .map(|s| (**s).clone())
+            .collect();
+        assert_eq!(read, sites);
+        s.conn
+            .execute(
+                "UPDATE sites SET feature = '{}' WHERE id = ?1",
+                [sites[4].id.as_str()],
+            )
+            .unwrap();
+        let err = s.live_sites().unwrap_err();
+        assert!(err.to_string().contains(sites[4].id.as_str()), "{err}");
+    }
+
+    #[test]
+    fn a_retired_site_loses_its_packed_form_and_a_restored_one_gets_it_back() {
+        let mut s = SqliteStore::open_in_memory().unwrap();
+        s.apply_sites(&[site("a", "active"), site("b", "active")], &by())
+            .unwrap();
+        s.retire_site(&id("a"), &by()).unwrap();
+        let packed = |s: &SqliteStore| -> Vec<String> {
+            let mut stmt = s
+                .conn
+                .prepare("SELECT id FROM site_packed ORDER BY id")
+                .unwrap();
+            stmt.query_map([], |r| r.get(0))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect()
+        };
+        assert_eq!(packed(&s), ["b"]);
+        s.create_site(&site("a", "inactive"), &by()).unwrap();
+        assert_eq!(packed(&s), ["a", "b"]);
+        assert_eq!(s.live_sites().unwrap()[0].status.as_str(), "inactive");
+    }
+
+    #[test]
+    fn a_revision_is_never_recorded_before_the_one_it_follows_even_if_the_clock_steps_back() {
+        let mut s = SqliteStore::open_in_memory().unwrap();
+        s.apply_sites(&[site("a", "active")], &by()).unwrap();
+        let future = "2999-01-01T00:00:00.000000Z";
+        s.conn
+            .execute("UPDATE site_revisions SET recorded_at = ?1", [future])
+            .unwrap();
+        let r = s
+            .replace_site(&site("a", "inactive"), &by())
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.recorded_at.to_rfc3339(), future);
+        let t = Timestamp::parse("t", future).unwrap();
+        assert_eq!(
+            s.site_as_of(&id("a"), t).unwrap(),
+            Some(site("a", "inactive"))
+        );
+    }
+}
