@@ -362,12 +362,16 @@ fn run(cli: Cli) -> Result<()> {
             std::io::stdout().flush()?;
             api::serve(
                 cat,
-                auth,
-                max_body,
                 listener,
-                api::PageConfig::new(tiles),
-                cors,
-                api::RequestTimeout(std::time::Duration::from_secs_f64(request_timeout)),
+                api::ServeOptions {
+                    auth,
+                    max_body,
+                    page: api::PageConfig::new(tiles),
+                    cors,
+                    timeout: api::RequestTimeout(std::time::Duration::from_secs_f64(
+                        request_timeout,
+                    )),
+                },
             )?;
         }
         Command::Import {

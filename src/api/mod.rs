@@ -52,15 +52,28 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// Largest request body accepted unless the server is told otherwise.
 pub const DEFAULT_MAX_BODY: usize = 64 * 1024 * 1024;
 
+/// How the server is run: who may write, what it accepts, and for how long.
+pub struct ServeOptions {
+    pub auth: WriteAuth,
+    /// Largest request body in bytes.
+    pub max_body: usize,
+    pub page: PageConfig,
+    pub cors: Cors,
+    pub timeout: RequestTimeout,
+}
+
 pub fn serve(
     catalogue: Arc<Catalogue>,
-    auth: WriteAuth,
-    max_body: usize,
     listener: TcpListener,
-    page: PageConfig,
-    cors: Cors,
-    timeout: RequestTimeout,
+    options: ServeOptions,
 ) -> std::io::Result<()> {
+    let ServeOptions {
+        auth,
+        max_body,
+        page,
+        cors,
+        timeout,
+    } = options;
     {
         let (page, catalogue) = (page.clone(), catalogue.clone());
         std::thread::spawn(move || page.warm_up(&catalogue));
