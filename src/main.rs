@@ -3,11 +3,11 @@
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::{Map, json};
-use sitewatch::catalogue::{Catalogue, ImportSitesError};
+use sitewatch::catalogue::{Catalogue, CatalogueError, ImportSitesError, Opened};
 use sitewatch::import::{ImportError, ImportMode, ImportOptions};
 use sitewatch::index::Filter;
 use sitewatch::model::{LonLat, Meters};
-use sitewatch::store::Provenance;
+use sitewatch::store::{Provenance, SqliteStore, StoreError};
 use sitewatch::{api, render};
 use std::io::Write;
 use std::path::PathBuf;
@@ -26,7 +26,8 @@ struct Cli {
 
 #[derive(Args)]
 struct DbArg {
-    /// The SQLite catalogue file; created and seeded from the built-in catalogue if it does not exist.
+    /// The SQLite catalogue file; created and seeded from the built-in catalogue if it does not
+    /// exist. An existing empty file is refused, and so is a read-only one by commands that write.
     #[arg(long, env = "SITEWATCH_DB", default_value = "sitewatch.db")]
     db: PathBuf,
 }
@@ -65,6 +66,16 @@ enum Command {
         /// working then is answered 503 and its database statement interrupted.
         #[arg(long, env = "SITEWATCH_REQUEST_TIMEOUT", default_value_t = api::DEFAULT_REQUEST_TIMEOUT.as_secs_f64(), value_parser = seconds)]
         request_timeout: f64,
+        /// A URL clients reach the server by besides its bound address (a DNS
+        /// name, a proxy, a port mapping), like https://sites.example.org; repeat
+        /// or separate with commas. Requests naming any other host get 421.
+        #[arg(long, env = "SITEWATCH_PUBLIC_URL")]
+        public_url: Vec<String>,
+        /// The IP address of a reverse proxy whose Forwarded / X-Forwarded-*
+        /// headers are believed for links (repeat or separate with commas).
+        /// Without a token, writes that come through it are refused.
+        #[arg(long, env = "SITEWATCH_TRUSTED_PROXY")]
+        trusted_proxy: Vec<String>,
     },
     /// Import a GeoJSON FeatureCollection into the catalogue.
     Import {
@@ -280,13 +291,33 @@ enum Format {
     Table,
 }
 
+/// Opens the catalogue for a command that writes; a database it could not
+/// write is refused here, not at the first write.
 fn open(db: &DbArg) -> Result<Catalogue> {
-    let (cat, opened) =
-        Catalogue::open(&db.db).with_context(|| format!("opening {}", db.db.display()))?;
+    opened(db, Catalogue::open(&db.db))
+}
+
+fn opened(db: &DbArg, result: Result<(Catalogue, Opened), CatalogueError>) -> Result<Catalogue> {
+    let (cat, opened) = result.with_context(|| format!("opening {}", db.db.display()))?;
     if let Some(n) = opened.seeded {
         tracing::info!(db = %db.db.display(), sites = n, "new catalogue seeded from the built-in data");
     }
     Ok(cat)
+}
+
+/// Opens the catalogue for a command that only reads: as [`open`], but an
+/// existing database that cannot be written is read as it is.
+fn open_to_read(db: &DbArg) -> Result<Catalogue> {
+    match Catalogue::open(&db.db) {
+        Err(CatalogueError::Store(StoreError::ReadOnly { .. })) if db.db.is_file() => {
+            let store = SqliteStore::open_to_read(&db.db)
+                .with_context(|| format!("opening {} to read", db.db.display()))?;
+            let (cat, _) = Catalogue::from_store(store)
+                .with_context(|| format!("opening {} to read", db.db.display()))?;
+            Ok(cat)
+        }
+        result => opened(db, result),
+    }
 }
 
 /// A progress bar on stderr when it is a terminal: bytes read against the file
@@ -333,6 +364,8 @@ fn run(cli: Cli) -> Result<()> {
             tiles_attribution,
             cors_origin,
             request_timeout,
+            public_url,
+            trusted_proxy,
         } => {
             let cors = api::Cors::parse(&cors_origin).map_err(anyhow::Error::msg)?;
             let tiles = tiles
@@ -340,6 +373,8 @@ fn run(cli: Cli) -> Result<()> {
                 .transpose()
                 .map_err(anyhow::Error::msg)?;
             let auth = api::WriteAuth::new(token);
+            cors.check_write_authority(auth.has_token())
+                .map_err(anyhow::Error::msg)?;
             let listener =
                 std::net::TcpListener::bind(&bind).with_context(|| format!("binding {bind}"))?;
             let addr = listener.local_addr()?;
@@ -348,6 +383,7 @@ fn run(cli: Cli) -> Result<()> {
                     "refusing to serve on {addr} with no write token: set --token (or SITEWATCH_TOKEN), or pass --insecure-open-writes"
                 );
             }
+            let hosts = api::Hosts::new(addr, &public_url, &trusted_proxy)?;
             let cat = Arc::new(open(&db)?);
             if auth.has_token() {
                 tracing::info!("writes need the bearer token");
@@ -355,6 +391,17 @@ fn run(cli: Cli) -> Result<()> {
                 tracing::warn!(
                     "no write token set: writes are accepted from loopback clients only"
                 );
+                if !cors.origins().is_empty() {
+                    tracing::warn!(
+                        origins = cors.origins().join(", "),
+                        "no write token set: pages from these origins, opened on this machine, can write"
+                    );
+                }
+                if hosts.has_trusted_proxies() {
+                    tracing::warn!(
+                        "no write token set: writes through the trusted proxies are refused"
+                    );
+                }
             }
             tracing::info!(sites = cat.index().len(), db = %db.db.display(), "catalogue ready");
             // Tests and scripts read the address from this line when they ask for port 0.
@@ -371,6 +418,9 @@ fn run(cli: Cli) -> Result<()> {
                     timeout: api::RequestTimeout(std::time::Duration::from_secs_f64(
                         request_timeout,
                     )),
+                    heavy: api::HeavyLimit::for_this_machine(),
+                    body_rate: api::BodyRate::default(),
+                    hosts,
                 },
             )?;
         }
@@ -470,7 +520,7 @@ fn run(cli: Cli) -> Result<()> {
                 "country" => filter.country.as_deref(),
                 _ => None,
             })?;
-            let cat = open(&db)?;
+            let cat = open_to_read(&db)?;
             let index = cat.index();
             let hits = match radius_m {
                 Some(r) => index.nearby(
@@ -507,7 +557,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Export {
             what: ExportWhat::Sites { db },
         } => {
-            let cat = open(&db)?;
+            let cat = open_to_read(&db)?;
             let index = cat.index();
             let doc = render::sites_collection(index.all(&Filter::default()), Map::new());
             let mut out = std::io::stdout().lock();

@@ -228,6 +228,35 @@ fn a_filter_nested_too_deep_is_refused_at_once() {
     assert!(fuzzing::query(nested.as_bytes()).is_ok());
 }
 
+/// Inputs that once cost the `cql2` parser seconds (a quoted name hid 22
+/// unclosed groups from a character count; 10 unclosed groups before a
+/// 2,000-term OR) or an evaluation that tests every record against a large
+/// literal: each is refused before it costs anything.
+#[test]
+fn hostile_filters_are_refused_before_they_cost_anything() {
+    for name in [
+        "filter-quoted-name-hides-depth",
+        "filter-unclosed-before-long-or",
+        "filter-nested-groups-too-costly",
+        "filter-json-too-deep",
+        "filter-multipoint-too-many-vertices",
+    ] {
+        let started = std::time::Instant::now();
+        assert!(
+            matches!(
+                fuzzing::query(&fixture("query", name)),
+                Err(ApiError::BadRequest { param, .. }) if param == "filter"
+            ),
+            "query/{name}"
+        );
+        // Generous: the refusals take microseconds; the parses took seconds.
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "query/{name}"
+        );
+    }
+}
+
 #[test]
 fn an_atomic_import_with_a_bad_feature_stores_nothing() {
     // `fuzzing::import` itself checks that the store is unchanged.
@@ -287,6 +316,32 @@ fn query_fixtures_are_refused_naming_the_parameter() {
         ("filter-not-a-predicate", "filter", "expected a predicate"),
         ("filter-json-truncated", "filter", "CQL2 JSON"),
         ("status-unknown", "status", "unknown value"),
+        (
+            "filter-quoted-name-hides-depth",
+            "filter",
+            "nest more than 10",
+        ),
+        (
+            "filter-unclosed-before-long-or",
+            "filter",
+            "too many terms inside",
+        ),
+        (
+            "filter-nested-groups-too-costly",
+            "filter",
+            "too many terms inside",
+        ),
+        ("filter-json-too-deep", "filter", "nest more than 32"),
+        (
+            "filter-multipoint-too-many-vertices",
+            "filter",
+            "1001 vertices, more than 1000",
+        ),
+        (
+            "filter-dwithin-too-far",
+            "filter",
+            "at most 10000000 metres",
+        ),
     ];
     for (name, param, says) in cases {
         match fuzzing::query(&fixture("query", name)) {

@@ -254,3 +254,73 @@ proptest! {
         }
     }
 }
+
+/// A filter's spatial conjunct around `site`, in CQL2 text: a point, a
+/// MULTIPOINT, a square or a BBOX, met or within `metres`.
+fn spatial_filter(site: &Site, shape: usize, metres: f64, offset: f64, and_kind: bool) -> String {
+    let [w, s, e, n] = site.footprint.lonlat_bounds();
+    let (lon, lat) = (
+        ((w + e) / 2.0 + offset).clamp(-179.0, 179.0),
+        ((s + n) / 2.0).clamp(-80.0, 80.0),
+    );
+    let square = |r: f64| {
+        format!(
+            "POLYGON(({a} {b}, {c} {b}, {c} {d}, {a} {d}, {a} {b}))",
+            a = lon - r,
+            b = lat - r,
+            c = lon + r,
+            d = lat + r
+        )
+    };
+    let geometry = match shape % 4 {
+        0 => format!("POINT({lon} {lat})"),
+        1 => format!("MULTIPOINT(({lon} {lat}), ({} {}))", lon + 0.3, lat - 0.2),
+        2 => square(0.05 + offset.abs()),
+        _ => format!(
+            "BBOX({}, {}, {}, {})",
+            lon - 0.5,
+            lat - 0.5,
+            lon + 0.5,
+            lat + 0.5
+        ),
+    };
+    let test = if shape % 4 == 3 || (shape / 4).is_multiple_of(2) {
+        format!("S_INTERSECTS(geometry, {geometry})")
+    } else {
+        format!("S_DWITHIN(geometry, {geometry}, {metres})")
+    };
+    if and_kind {
+        format!("kind <> 'reactor' AND {test}")
+    } else {
+        test
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// The tree's candidates for a spatial conjunct, filtered, are what the
+    /// filter keeps of every live site.
+    #[test]
+    fn a_spatial_filter_narrowed_by_the_tree_keeps_what_a_scan_keeps(
+        pick in 0usize..SITES, shape in 0usize..8, metres in 0.0f64..200_000.0,
+        offset in -0.2f64..0.2, and_kind in any::<bool>(),
+    ) {
+        use sitewatch::query::cql::{self, Lang, Record};
+        use sitewatch::query::{CollectionId, SiteRecord};
+        let index = FIXTURE.cat.index();
+        let all = Filter::default();
+        let site = index.all(&all).nth(pick % index.len()).unwrap().clone();
+        let text = spatial_filter(&site, shape, metres, offset, and_kind);
+        let expr = cql::parse(&text, Lang::Text, CollectionId::Sites.properties()).unwrap();
+        let keeps = |s: &Arc<Site>| {
+            let r = SiteRecord { site: s.clone(), retired: false, stats: None };
+            expr.matches(&r as &dyn Record)
+        };
+        let need = cql::required_place(&expr).expect("a spatial conjunct");
+        let narrowed: Vec<Arc<Site>> =
+            cql::sites_for(&index, need).into_iter().filter(|s| keeps(s)).collect();
+        let scanned: Vec<Arc<Site>> = index.all(&all).filter(|s| keeps(s)).cloned().collect();
+        prop_assert_eq!(ids(&narrowed), ids(&scanned), "{}", text);
+    }
+}

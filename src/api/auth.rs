@@ -1,5 +1,6 @@
 //! Who may write: holders of the server's bearer token, or, when the server has
-//! no token, clients on loopback only.
+//! no token, clients on loopback only (not through a trusted proxy, whose
+//! loopback address says nothing of the client behind it).
 
 use super::error::ApiError;
 use crate::store::Provenance;
@@ -55,6 +56,14 @@ impl WriteAuth {
             }
             None => {
                 let peer = req.peer_addr().map(|a| a.ip());
+                let via_proxy = req
+                    .app_data::<actix_web::web::Data<super::host::Hosts>>()
+                    .is_some_and(|h| h.is_trusted_proxy(peer));
+                if via_proxy {
+                    return Err(ApiError::Unauthorized {
+                        detail: "this request came through a trusted proxy, which hides where the client is: writes through a proxy need the server's write token".into(),
+                    });
+                }
                 if !peer.is_some_and(|ip| ip.is_loopback()) {
                     return Err(ApiError::Unauthorized {
                         detail:
@@ -115,6 +124,22 @@ mod tests {
             .to_http_request();
         assert_eq!(status(auth.authorize(&local)), 200);
         assert_eq!(status(auth.authorize(&remote)), 401);
+    }
+
+    #[test]
+    fn without_a_token_a_trusted_proxy_on_loopback_may_not_write_for_its_clients() {
+        let auth = WriteAuth::new(None);
+        let hosts = super::super::host::Hosts::new(
+            "127.0.0.1:8080".parse().unwrap(),
+            &[],
+            &["127.0.0.1".into()],
+        )
+        .unwrap();
+        let proxied = TestRequest::default()
+            .peer_addr("127.0.0.1:5000".parse().unwrap())
+            .app_data(actix_web::web::Data::new(hosts))
+            .to_http_request();
+        assert_eq!(status(auth.authorize(&proxied)), 401);
     }
 
     #[test]

@@ -7,6 +7,7 @@ use super::error::ApiError;
 use actix_web::HttpRequest;
 use actix_web::http::header;
 use actix_web::web::{Bytes, Payload};
+use futures_util::StreamExt as _;
 use serde_json::Value;
 
 /// The largest body the server reads, set once for every worker.
@@ -58,17 +59,64 @@ pub(super) async fn read_body(
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_large());
     }
-    body.to_bytes_limited(limit)
-        .await
-        .map_err(|_| too_large())?
-        .map_err(|e| {
-            let status = e.as_response_error().status_code();
-            if status == actix_web::http::StatusCode::PAYLOAD_TOO_LARGE {
-                too_large()
-            } else {
-                ApiError::bad("body", format!("the body could not be read: {e}"))
-            }
-        })
+    let rate = req.app_data::<BodyRate>().copied().unwrap_or_default();
+    let mut body = body;
+    let mut bytes = actix_web::web::BytesMut::new();
+    let started = std::time::Instant::now();
+    loop {
+        let chunk = match tokio::time::timeout(rate.idle, body.next()).await {
+            Err(_) => return Err(rate.too_slow(bytes.len(), started.elapsed())),
+            Ok(None) => break,
+            Ok(Some(chunk)) => chunk
+                .map_err(|e| ApiError::bad("body", format!("the body could not be read: {e}")))?,
+        };
+        if bytes.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        bytes.extend_from_slice(&chunk);
+        if rate.is_too_slow(bytes.len(), started.elapsed()) {
+            return Err(rate.too_slow(bytes.len(), started.elapsed()));
+        }
+    }
+    Ok(bytes.freeze())
+}
+
+/// How slowly a client may send a body: at most `idle` between pieces, and
+/// after `grace`, at least `min_per_s` bytes a second on average. A body
+/// trickled in holds a connection and its buffer for as long as it lasts.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyRate {
+    pub idle: std::time::Duration,
+    pub grace: std::time::Duration,
+    pub min_per_s: u64,
+}
+
+impl Default for BodyRate {
+    fn default() -> Self {
+        Self {
+            idle: std::time::Duration::from_secs(30),
+            grace: std::time::Duration::from_secs(30),
+            min_per_s: 16 * 1024,
+        }
+    }
+}
+
+impl BodyRate {
+    fn is_too_slow(&self, bytes: usize, elapsed: std::time::Duration) -> bool {
+        elapsed > self.grace && (bytes as f64) < self.min_per_s as f64 * elapsed.as_secs_f64()
+    }
+
+    fn too_slow(&self, bytes: usize, elapsed: std::time::Duration) -> ApiError {
+        ApiError::SlowBody {
+            detail: format!(
+                "the body came too slowly: {bytes} bytes in {:.1} s; the server waits at most {} s between pieces and needs {} bytes a second after the first {} s",
+                elapsed.as_secs_f64(),
+                self.idle.as_secs(),
+                self.min_per_s,
+                self.grace.as_secs()
+            ),
+        }
+    }
 }
 
 /// Reads a JSON body of at most `ceiling` bytes that declares itself JSON.
@@ -138,5 +186,23 @@ mod tests {
     fn a_repeated_key_is_a_bad_body_naming_the_key() {
         let e = parse_json(br#"{"id":"a","id":"b"}"#).unwrap_err();
         assert!(e.to_string().contains(r#"duplicate key "id""#), "{e}");
+    }
+
+    #[test]
+    fn a_body_is_too_slow_only_after_the_grace_and_below_the_rate() {
+        use std::time::Duration;
+        let rate = BodyRate {
+            idle: Duration::from_secs(5),
+            grace: Duration::from_secs(10),
+            min_per_s: 1000,
+        };
+        assert!(!rate.is_too_slow(0, Duration::from_secs(9)));
+        assert!(!rate.is_too_slow(20_000, Duration::from_secs(20)));
+        assert!(rate.is_too_slow(19_999, Duration::from_secs(20)));
+        let e = rate.too_slow(10, Duration::from_secs(20));
+        assert_eq!(
+            actix_web::ResponseError::status_code(&e),
+            actix_web::http::StatusCode::REQUEST_TIMEOUT
+        );
     }
 }

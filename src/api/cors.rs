@@ -44,6 +44,22 @@ impl Cors {
         self.any || !self.origins.is_empty()
     }
 
+    /// Refuses `*` on a server without a token: every page on the web could
+    /// then write through the loopback trust of whoever opens it.
+    pub fn check_write_authority(&self, has_token: bool) -> Result<(), String> {
+        if self.any && !has_token {
+            return Err(
+                "--cors-origin '*' lets every web page call this API, and with no write token a page opened on this machine could change the catalogue: set --token (or SITEWATCH_TOKEN), or name the origins that may call it".into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// The named origins, for the warning given when they may write without a token.
+    pub fn origins(&self) -> &[String] {
+        &self.origins
+    }
+
     /// The middleware; the exposed headers let pages read paging and Location.
     pub fn middleware(&self) -> actix_cors::Cors {
         let mut c = actix_cors::Cors::default()
@@ -84,5 +100,14 @@ mod tests {
         assert!(Cors::parse(&["*".into()]).unwrap().any);
         assert!(Cors::parse(&["a.example".into()]).is_err());
         assert!(Cors::parse(&["https://a.example/map".into()]).is_err());
+    }
+
+    #[test]
+    fn any_origin_is_refused_unless_writes_need_a_token() {
+        let any = Cors::parse(&["*".into()]).unwrap();
+        assert!(any.check_write_authority(false).is_err());
+        assert!(any.check_write_authority(true).is_ok());
+        let named = Cors::parse(&["https://a.example".into()]).unwrap();
+        assert!(named.check_write_authority(false).is_ok());
     }
 }

@@ -49,6 +49,15 @@ pub enum ApiError {
     Timeout {
         detail: String,
     },
+    /// The client sent its body too slowly.
+    SlowBody {
+        detail: String,
+    },
+    /// Too many costly requests are in flight; try again after `retry_after_s`.
+    Busy {
+        detail: String,
+        retry_after_s: u64,
+    },
     /// Something failed inside the server. The cause is logged, never sent.
     Internal(anyhow::Error),
 }
@@ -105,6 +114,8 @@ impl fmt::Display for ApiError {
             | ApiError::UnsupportedMediaType { detail }
             | ApiError::PayloadTooLarge { detail }
             | ApiError::Timeout { detail }
+            | ApiError::Busy { detail, .. }
+            | ApiError::SlowBody { detail }
             | ApiError::Unprocessable { detail, .. } => f.write_str(detail),
             ApiError::Internal(e) => write!(f, "internal error: {e:#}"),
         }
@@ -122,7 +133,8 @@ impl ResponseError for ApiError {
             ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::Timeout { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Timeout { .. } | ApiError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::SlowBody { .. } => StatusCode::REQUEST_TIMEOUT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -142,7 +154,9 @@ impl ResponseError for ApiError {
             | ApiError::Conflict { detail }
             | ApiError::UnsupportedMediaType { detail }
             | ApiError::PayloadTooLarge { detail }
-            | ApiError::Timeout { detail } => body["detail"] = json!(detail),
+            | ApiError::Timeout { detail }
+            | ApiError::Busy { detail, .. }
+            | ApiError::SlowBody { detail } => body["detail"] = json!(detail),
             ApiError::Unprocessable { detail, extra } => {
                 body["detail"] = json!(detail);
                 for (k, v) in extra {
@@ -164,6 +178,9 @@ impl ResponseError for ApiError {
         }
         if let ApiError::MethodNotAllowed { allow, .. } = self {
             resp.insert_header(("Allow", allow.as_str()));
+        }
+        if let ApiError::Busy { retry_after_s, .. } = self {
+            resp.insert_header(("Retry-After", retry_after_s.to_string()));
         }
         resp.content_type(PROBLEM).json(body)
     }

@@ -4,10 +4,13 @@
 mod auth;
 mod body;
 mod cors;
+mod csrf;
 mod deadline;
 mod edits;
 mod error;
 mod history;
+mod host;
+mod limit;
 mod observations;
 pub(crate) mod ogc;
 mod openapi;
@@ -16,9 +19,12 @@ pub(crate) mod params;
 mod routes;
 
 pub use auth::WriteAuth;
+pub use body::BodyRate;
 pub use cors::Cors;
 pub use deadline::{DEFAULT_REQUEST_TIMEOUT, RequestTimeout};
 pub use error::ApiError;
+pub use host::{Hosts, HostsError};
+pub use limit::HeavyLimit;
 pub use page::{PageConfig, Tiles};
 
 use crate::catalogue::Catalogue;
@@ -60,6 +66,12 @@ pub struct ServeOptions {
     pub page: PageConfig,
     pub cors: Cors,
     pub timeout: RequestTimeout,
+    /// How many costly requests run at once.
+    pub heavy: HeavyLimit,
+    /// How slowly a client may send a body.
+    pub body_rate: BodyRate,
+    /// The names the server answers to and the proxies it believes.
+    pub hosts: Hosts,
 }
 
 pub fn serve(
@@ -73,6 +85,9 @@ pub fn serve(
         page,
         cors,
         timeout,
+        heavy,
+        hosts,
+        body_rate,
     } = options;
     {
         let (page, catalogue) = (page.clone(), catalogue.clone());
@@ -83,17 +98,27 @@ pub fn serve(
         let auth = web::Data::new(auth);
         let page = web::Data::new(page);
         let timeout = web::Data::new(timeout);
+        let heavy = web::Data::new(heavy);
+        let hosts = web::Data::new(hosts);
         HttpServer::new(move || {
             App::new()
                 .app_data(data.clone())
                 .app_data(auth.clone())
                 .app_data(page.clone())
                 .app_data(timeout.clone())
+                .app_data(hosts.clone())
+                .app_data(heavy.clone())
                 .app_data(web::PayloadConfig::new(max_body))
                 .app_data(body::MaxBody(max_body))
+                .app_data(body_rate)
+                .wrap(actix_web::middleware::from_fn(limit::gate))
                 .wrap(actix_web::middleware::from_fn(deadline::enforce))
                 .wrap(actix_web::middleware::from_fn(error::problems_only))
                 .wrap(actix_web::middleware::from_fn(openapi::reject_undocumented))
+                // Outside the rest so that a foreign host learns nothing else,
+                // and a forged write is refused before anything reads it.
+                .wrap(actix_web::middleware::from_fn(csrf::require_json_writes))
+                .wrap(actix_web::middleware::from_fn(host::check))
                 .wrap(DefaultHeaders::new().add(("X-Content-Type-Options", "nosniff")))
                 .wrap(
                     actix_web::middleware::Logger::new("%a \"%r\" %s %Dms")

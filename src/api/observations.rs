@@ -256,6 +256,7 @@ pub(super) async fn candidate(
         (status = 400, description = "A parameter is wrong", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No authority to write", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No open candidate with this id", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "No JSON Content-Type: send `{}` as application/json", body = Problem, content_type = "application/problem+json"),
         (status = 500, description = "The server failed", body = Problem, content_type = "application/problem+json"),
     ),
     security((), ("bearer" = []))

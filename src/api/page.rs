@@ -47,6 +47,9 @@ const ASSETS: [Asset; 4] = [
 /// Above this many sites in view the map gets clusters instead of sites: a
 /// canvas draws a few thousand footprints smoothly, not a hundred thousand.
 pub const MAX_SITES_PER_VIEW: usize = 3_000;
+
+/// Beyond this many footprint vertices in a view, it comes as clusters.
+pub const MAX_VERTICES_PER_VIEW: usize = 300_000;
 /// Cluster cells are this many screen pixels wide at the requested zoom.
 const CLUSTER_CELL_PX: f64 = 64.0;
 /// A footprint narrower than this many pixels is sent as its centre point.
@@ -483,7 +486,35 @@ fn clusters(sites: &[Arc<Site>], res: f64) -> Vec<Value> {
     for s in sites {
         bin(&mut cells, s, cell, 1);
     }
-    cell_features(&cells)
+    cell_features(&coarsened(cells, MAX_SITES_PER_VIEW))
+}
+
+/// Cells merged four into one, as often as it takes to have at most `most`:
+/// a view zoomed far in over a wide box would otherwise send a cluster per
+/// site. The grid stays aligned to the world, so a merged cell is the cell of
+/// the coarser zoom.
+fn coarsened(mut cells: Cells, most: usize) -> Cells {
+    while cells.values().filter(|c| c.count > 0).count() > most {
+        let mut merged = Cells::with_capacity(cells.len() / 2);
+        for ((x, y), c) in cells {
+            let m: &mut Cell = merged
+                .entry((x.div_euclid(2), y.div_euclid(2)))
+                .or_default();
+            m.count += c.count;
+            m.sum = [m.sum[0] + c.sum[0], m.sum[1] + c.sum[1]];
+            for (a, b) in m.by_declaration.iter_mut().zip(c.by_declaration) {
+                *a += b;
+            }
+            m.bounds = [
+                m.bounds[0].min(c.bounds[0]),
+                m.bounds[1].min(c.bounds[1]),
+                m.bounds[2].max(c.bounds[2]),
+                m.bounds[3].max(c.bounds[3]),
+            ];
+        }
+        cells = merged;
+    }
+    cells
 }
 
 /// The zooms at which a view of the whole catalogue is drawn from cells kept
@@ -604,11 +635,16 @@ async fn view_sites(
                 .collect(),
             None => index.bbox(&bbox, &filter),
         };
-        let (mode, features) = if sites.len() <= MAX_SITES_PER_VIEW {
-            ("sites", sites.iter().map(|s| map_feature(s, res)).collect())
-        } else {
-            ("clusters", clusters(&sites, res))
-        };
+        // Footprints are drawn only while the answer stays small: a view of a
+        // few thousand sites with ten thousand vertices each would be a
+        // document of a gigabyte.
+        let vertices: usize = sites.iter().map(|s| s.footprint.vertex_count()).sum();
+        let (mode, features) =
+            if sites.len() <= MAX_SITES_PER_VIEW && vertices <= MAX_VERTICES_PER_VIEW {
+                ("sites", sites.iter().map(|s| map_feature(s, res)).collect())
+            } else {
+                ("clusters", clusters(&sites, res))
+            };
         Ok::<_, ApiError>(json!({
             "type": "FeatureCollection", "mode": mode, "zoom": zoom,
             "numberMatched": sites.len(), "as_of": as_of, "features": features,
@@ -692,6 +728,47 @@ mod tests {
             let cells =
                 2.0 * std::f64::consts::PI * WGS84_A / (CLUSTER_CELL_PX * resolution(z as f64));
             assert!((cells - cells.round()).abs() < 1e-6, "zoom {z}: {cells}");
+        }
+    }
+
+    #[test]
+    fn a_view_with_more_cells_than_it_may_send_merges_them_and_keeps_every_count() {
+        let sites: Vec<Arc<Site>> = crate::synth::sites(2_000, 5)
+            .into_iter()
+            .map(Arc::new)
+            .collect();
+        // So fine a grid that nearly every site has a cell of its own.
+        let res = resolution(30.0);
+        let mut fine = Cells::new();
+        for s in &sites {
+            bin(&mut fine, s, CLUSTER_CELL_PX * res, 1);
+        }
+        assert!(fine.len() > 500);
+        let few = coarsened(fine.clone(), 100);
+        assert!(few.values().filter(|c| c.count > 0).count() <= 100);
+        let total = |c: &Cells| c.values().map(|c| c.count).sum::<i64>();
+        assert_eq!(total(&few), sites.len() as i64);
+        let by_declaration = |c: &Cells| {
+            c.values().fold([0i64; 4], |mut acc, c| {
+                for (a, b) in acc.iter_mut().zip(c.by_declaration) {
+                    *a += b;
+                }
+                acc
+            })
+        };
+        assert_eq!(by_declaration(&few), by_declaration(&fine));
+        // Each merged cell is the cell of a coarser grid and its box holds
+        // the boxes of the cells it took in.
+        let rounds = (0..64)
+            .find(|r| {
+                fine.keys()
+                    .all(|&(x, y)| few.contains_key(&(x >> r, y >> r)))
+            })
+            .expect("the merged cells are those of a coarser grid");
+        for (&(x, y), c) in &fine {
+            let m = &few[&(x >> rounds, y >> rounds)];
+            assert!(m.bounds[0] <= c.bounds[0] && m.bounds[1] <= c.bounds[1]);
+            assert!(m.bounds[2] >= c.bounds[2] && m.bounds[3] >= c.bounds[3]);
         }
     }
 

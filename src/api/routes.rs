@@ -42,10 +42,11 @@ pub async fn healthz(cat: web::Data<Arc<Catalogue>>) -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok", "sites": cat.index().len()}))
 }
 
-/// The base URL the client used, so links work behind the same host name.
+/// The base URL the client used, so links work behind the same host name:
+/// the host the request was checked against, never one a client merely
+/// claims (see `host.rs`).
 pub fn base_url(req: &HttpRequest) -> String {
-    let info = req.connection_info();
-    format!("{}://{}", info.scheme(), info.host())
+    super::host::link_base(req)
 }
 
 /// Sites: OGC API - Features items with the catalogue's own filters.
@@ -118,67 +119,21 @@ pub async fn site_items(
         && intersects.is_none()
         && query.selector.reads_forward_by_id()
     {
-        // The live index is in id order: the page is read from the cursor on,
-        // filtered one site at a time, and only it is collected.
-        let index = cat.index();
-        let unfiltered = filter == crate::index::Filter::default()
-            && query.selector.filter.is_none()
-            && query.selector.datetime.is_none()
-            && observed_before.is_none()
-            && observed_since.is_none();
-        let item = |site: &Arc<Site>| SiteRecord {
-            stats: stats.get(site.id.as_str()).copied(),
-            site: site.clone(),
-            retired: false,
-        };
-        let observed = |i: &SiteRecord| {
-            let last = i.stats.map(|s| s.last_observed_at);
-            observed_before.is_none_or(|t| last.is_none_or(|l| l < t))
-                && observed_since.is_none_or(|t| last.is_some_and(|l| l >= t))
-        };
-        // Where an index answers part of the query (text a name must hold,
-        // when sites were last observed), the walk covers the sites it names,
-        // in id order, rather than the catalogue.
-        let by_time = (observed_before.is_some() || observed_since.is_some())
-            .then(|| cat.observed())
-            .and_then(|o| o.sites(&index, observed_before, observed_since));
-        let by_name = query
-            .selector
-            .filter
-            .as_ref()
-            .and_then(|f| cql::required_text(f, "name"))
-            .map(|needle| index.named(&needle));
-        let narrowed = match (by_time, by_name) {
-            (Some(a), Some(b)) => Some(both(a, b)),
-            (a, b) => a.or(b),
-        };
-        type Sites<'a> = Box<dyn Iterator<Item = &'a Arc<Site>> + 'a>;
-        let (before, items): (Sites<'_>, Sites<'_>) = match &narrowed {
-            Some(list) => {
-                let cut = after
-                    .as_ref()
-                    .map_or(0, |a| list.partition_point(|s| s.id <= *a));
-                let filter = &filter;
-                (
-                    Box::new(list[..cut].iter().copied().filter(|s| filter.matches(s))),
-                    Box::new(list[cut..].iter().copied().filter(|s| filter.matches(s))),
-                )
-            }
-            None => (
-                Box::new(
-                    index
-                        .all(&filter)
-                        .take_while(|s| after.as_ref().is_some_and(|a| s.id <= *a)),
-                ),
-                Box::new(index.from(after.as_ref(), &filter)),
-            ),
-        };
-        let before = before.map(item).filter(observed);
-        let items = items.map(item).filter(observed);
-        let total = unfiltered.then(|| index.len());
-        let sel = query
-            .selector
-            .select_in_id_order(before, items, COUNT_CAP, total);
+        // Walking, filtering and counting is work for a blocking thread, so
+        // that the request threads stay free for cheap requests.
+        let (stats_for, filter_for) = (stats.clone(), filter.clone());
+        let (query, sel) = blocking(&cat, move |c| {
+            let sel = live_page(
+                c,
+                &query.selector,
+                &filter_for,
+                after,
+                (observed_before, observed_since),
+                &stats_for,
+            );
+            Ok::<_, ApiError>((query, sel))
+        })
+        .await?;
         return respond_sites(&req, &query, &view, &stats, sel);
     }
     if let (Some(t), Some(after)) = (view.past_and_live(), after_site.clone())
@@ -266,6 +221,92 @@ pub async fn site_items(
         .collect();
     let sel = query.selector.select(items);
     respond_sites(&req, &query, &view, &stats, sel)
+}
+
+/// A page of the live sites in id order from the cursor: the walk covers
+/// only the sites an index names where one answers part of the query (text
+/// a name must hold, a place the footprint must meet, when sites were last
+/// observed), and filters them one at a time, collecting only the page.
+fn live_page(
+    cat: &Catalogue,
+    selector: &crate::query::Selector,
+    filter: &crate::index::Filter,
+    after: Option<SiteId>,
+    (observed_before, observed_since): (
+        Option<crate::model::Timestamp>,
+        Option<crate::model::Timestamp>,
+    ),
+    stats: &std::collections::HashMap<SiteId, ObservationStats>,
+) -> Selection<SiteRecord> {
+    // The live index is in id order: the page is read from the cursor on,
+    // filtered one site at a time, and only it is collected.
+    let index = cat.index();
+    let unfiltered = *filter == crate::index::Filter::default()
+        && selector.filter.is_none()
+        && selector.datetime.is_none()
+        && observed_before.is_none()
+        && observed_since.is_none();
+    let item = |site: &Arc<Site>| SiteRecord {
+        stats: stats.get(site.id.as_str()).copied(),
+        site: site.clone(),
+        retired: false,
+    };
+    let observed = |i: &SiteRecord| {
+        let last = i.stats.map(|s| s.last_observed_at);
+        observed_before.is_none_or(|t| last.is_none_or(|l| l < t))
+            && observed_since.is_none_or(|t| last.is_some_and(|l| l >= t))
+    };
+    // Where an index answers part of the query (text a name must hold,
+    // when sites were last observed), the walk covers the sites it names,
+    // in id order, rather than the catalogue.
+    let by_time = (observed_before.is_some() || observed_since.is_some())
+        .then(|| cat.observed())
+        .flatten()
+        .and_then(|o| o.sites(&index, observed_before, observed_since));
+    let by_name = selector
+        .filter
+        .as_ref()
+        .and_then(|f| cql::required_text(f, "name"))
+        .map(|needle| index.named(&needle));
+    // A place the footprint must meet is asked of the tree.
+    let placed = selector
+        .filter
+        .as_ref()
+        .and_then(cql::required_place)
+        .map(|need| cql::sites_for(&index, need));
+    let by_place = placed.as_ref().map(|sites| sites.iter().collect());
+    let narrowed = match (by_time, by_name) {
+        (Some(a), Some(b)) => Some(both(a, b)),
+        (a, b) => a.or(b),
+    };
+    let narrowed = match (narrowed, by_place) {
+        (Some(a), Some(b)) => Some(both(a, b)),
+        (a, b) => a.or(b),
+    };
+    type Sites<'a> = Box<dyn Iterator<Item = &'a Arc<Site>> + 'a>;
+    let (before, items): (Sites<'_>, Sites<'_>) = match &narrowed {
+        Some(list) => {
+            let cut = after
+                .as_ref()
+                .map_or(0, |a| list.partition_point(|s| s.id <= *a));
+            (
+                Box::new(list[..cut].iter().copied().filter(|s| filter.matches(s))),
+                Box::new(list[cut..].iter().copied().filter(|s| filter.matches(s))),
+            )
+        }
+        None => (
+            Box::new(
+                index
+                    .all(filter)
+                    .take_while(|s| after.as_ref().is_some_and(|a| s.id <= *a)),
+            ),
+            Box::new(index.from(after.as_ref(), filter)),
+        ),
+    };
+    let before = before.map(item).filter(observed);
+    let items = items.map(item).filter(observed);
+    let total = unfiltered.then(|| index.len());
+    selector.select_in_id_order(before, items, COUNT_CAP, total)
 }
 
 /// How far past a page of the past its matches are counted: each is a read.

@@ -13,7 +13,7 @@ pub use edits::EditError;
 pub use history::{ChangesQuery, Cursor, EventKind, HistoryQuery, Order, Page};
 
 pub use observations::{ObservationImportError, PromoteError, Promotion};
-pub use observed::{DENSE, Observed};
+pub use observed::{DENSE, Observed, ObservedKeeper};
 
 use crate::import::{ImportError, parse_sites};
 use crate::index::{SiteChange, SiteIndex};
@@ -56,7 +56,7 @@ pub struct Catalogue {
     /// The first and last of the sites' last observation times, kept with `stats`.
     observed_span: ArcSwap<Option<(Timestamp, Timestamp)>>,
     /// The sites by last observation time, kept with `stats` and the index.
-    observed: ArcSwap<Observed>,
+    observed: Arc<ObservedKeeper>,
 }
 
 /// What opening a catalogue did, for the caller to report.
@@ -122,16 +122,14 @@ impl Catalogue {
             };
             Ok::<_, StoreError>((read, index, built, stats))
         })?;
-        let counted = started.elapsed();
-        let observed = Observed::new(&stats, &index);
         tracing::info!(
             sites = index.len(),
             read_ms = read.as_millis() as u64,
             index_ms = (built - read).as_millis() as u64,
-            stats_ms = (counted - built).as_millis() as u64,
-            by_time_ms = (started.elapsed() - counted).as_millis() as u64,
+            stats_ms = (started.elapsed() - built).as_millis() as u64,
             "catalogue loaded"
         );
+        let (index, stats) = (Arc::new(index), Arc::new(stats));
         let opened = Opened {
             seeded,
             live_sites: index.len(),
@@ -139,10 +137,10 @@ impl Catalogue {
         drop(store);
         let catalogue = Self {
             backend,
-            index: ArcSwap::from_pointee(index),
+            observed: ObservedKeeper::start(stats.clone(), index.clone()),
+            index: ArcSwap::new(index),
             observed_span: ArcSwap::from_pointee(span_of(&stats)),
-            observed: ArcSwap::from_pointee(observed),
-            stats: ArcSwap::from_pointee(stats),
+            stats: ArcSwap::new(stats),
         };
         if seeded.is_some() {
             let opts = crate::import::ImportOptions::default();
@@ -224,13 +222,15 @@ impl Catalogue {
     /// in; called after each commit while the store is still locked, so
     /// snapshots follow commit order. Costs the change, not the catalogue.
     fn publish(&self, changes: Vec<SiteChange>) {
-        let observed = self.observed.load().with_sites(
-            changes.iter().map(|(id, site)| (id, site.is_some())),
-            &self.stats.load(),
+        self.observed.sites(
+            changes
+                .iter()
+                .map(|(id, site)| (id.clone(), site.is_some()))
+                .collect(),
+            self.stats.load_full(),
         );
         let next = self.index.load().with_changes(changes);
         self.index.store(Arc::new(next));
-        self.observed.store(Arc::new(observed));
     }
 
     /// Every revision of a site, oldest first.
@@ -254,18 +254,16 @@ impl Catalogue {
     /// Replaces the observation statistics after a commit of a batch that
     /// observed `sites`, with their span and the sites by time.
     fn set_stats(&self, sites: &[SiteId], stats: HashMap<SiteId, ObservationStats>) {
-        let observed = self
-            .observed
-            .load()
-            .with_batch(sites, &self.stats.load(), &stats);
-        self.observed_span.store(Arc::new(span_of(&stats)));
-        self.stats.store(Arc::new(stats));
-        self.observed.store(Arc::new(observed));
+        let (before, after) = (self.stats.load_full(), Arc::new(stats));
+        self.observed_span.store(Arc::new(span_of(&after)));
+        self.stats.store(after.clone());
+        self.observed.batch(sites.to_vec(), before, after);
     }
 
-    /// The sites by when they were last observed.
-    pub fn observed(&self) -> Arc<Observed> {
-        self.observed.load_full()
+    /// The sites by when they were last observed, once made (see
+    /// [`ObservedKeeper`]).
+    pub fn observed(&self) -> Option<Arc<Observed>> {
+        self.observed.get()
     }
 
     /// The first and last of the sites' last observation times: the temporal

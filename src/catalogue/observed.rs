@@ -6,10 +6,11 @@
 use crate::index::SiteIndex;
 use crate::model::ObservationStats;
 use crate::model::{Site, SiteId, Timestamp};
+use arc_swap::ArcSwapOption;
 use imbl::OrdSet;
 use std::collections::HashMap;
 use std::ops::Bound;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 /// Beyond this many matching sites a page is found faster by walking the
 /// catalogue in id order, where matches are then at least this dense.
@@ -117,6 +118,111 @@ impl Observed {
     }
 }
 
+/// A change to keep the sites by time up to date with.
+enum Update {
+    Batch {
+        sites: Vec<SiteId>,
+        before: Arc<HashMap<SiteId, ObservationStats>>,
+        after: Arc<HashMap<SiteId, ObservationStats>>,
+    },
+    Sites {
+        changes: Vec<(SiteId, bool)>,
+        stats: Arc<HashMap<SiteId, ObservationStats>>,
+    },
+}
+
+impl Update {
+    fn apply(&self, to: &Observed) -> Observed {
+        match self {
+            Update::Batch {
+                sites,
+                before,
+                after,
+            } => to.with_batch(sites, before, after),
+            Update::Sites { changes, stats } => {
+                to.with_sites(changes.iter().map(|(id, live)| (id, *live)), stats)
+            }
+        }
+    }
+}
+
+/// The sites by time, made on a thread of its own when the catalogue opens so
+/// that serving need not wait for it: until it is ready, the queries it
+/// answers walk the catalogue instead, and commits are kept to be replayed.
+pub struct ObservedKeeper {
+    /// The commits since the thread started, until it is done; `None` after.
+    pending: Mutex<Option<Vec<Update>>>,
+    ready: ArcSwapOption<Observed>,
+}
+
+impl ObservedKeeper {
+    /// Starts making the sites by time from this state of the catalogue.
+    pub fn start(
+        stats: Arc<HashMap<SiteId, ObservationStats>>,
+        index: Arc<SiteIndex>,
+    ) -> Arc<Self> {
+        let keeper = Arc::new(Self {
+            pending: Mutex::new(Some(Vec::new())),
+            ready: ArcSwapOption::empty(),
+        });
+        let k = keeper.clone();
+        std::thread::spawn(move || {
+            let started = std::time::Instant::now();
+            let mut built = Observed::new(&stats, &index);
+            let mut pending = k.pending.lock().unwrap_or_else(PoisonError::into_inner);
+            for update in pending.take().unwrap_or_default() {
+                built = update.apply(&built);
+            }
+            k.ready.store(Some(Arc::new(built)));
+            tracing::debug!(
+                ms = started.elapsed().as_millis() as u64,
+                "sites by time ready"
+            );
+        });
+        keeper
+    }
+
+    /// The sites by time, once made.
+    pub fn get(&self) -> Option<Arc<Observed>> {
+        self.ready.load_full()
+    }
+
+    fn update(&self, u: Update) {
+        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        match pending.as_mut() {
+            Some(later) => later.push(u),
+            None => {
+                if let Some(now) = self.ready.load_full() {
+                    self.ready.store(Some(Arc::new(u.apply(&now))));
+                }
+            }
+        }
+    }
+
+    /// After a batch that observed `sites`.
+    pub fn batch(
+        &self,
+        sites: Vec<SiteId>,
+        before: Arc<HashMap<SiteId, ObservationStats>>,
+        after: Arc<HashMap<SiteId, ObservationStats>>,
+    ) {
+        self.update(Update::Batch {
+            sites,
+            before,
+            after,
+        });
+    }
+
+    /// After a commit that made sites live (`true`) or took them out.
+    pub fn sites(
+        &self,
+        changes: Vec<(SiteId, bool)>,
+        stats: Arc<HashMap<SiteId, ObservationStats>>,
+    ) {
+        self.update(Update::Sites { changes, stats });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,5 +290,53 @@ mod tests {
             let fresh: Vec<SiteId> = Observed::new(&stats, &index).sites(&index, before, since).unwrap().iter().map(|s| s.id.clone()).collect();
             prop_assert_eq!(fresh, want);
         }
+    }
+
+    #[test]
+    fn the_keeper_replays_the_commits_made_while_it_was_building() {
+        let sites: Vec<Arc<Site>> = crate::synth::sites(50, 3)
+            .into_iter()
+            .map(Arc::new)
+            .collect();
+        let index = Arc::new(SiteIndex::build(sites[..40].to_vec()));
+        let keeper = ObservedKeeper::start(Arc::new(HashMap::new()), index.clone());
+        // Commits land whether or not the thread is done; either way they count.
+        let mut stats: Arc<HashMap<SiteId, ObservationStats>> = Arc::new(HashMap::new());
+        for (k, site) in sites[..40].iter().enumerate().step_by(3) {
+            let mut next = (*stats).clone();
+            next.insert(
+                site.id.clone(),
+                ObservationStats {
+                    last_observed_at: day(k as i64),
+                    count: 1,
+                },
+            );
+            let next = Arc::new(next);
+            keeper.batch(vec![site.id.clone()], stats.clone(), next.clone());
+            stats = next;
+        }
+        let added: Vec<(SiteId, Option<Arc<Site>>)> = sites[40..]
+            .iter()
+            .map(|s| (s.id.clone(), Some(s.clone())))
+            .collect();
+        keeper.sites(
+            added.iter().map(|(id, _)| (id.clone(), true)).collect(),
+            stats.clone(),
+        );
+        let index = index.with_changes(added);
+        let ready = loop {
+            match keeper.get() {
+                Some(o) => break o,
+                None => std::thread::yield_now(),
+            }
+        };
+        let t = Some(day(20));
+        let got: Vec<SiteId> = ready
+            .sites(&index, t, None)
+            .unwrap()
+            .iter()
+            .map(|s| s.id.clone())
+            .collect();
+        assert_eq!(got, scan(&index, &stats, t, None));
     }
 }

@@ -1,6 +1,7 @@
 //! Reading batches of GeoJSON into domain values: the whole batch is checked
 //! before anything is stored, and every bad feature is reported by its index.
 
+mod cluster;
 mod matching;
 mod observations;
 mod stream;

@@ -3,17 +3,17 @@
 //! through one [`ImportUnit`]; the caller commits or rolls back on the report.
 
 use super::FeatureProblem;
+use super::cluster::Clustering;
 use super::matching::match_place;
 use super::stream::{StreamError, for_each_feature};
-use crate::geodesy::{self, geodesic_distance};
 use crate::index::SiteIndex;
 use crate::model::ObservationStats;
-use crate::model::{LonLat, Meters, Observation, SiteId, Timestamp};
+use crate::model::{Meters, Observation, SiteId};
 use crate::store::{ImportUnit, StoreError};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::cell::Cell;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::io::Read;
 
 /// All or nothing, or whatever is valid.
@@ -181,6 +181,7 @@ pub fn run_import<R: Read>(
         summary: String::new(),
     };
     let mut site_stats: HashMap<SiteId, ObservationStats> = HashMap::new();
+    let mut clustering = Clustering::new(tx, opts.cluster_radius.get(), opts.cluster_min_days);
     let streamed = for_each_feature(&mut hashing, |i, feature| -> Result<(), RunError> {
         r.features = i + 1;
         if i % 1024 == 0 {
@@ -221,9 +222,7 @@ pub fn run_import<R: Read>(
         r.accepted += 1;
         if links.is_empty() {
             r.unmatched += 1;
-            if let Some(c) = cluster(tx, &id, obs.place.anchor(), obs.observed_at, opts)? {
-                r.candidates_created.push(c);
-            }
+            clustering.add(&id, obs.place.anchor(), obs.observed_at)?;
         } else {
             r.matched += 1;
             for l in links {
@@ -243,6 +242,7 @@ pub fn run_import<R: Read>(
         Err(Err(run)) => return Err(run),
     }
     progress(r.features, bytes.get());
+    r.candidates_created = clustering.finish()?;
     r.content_hash = hex::encode(hashing.hash.finalize());
     let mut commit = !opts.dry_run && (opts.mode == ImportMode::Partial || r.rejected == 0);
     if let Some(earlier) = seen_hash(&r.content_hash)? {
@@ -289,52 +289,4 @@ fn summary(r: &ImportReport) -> String {
         )
     };
     format!("{counts}; {outcome}")
-}
-
-/// Puts a new unmatched observation into an open candidate close by, or forms a
-/// new candidate with unclustered neighbours seen on other days. Returns the id
-/// of a candidate it created.
-fn cluster(
-    tx: &dyn ImportUnit,
-    id: &str,
-    at: LonLat,
-    when: Timestamp,
-    opts: &ImportOptions,
-) -> Result<Option<String>, StoreError> {
-    let radius = opts.cluster_radius.get();
-    let near: Vec<_> = tx
-        .unmatched_near(at, radius)?
-        .into_iter()
-        .filter(|u| u.id != id && geodesic_distance(u.anchor.to_array(), at.to_array()) <= radius)
-        .collect();
-    if let Some(open) = near
-        .iter()
-        .find(|u| u.candidate_open)
-        .and_then(|u| u.candidate_id.clone())
-    {
-        tx.add_to_candidate(&open, &[id.to_owned()])?;
-        return Ok(None);
-    }
-    let free: Vec<_> = near.iter().filter(|u| u.candidate_id.is_none()).collect();
-    let days: HashSet<_> = free
-        .iter()
-        .map(|u| u.observed_at.date())
-        .chain([when.date()])
-        .collect();
-    if days.len() < opts.cluster_min_days.max(1) {
-        return Ok(None);
-    }
-    let mut members: Vec<String> = free.iter().map(|u| u.id.clone()).collect();
-    members.push(id.to_owned());
-    let sum = free
-        .iter()
-        .map(|u| u.anchor)
-        .chain([at])
-        .map(|p| geodesy::to_unit(p.to_array()))
-        .fold([0.0; 3], |s, v| [s[0] + v[0], s[1] + v[1], s[2] + v[2]]);
-    let [lon, lat] = geodesy::to_lonlat(sum);
-    Ok(Some(tx.create_candidate(
-        LonLat::from_computed(lon, lat),
-        &members,
-    )?))
 }

@@ -2,6 +2,7 @@
 
 use super::footprint::{kind_of, parse_position};
 use super::site::Confidence;
+use super::values::{TextKind, refuse_hidden_characters};
 use super::{FieldError, Footprint, LonLat, SiteId, Timestamp};
 use crate::geodesy::{self, SphericalShape};
 use serde_json::{Map, Value, json};
@@ -121,6 +122,38 @@ pub struct Observation {
     pub external_id: Option<String>,
 }
 
+/// The earliest time an observation may have, 1957-10-04T00:00:00Z (the day
+/// the first satellite was launched), in microseconds since 1970: no satellite
+/// image is older, so an earlier time is a mistake, and it would stretch every
+/// timeline over millennia.
+const FIRST_SATELLITE_MICROS: i64 = -386_380_800_000_000;
+
+/// How far past the clock an observation's time may be: a day absorbs clocks
+/// that disagree and dates written in a local time zone, not images from the
+/// future.
+const AHEAD_OF_THE_CLOCK_MICROS: i64 = 86_400_000_000;
+
+/// When the image was taken: an RFC 3339 time between the first satellite and
+/// one day after now.
+fn observed_at(raw: &str) -> Result<Timestamp, FieldError> {
+    const FIELD: &str = "properties.observed_at";
+    let t = Timestamp::parse(FIELD, raw)?;
+    if t.epoch_micros() < FIRST_SATELLITE_MICROS {
+        return Err(FieldError::new(
+            FIELD,
+            format!("{raw:?} is before 1957-10-04, when the first satellite was launched"),
+        ));
+    }
+    if t.epoch_micros() > Timestamp::now().epoch_micros() + AHEAD_OF_THE_CLOCK_MICROS {
+        return Err(FieldError::new(
+            FIELD,
+            format!("{raw:?} is more than a day in the future"),
+        ));
+    }
+    Ok(t)
+}
+
+/// Short text fields are labels; `description` is prose.
 fn opt_text(
     props: &Map<String, Value>,
     name: &str,
@@ -133,7 +166,15 @@ fn opt_text(
             field,
             format!("longer than {max} characters"),
         )),
-        Some(Value::String(s)) => Ok(Some(s.trim().to_owned()).filter(|s| !s.is_empty())),
+        Some(Value::String(s)) => {
+            let kind = if name == "description" {
+                TextKind::Prose
+            } else {
+                TextKind::Label
+            };
+            refuse_hidden_characters(&field, s, kind)?;
+            Ok(Some(s.trim().to_owned()).filter(|s| !s.is_empty()))
+        }
         Some(other) => Err(FieldError::new(
             field,
             format!("expected a string, found {}", kind_of(other)),
@@ -168,10 +209,7 @@ impl Observation {
             }
             _ => return Err(FieldError::new("properties.observed_at", "missing")),
         };
-        let observed_at = Timestamp::parse(
-            "properties.observed_at",
-            &req_text(props, "observed_at", 64)?,
-        )?;
+        let observed_at = observed_at(&req_text(props, "observed_at", 64)?)?;
         let sensor = req_text(props, "sensor", 200)?;
         let finding = Finding::parse("properties.finding", &req_text(props, "finding", 64)?)?;
         let confidence = match opt_text(props, "confidence", 16)? {
@@ -260,6 +298,60 @@ mod tests {
         assert_eq!(
             Observation::from_feature(&f).unwrap_err().field,
             "properties.observed_at"
+        );
+    }
+
+    #[test]
+    fn a_time_before_the_first_satellite_or_over_a_day_ahead_is_refused() {
+        assert_eq!(
+            Timestamp::parse("t", "1957-10-04T00:00:00Z")
+                .unwrap()
+                .epoch_micros(),
+            FIRST_SATELLITE_MICROS
+        );
+        let micros_from_now = |us: i64| {
+            Timestamp::from_epoch_micros(Timestamp::now().epoch_micros() + us).to_rfc3339()
+        };
+        let hour = 3_600_000_000;
+        for (at, refused) in [
+            ("0001-01-01T00:00:00Z".to_owned(), true),
+            ("1957-10-03T23:59:59Z".to_owned(), true),
+            ("1957-10-04T00:00:00Z".to_owned(), false),
+            ("1960-08-18T00:00:00Z".to_owned(), false),
+            (micros_from_now(23 * hour), false),
+            (micros_from_now(25 * hour), true),
+            ("9999-12-31T23:59:59Z".to_owned(), true),
+        ] {
+            let mut f = feature();
+            f["properties"]["observed_at"] = json!(at);
+            match Observation::from_feature(&f) {
+                Err(e) if refused => {
+                    assert_eq!(e.field, "properties.observed_at", "{at}");
+                    assert!(e.reason.contains(&format!("{at:?}")), "{}", e.reason);
+                }
+                Ok(_) if !refused => {}
+                other => panic!("{at}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn nul_and_bidirectional_controls_in_short_fields_are_refused_naming_the_field() {
+        for name in ["sensor", "source", "external_id", "image_ref"] {
+            let mut f = feature();
+            f["properties"][name] = json!("WorldView\u{202E}3");
+            assert_eq!(
+                Observation::from_feature(&f).unwrap_err().field,
+                format!("properties.{name}")
+            );
+        }
+        let mut f = feature();
+        f["properties"]["description"] = json!("\u{200F}\u{0628}\u{0646}\u{0627}\u{0621}\u{200F}");
+        assert!(Observation::from_feature(&f).is_ok());
+        f["properties"]["description"] = json!("cut\0here");
+        assert_eq!(
+            Observation::from_feature(&f).unwrap_err().field,
+            "properties.description"
         );
     }
 

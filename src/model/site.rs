@@ -1,6 +1,7 @@
 //! A catalogue site and its parsing from, and rendering to, a GeoJSON Feature.
 
 use super::footprint::kind_of;
+use super::values::{TextKind, refuse_hidden_characters};
 use super::{CountryCode, FieldError, Footprint, SiteId};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
@@ -91,10 +92,11 @@ pub enum IdPolicy {
 
 const MAX_TEXT: usize = 10_000;
 
-fn text(field: &str, v: &Value, max: usize) -> Result<String, FieldError> {
+fn text(field: &str, v: &Value, max: usize, kind: TextKind) -> Result<String, FieldError> {
     let s = v.as_str().ok_or_else(|| {
         FieldError::new(field, format!("expected a string, found {}", kind_of(v)))
     })?;
+    refuse_hidden_characters(field, s, kind)?;
     let s = s.trim();
     if s.chars().count() > max {
         return Err(FieldError::new(
@@ -109,7 +111,7 @@ fn required_text(field: &str, v: Option<&Value>, max: usize) -> Result<String, F
     match v {
         None | Some(Value::Null) => Err(FieldError::new(field, "missing")),
         Some(v) => {
-            let s = text(field, v, max)?;
+            let s = text(field, v, max, TextKind::Label)?;
             if s.is_empty() {
                 Err(FieldError::new(field, "must not be empty"))
             } else {
@@ -119,10 +121,15 @@ fn required_text(field: &str, v: Option<&Value>, max: usize) -> Result<String, F
     }
 }
 
-fn optional_text(field: &str, v: Option<&Value>, max: usize) -> Result<Option<String>, FieldError> {
+fn optional_text(
+    field: &str,
+    v: Option<&Value>,
+    max: usize,
+    kind: TextKind,
+) -> Result<Option<String>, FieldError> {
     match v {
         None | Some(Value::Null) => Ok(None),
-        Some(v) => Ok(Some(text(field, v, max)?).filter(|s| !s.is_empty())),
+        Some(v) => Ok(Some(text(field, v, max, kind)?).filter(|s| !s.is_empty())),
     }
 }
 
@@ -157,7 +164,7 @@ fn parse_sources(field: &str, v: Option<&Value>) -> Result<Vec<Source>, FieldErr
                 FieldError::new(&f, format!("expected an object, found {}", kind_of(s)))
             })?;
             let title = required_text(&format!("{f}.title"), obj.get("title"), 1000)?;
-            let url = optional_text(&format!("{f}.url"), obj.get("url"), 2000)?;
+            let url = optional_text(&format!("{f}.url"), obj.get("url"), 2000, TextKind::Label)?;
             if let Some(u) = &url
                 && !(u.starts_with("https://") || u.starts_with("http://"))
             {
@@ -166,7 +173,7 @@ fn parse_sources(field: &str, v: Option<&Value>) -> Result<Vec<Source>, FieldErr
                     "must be an http or https URL",
                 ));
             }
-            let date = optional_text(&format!("{f}.date"), obj.get("date"), 10)?;
+            let date = optional_text(&format!("{f}.date"), obj.get("date"), 10, TextKind::Label)?;
             if let Some(d) = &date
                 && chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").is_err()
             {
@@ -212,7 +219,14 @@ impl Site {
             Some(Value::Array(a)) => a
                 .iter()
                 .enumerate()
-                .map(|(i, n)| text(&format!("properties.alt_names[{i}]"), n, 500))
+                .map(|(i, n)| {
+                    text(
+                        &format!("properties.alt_names[{i}]"),
+                        n,
+                        500,
+                        TextKind::Label,
+                    )
+                })
                 .filter(|r| r.as_ref().map_or(true, |s| !s.is_empty()))
                 .collect::<Result<_, _>>()?,
             Some(other) => {
@@ -258,7 +272,12 @@ impl Site {
             Some(g) => Footprint::parse("geometry", g)?,
         };
         let sources = parse_sources("properties.sources", props.get("sources"))?;
-        let notes = optional_text("properties.notes", props.get("notes"), MAX_TEXT)?;
+        let notes = optional_text(
+            "properties.notes",
+            props.get("notes"),
+            MAX_TEXT,
+            TextKind::Prose,
+        )?;
         Ok(Self {
             id,
             name,
@@ -452,6 +471,49 @@ mod tests {
         assert_eq!(
             err(with(&["properties", "name"], json!("  "))).reason,
             "must not be empty"
+        );
+    }
+
+    #[test]
+    fn nul_and_bidirectional_controls_in_names_are_refused_naming_the_field() {
+        let e = err(with(&["properties", "name"], json!("Yongbyon\u{202E}nori")));
+        assert_eq!(e.field, "properties.name");
+        assert!(
+            e.reason.contains("U+202E RIGHT-TO-LEFT OVERRIDE"),
+            "{}",
+            e.reason
+        );
+        assert_eq!(
+            err(with(&["properties", "name"], json!("Yong\0byon"))).field,
+            "properties.name"
+        );
+        assert_eq!(
+            err(with(
+                &["properties", "alt_names"],
+                json!(["Nyongbyon", "\u{2066}Yongbyon\u{2069}"])
+            ))
+            .field,
+            "properties.alt_names[1]"
+        );
+        assert_eq!(
+            err(with(
+                &["properties", "sources"],
+                json!([{"title": "\u{200F}Wikipedia"}])
+            ))
+            .field,
+            "properties.sources[0].title"
+        );
+        // Prose keeps the marks right-to-left writing needs, but never NUL.
+        let notes = "\u{200F}\u{0645}\u{0641}\u{0627}\u{0639}\u{0644}\u{200F} nearby";
+        let site = Site::from_feature(
+            &with(&["properties", "notes"], json!(notes)),
+            IdPolicy::Required,
+        )
+        .unwrap();
+        assert_eq!(site.notes.as_deref(), Some(notes));
+        assert_eq!(
+            err(with(&["properties", "notes"], json!("a\0b"))).field,
+            "properties.notes"
         );
     }
 

@@ -271,6 +271,66 @@ impl BBox {
     }
 }
 
+/// What a text field is for, which decides the invisible characters it may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TextKind {
+    /// A name, title or label, by which a reader tells one record from
+    /// another: bidirectional controls are refused, as they can make one name
+    /// display as another (the "Trojan Source" trick, CVE-2021-42574).
+    Label,
+    /// Free prose, where right-to-left writing legitimately uses the marks.
+    Prose,
+}
+
+/// The bidirectional formatting characters: each reorders how the text around
+/// it is displayed without being visible itself.
+const BIDI_CONTROLS: &[(char, &str)] = &[
+    ('\u{061C}', "ARABIC LETTER MARK"),
+    ('\u{200E}', "LEFT-TO-RIGHT MARK"),
+    ('\u{200F}', "RIGHT-TO-LEFT MARK"),
+    ('\u{202A}', "LEFT-TO-RIGHT EMBEDDING"),
+    ('\u{202B}', "RIGHT-TO-LEFT EMBEDDING"),
+    ('\u{202C}', "POP DIRECTIONAL FORMATTING"),
+    ('\u{202D}', "LEFT-TO-RIGHT OVERRIDE"),
+    ('\u{202E}', "RIGHT-TO-LEFT OVERRIDE"),
+    ('\u{2066}', "LEFT-TO-RIGHT ISOLATE"),
+    ('\u{2067}', "RIGHT-TO-LEFT ISOLATE"),
+    ('\u{2068}', "FIRST STRONG ISOLATE"),
+    ('\u{2069}', "POP DIRECTIONAL ISOLATE"),
+];
+
+/// Refuses the characters a text of `kind` may not hold, naming the first and
+/// where it is: NUL in any text (C tools and many exports end a string there,
+/// so two systems would read different values), and bidirectional controls in
+/// a label.
+pub(crate) fn refuse_hidden_characters(
+    field: &str,
+    text: &str,
+    kind: TextKind,
+) -> Result<(), FieldError> {
+    for (i, c) in text.chars().enumerate() {
+        let at = i + 1;
+        if c == '\0' {
+            return Err(FieldError::new(
+                field,
+                format!("contains a NUL character (U+0000) at character {at}"),
+            ));
+        }
+        if kind == TextKind::Label
+            && let Some((_, name)) = BIDI_CONTROLS.iter().find(|(b, _)| *b == c)
+        {
+            return Err(FieldError::new(
+                field,
+                format!(
+                    "contains the bidirectional control character U+{:04X} {name} at character {at}; it changes how the text is displayed and is not allowed here",
+                    c as u32
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -345,5 +405,39 @@ mod tests {
         assert!(Meters::parse("radius_m", -5.0).is_err());
         assert!(Meters::parse("radius_m", f64::INFINITY).is_err());
         assert_eq!(Meters::parse("radius_m", 10.0).unwrap().get(), 10.0);
+    }
+
+    #[test]
+    fn nul_is_refused_in_any_text_and_bidi_controls_only_in_labels() {
+        let err =
+            refuse_hidden_characters("properties.notes", "a\0b", TextKind::Prose).unwrap_err();
+        assert_eq!(err.field, "properties.notes");
+        assert_eq!(
+            err.reason,
+            "contains a NUL character (U+0000) at character 2"
+        );
+        for (c, _) in BIDI_CONTROLS {
+            let text = format!("Yongbyon{c}");
+            let err =
+                refuse_hidden_characters("properties.name", &text, TextKind::Label).unwrap_err();
+            assert_eq!(err.field, "properties.name");
+            assert!(
+                err.reason.starts_with(&format!(
+                    "contains the bidirectional control character U+{:04X} ",
+                    *c as u32
+                )),
+                "{}",
+                err.reason
+            );
+            assert!(refuse_hidden_characters("properties.notes", &text, TextKind::Prose).is_ok());
+        }
+        assert!(
+            refuse_hidden_characters(
+                "properties.name",
+                "ヨンビョン 영변 يونغبيون",
+                TextKind::Label
+            )
+            .is_ok()
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! Items as CSV (RFC 4180) for spreadsheets and GIS tools: one row per feature,
 //! the id first, the properties, and the geometry as WKT in a `wkt` column
-//! (the column name GDAL and QGIS recognise).
+//! (the column name GDAL and QGIS recognise). Text a spreadsheet would run as
+//! a formula is made inert.
 
 use serde_json::Value;
 use std::fmt::Write;
@@ -16,12 +17,32 @@ fn field(out: &mut String, text: &str) {
     }
 }
 
-/// A property value as one cell: text as it is, numbers and booleans in JSON
-/// spelling, null as an empty cell, arrays and objects as JSON.
+/// The first characters that make a spreadsheet read a cell as a formula, or
+/// (tab and carriage return) that it skips before one: OWASP's list for CSV
+/// injection.
+const FORMULA_STARTS: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
+
+/// Text as a cell that no spreadsheet runs: one that would start a formula
+/// (`=HYPERLINK(...)`, `@SUM(...)`, `-2+3`) gets a leading `'`, which
+/// spreadsheets read as "this is text" and do not show.
+fn inert(text: &str) -> String {
+    if text.starts_with(FORMULA_STARTS) {
+        format!("'{text}")
+    } else {
+        text.to_owned()
+    }
+}
+
+/// A property value as one cell, by the kind its column declares: text
+/// (`String` and `Timestamp` properties, JSON strings) made inert; numbers
+/// (`Integer`, `Number`) and booleans in JSON spelling, untouched, so that
+/// `-12.5` stays a number; null as an empty cell; lists and objects
+/// (`Strings`, `Objects`) as JSON, which starts with a bracket. The geometry
+/// is not a property: it is the `wkt` column, which starts with its type name.
 fn cell(v: &Value) -> String {
     match v {
         Value::Null => String::new(),
-        Value::String(s) => s.clone(),
+        Value::String(s) => inert(s),
         other => other.to_string(),
     }
 }
@@ -158,6 +179,66 @@ mod tests {
             text,
             "id,name,n,tags,none,wkt\r\na,\"Say \"\"hi\"\", then\nleave\",3,\"[\"\"x\"\",\"\"y\"\"]\",,\r\n"
         );
+    }
+
+    #[test]
+    fn text_a_spreadsheet_would_run_gets_a_leading_quote() {
+        for (text, cell) in [
+            ("=HYPERLINK(\"http://x\")", "'=HYPERLINK(\"http://x\")"),
+            ("+1+1", "'+1+1"),
+            ("-2+3", "'-2+3"),
+            ("@SUM(A1)", "'@SUM(A1)"),
+            ("\t=1", "'\t=1"),
+            ("\r=1", "'\r=1"),
+            ("Yongbyon", "Yongbyon"),
+            ("a=b", "a=b"),
+            (" =1", " =1"),
+            ("", ""),
+        ] {
+            assert_eq!(inert(text), cell, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn only_text_columns_are_made_inert_and_numbers_and_wkt_stay_as_they_are() {
+        use crate::query::{CollectionId, Kind};
+        for c in CollectionId::ALL {
+            let mut props = serde_json::Map::new();
+            for p in c.properties().iter().filter(|p| p.in_properties()) {
+                let v = match p.kind {
+                    Kind::String => json!("=1+1"),
+                    Kind::Timestamp => json!("2024-01-02T03:04:05Z"),
+                    Kind::Integer => json!(-3),
+                    Kind::Number => json!(-12.5),
+                    Kind::Boolean => json!(true),
+                    Kind::Strings => json!(["-x"]),
+                    Kind::Objects(_) => json!([{"title": "@x"}]),
+                    Kind::Geometry => unreachable!("the geometry is not a property"),
+                };
+                props.insert(p.name.to_owned(), v);
+            }
+            let f = json!({"type": "Feature", "id": "-a", "properties": props,
+                "geometry": {"type": "Point", "coordinates": [-12.5, -45.25]}});
+            let text = features(&c.csv_columns(), &[f]);
+            let mut reader = ::csv::Reader::from_reader(text.as_bytes());
+            let headers = reader.headers().unwrap().clone();
+            let row = reader.records().next().unwrap().unwrap();
+            for (name, got) in headers.iter().zip(row.iter()) {
+                let want = match c.property(name).map(|p| p.kind) {
+                    _ if name == "wkt" => "POINT (-12.5 -45.25)",
+                    _ if name == "id" => "'-a",
+                    Some(Kind::String) => "'=1+1",
+                    Some(Kind::Timestamp) => "2024-01-02T03:04:05Z",
+                    Some(Kind::Integer) => "-3",
+                    Some(Kind::Number) => "-12.5",
+                    Some(Kind::Boolean) => "true",
+                    Some(Kind::Strings) => "[\"-x\"]",
+                    Some(Kind::Objects(_)) => "[{\"title\":\"@x\"}]",
+                    other => panic!("{}.{name}: {other:?}", c.id()),
+                };
+                assert_eq!(got, want, "{}.{name}", c.id());
+            }
+        }
     }
 
     #[test]

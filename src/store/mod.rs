@@ -34,6 +34,25 @@ pub enum StoreError {
     Migration(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("stored site {id} cannot be read back: {reason}")]
     Corrupt { id: String, reason: String },
+    /// The database file exists but is empty. SQLite would make it a new
+    /// database, dropping a `-wal` beside it that may hold the real data.
+    #[error(
+        "{path} is an empty file (0 bytes), not a catalogue{}; refusing to make it a new one: point at the right database, or remove the file to create a new catalogue there",
+        wal_note(.path, *.wal_bytes)
+    )]
+    EmptyFile { path: String, wal_bytes: u64 },
+    /// The database cannot be written: its file, or the folder where SQLite
+    /// keeps the journal beside it.
+    #[error("{path} is read-only ({why}); the catalogue cannot be written there")]
+    ReadOnly { path: String, why: String },
+}
+
+fn wal_note(path: &str, wal_bytes: u64) -> String {
+    if wal_bytes == 0 {
+        String::new()
+    } else {
+        format!(", though {path}-wal beside it holds {wal_bytes} bytes that may be its data")
+    }
 }
 
 impl StoreError {

@@ -121,3 +121,105 @@ fn export_writes_every_seed_site_as_geojson() {
     assert_eq!(doc["type"], "FeatureCollection");
     assert_eq!(doc["features"].as_array().unwrap().len(), 35);
 }
+
+/// Runs a command that must end by itself (a refused `serve` among them),
+/// killing it if it is still running after a while.
+fn run_to_end(db: &Path, args: &[&str]) -> Output {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .arg("--db")
+        .arg(db)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run sitewatch");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("sitewatch {args:?} did not end: it should have refused to start");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn refused(o: &Output, says: &str) {
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "accepted: {stderr}");
+    assert!(stderr.contains(says), "{stderr}");
+}
+
+fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+#[test]
+fn an_existing_empty_database_file_is_refused_not_made_a_new_catalogue() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("c.db");
+    std::fs::write(&db, b"").unwrap();
+    std::fs::write(dir.path().join("c.db-wal"), [7u8; 100]).unwrap();
+    let says = format!(
+        "{} is an empty file (0 bytes), not a catalogue",
+        db.display()
+    );
+    refused(&run_to_end(&db, &["serve", "--bind", "127.0.0.1:0"]), &says);
+    let import = run(&db, &["import", "sites", &fixture("new-site.geojson")]);
+    refused(&import, &says);
+    refused(&import, "c.db-wal beside it holds 100 bytes");
+    refused(&run(&db, &["export", "sites"]), &says);
+    assert_eq!(std::fs::metadata(&db).unwrap().len(), 0);
+    assert_eq!(
+        std::fs::read(dir.path().join("c.db-wal")).unwrap(),
+        [7u8; 100]
+    );
+    // A path with no file yet is still a new catalogue.
+    std::fs::remove_file(&db).unwrap();
+    std::fs::remove_file(dir.path().join("c.db-wal")).unwrap();
+    let doc = stdout_json(&run(&db, &["export", "sites"]));
+    assert_eq!(doc["features"].as_array().unwrap().len(), 35);
+}
+
+#[test]
+fn a_read_only_database_is_refused_by_commands_that_write_and_read_by_those_that_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("c.db");
+    stdout_json(&run(&db, &["export", "sites"]));
+    set_mode(&db, 0o444);
+    let says = format!("{} is read-only", db.display());
+    refused(&run_to_end(&db, &["serve", "--bind", "127.0.0.1:0"]), &says);
+    refused(
+        &run(&db, &["import", "sites", &fixture("new-site.geojson")]),
+        &says,
+    );
+    let batch = format!(
+        "{}/tests/fixtures/observations/mixed.geojson",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    refused(&run(&db, &["import", "observations", &batch]), &says);
+    let doc = stdout_json(&run(&db, &["export", "sites"]));
+    assert_eq!(doc["features"].as_array().unwrap().len(), 35);
+    let near = stdout_json(&run(
+        &db,
+        &[
+            "nearby", "--lon", "129.0862", "--lat", "41.28", "--limit", "1",
+        ],
+    ));
+    assert_eq!(near["features"][0]["id"], "punggye-ri");
+    assert!(run(&db, &["check"]).status.success());
+    set_mode(&db, 0o644);
+
+    // A folder SQLite cannot keep its journal in is refused the same way.
+    set_mode(dir.path(), 0o555);
+    let serve = run_to_end(&db, &["serve", "--bind", "127.0.0.1:0"]);
+    let export = run(&db, &["export", "sites"]);
+    set_mode(dir.path(), 0o755);
+    refused(&serve, &format!("{} is read-only", dir.path().display()));
+    assert_eq!(
+        stdout_json(&export)["features"].as_array().unwrap().len(),
+        35
+    );
+}

@@ -393,7 +393,7 @@ fn send(http: &Client, base: &str, w: &Write, body: Option<String>) -> Outcome {
     };
     let req = match body {
         Some(b) => req.header("content-type", "application/geo+json").body(b),
-        None => req,
+        None => req.header("content-type", "application/json").body("{}"),
     };
     let Ok(resp) = req.send() else {
         return Outcome::NoAnswer;

@@ -147,11 +147,12 @@ fn a_request_timeout_must_be_a_positive_number_of_seconds() {
 
 fn write(s: &Server, method: reqwest::Method, path: &str, body: Option<Value>) -> u16 {
     let mut req = reqwest::blocking::Client::new().request(method, format!("{}{path}", s.base));
-    if let Some(b) = body {
-        req = req
+    req = match body {
+        Some(b) => req
             .header("Content-Type", "application/geo+json")
-            .body(b.to_string());
-    }
+            .body(b.to_string()),
+        None => req.header("Content-Type", "application/json").body("{}"),
+    };
     req.send().expect("request").status().as_u16()
 }
 

@@ -37,11 +37,13 @@ fn send(
     if let Some(t) = token {
         req = req.bearer_auth(t);
     }
-    if let Some(b) = body {
-        req = req
+    req = match body {
+        Some(b) => req
             .header("content-type", "application/geo+json")
-            .body(b.to_string());
-    }
+            .body(b.to_string()),
+        // Every write declares JSON, so a form on another site cannot forge one.
+        None => req.header("content-type", "application/json").body("{}"),
+    };
     req.send().expect("request")
 }
 

@@ -673,7 +673,7 @@ fn ids_with_path_separators_or_sql_name_no_site_on_get_put_and_delete() {
         let path = format!("{ITEMS}/{id}");
         raw(&s.base, "GET", &path, &[], b"").problem(404);
         raw(&s.base, "PUT", &path, &json_header, body.as_bytes()).problem(404);
-        raw(&s.base, "DELETE", &path, &[], b"").problem(404);
+        raw(&s.base, "DELETE", &path, &json_header, b"{}").problem(404);
     }
     // Unencoded, they are paths with more segments, which no route takes.
     for path in [
@@ -1034,4 +1034,375 @@ fn every_response_says_nosniff_and_the_page_has_a_content_security_policy() {
     problem(s.get("/api/nearby?lon=1&lat=91"), 400);
     problem(send(&s, "PATCH", ITEMS, None, ""), 405);
     problem(s.get(&format!("{ITEMS}?no_such_parameter=1")), 400);
+}
+
+// ---- what a web page cannot borrow ------------------------------------------
+
+/// Sends a request as a browser would on a page's behalf: to this server's
+/// socket, naming whatever host the page was loaded from.
+fn send_as(
+    s: &Server,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &'static str,
+) -> Response {
+    let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+    let mut req = client()
+        .request(method, format!("{}{path}", s.base))
+        .body(body);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    req.send().expect("request")
+}
+
+/// Every `href` in a document's `links`.
+fn hrefs(doc: &Value) -> Vec<String> {
+    doc["links"]
+        .as_array()
+        .expect("links")
+        .iter()
+        .map(|l| l["href"].as_str().expect("href").to_string())
+        .collect()
+}
+
+fn assert_healthy(s: &Server) {
+    let started = Instant::now();
+    assert_eq!(s.get("/healthz").status(), 200);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "/healthz took {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn a_request_naming_a_foreign_host_is_a_421_for_reads_and_writes_alike() {
+    let s = Server::start();
+    let before = snapshot(&s);
+    let port = s.base.rsplit(':').next().unwrap().to_string();
+    let rebound = format!("attacker.example:{port}");
+    let json = ("Content-Type", "application/json");
+    let doc = problem(send_as(&s, "GET", ITEMS, &[("Host", &rebound)], ""), 421);
+    assert!(
+        doc["detail"].as_str().unwrap().contains("--public-url"),
+        "{doc}"
+    );
+    let yongbyon = format!("{ITEMS}/yongbyon");
+    problem(
+        send_as(&s, "DELETE", &yongbyon, &[("Host", &rebound), json], "{}"),
+        421,
+    );
+    problem(send_as(&s, "GET", "/", &[("Host", &rebound)], ""), 421);
+    // The port is part of the name: another port is another server.
+    let other_port = format!("localhost:{}", port.parse::<u16>().unwrap() ^ 1);
+    problem(send_as(&s, "GET", ITEMS, &[("Host", &other_port)], ""), 421);
+    assert_unchanged(&s, &before);
+    // Its own names still work, and health checks answer to any name.
+    for own in [
+        format!("localhost:{port}"),
+        format!("127.0.0.1:{port}"),
+        format!("[::1]:{port}"),
+    ] {
+        assert_eq!(
+            send_as(&s, "GET", &yongbyon, &[("Host", &own)], "").status(),
+            200,
+            "{own}"
+        );
+    }
+    let health = send_as(&s, "GET", "/healthz", &[("Host", &rebound)], "");
+    assert_eq!(health.status(), 200);
+    assert_healthy(&s);
+}
+
+#[test]
+fn a_public_url_adds_a_name_the_server_answers_to() {
+    let s = Server::start_with(&["--public-url", "http://sites.example.org:8000"]);
+    let named = send_as(
+        &s,
+        "GET",
+        &format!("{ITEMS}?limit=1"),
+        &[("Host", "sites.example.org:8000")],
+        "",
+    );
+    assert_eq!(named.status(), 200);
+    let doc: Value = named.json().unwrap();
+    for href in hrefs(&doc) {
+        assert!(href.starts_with("http://sites.example.org:8000/"), "{href}");
+    }
+    problem(
+        send_as(&s, "GET", ITEMS, &[("Host", "sites.example.org:8001")], ""),
+        421,
+    );
+}
+
+#[test]
+fn a_write_not_declared_as_json_is_a_415_even_without_a_body() {
+    let s = Server::start();
+    let batch = std::fs::read(format!(
+        "{}/tests/fixtures/observations/mixed.geojson",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    let report: Value = post_geojson(&s, OBSERVATIONS, batch).json().unwrap();
+    let cand = report["candidates_created"][0]
+        .as_str()
+        .expect("a candidate")
+        .to_string();
+    let before = snapshot(&s);
+    let dismiss = format!("/api/candidates/{cand}/dismiss");
+    let yongbyon = format!("{ITEMS}/yongbyon");
+    // What a form on another site can send, and what a client that forgot sends.
+    for (method, path, content_type, body) in [
+        (
+            "POST",
+            &dismiss,
+            Some("application/x-www-form-urlencoded"),
+            "reason=x",
+        ),
+        (
+            "POST",
+            &dismiss,
+            Some("multipart/form-data; boundary=b"),
+            "",
+        ),
+        ("POST", &dismiss, Some("text/plain"), "{}"),
+        ("POST", &dismiss, None, ""),
+        ("DELETE", &yongbyon, None, ""),
+        ("DELETE", &yongbyon, Some("text/plain"), "{}"),
+    ] {
+        let doc = problem(send(&s, method, path, content_type, body), 415);
+        assert!(
+            doc["detail"].as_str().unwrap().contains("Content-Type"),
+            "{method} {path} {content_type:?}: {doc}"
+        );
+    }
+    assert_unchanged(&s, &before);
+    assert_healthy(&s);
+    // No body means `{}` as application/json.
+    let json = Some("application/json");
+    assert_eq!(send(&s, "POST", &dismiss, json, "{}").status(), 200);
+    assert_eq!(send(&s, "DELETE", &yongbyon, json, "{}").status(), 204);
+}
+
+#[test]
+fn any_cors_origin_without_a_token_refuses_to_start() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut child = Command::new(BIN)
+        .args([
+            "serve",
+            "--bind",
+            "127.0.0.1:0",
+            "--cors-origin",
+            "*",
+            "--db",
+        ])
+        .arg(dir.path().join("catalogue.db"))
+        .env("RUST_LOG", "error")
+        .env_remove("SITEWATCH_TOKEN")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn sitewatch serve");
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            panic!("the server started with --cors-origin '*' and no token");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(!status.success());
+    assert!(
+        stderr.contains("--cors-origin '*'") && stderr.contains("--token"),
+        "{stderr}"
+    );
+    // With a token it serves, and every origin may call it.
+    let s = Server::start_with(&["--cors-origin", "*", "--token", TOKEN]);
+    let resp = send_as(
+        &s,
+        "GET",
+        ITEMS,
+        &[("Origin", "https://anywhere.example")],
+        "",
+    );
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.headers()["access-control-allow-origin"],
+        "https://anywhere.example"
+    );
+}
+
+#[test]
+fn links_believe_forwarded_headers_only_from_a_trusted_proxy() {
+    let forwarded: &[(&str, &str)] = &[
+        ("X-Forwarded-Host", "sites.example.org"),
+        ("X-Forwarded-Proto", "https"),
+        ("Forwarded", "host=sites.example.org;proto=https"),
+    ];
+    let page = format!("{ITEMS}?limit=1");
+    // Sent by anyone else, they are ignored: links name the host asked.
+    let s = Server::start();
+    let resp = send_as(&s, "GET", &page, forwarded, "");
+    assert_eq!(resp.status(), 200);
+    let links = hrefs(&resp.json().unwrap());
+    assert!(links.iter().any(|h| h.contains("after=")), "{links:?}");
+    for href in &links {
+        assert!(href.starts_with(&format!("{}/", s.base)), "{href}");
+    }
+    // From a trusted proxy (the test itself, on 127.0.0.1), they are honoured,
+    // for a host the server answers to...
+    let proxied = Server::start_with(&[
+        "--trusted-proxy",
+        "127.0.0.1",
+        "--public-url",
+        "https://sites.example.org",
+    ]);
+    let resp = send_as(&proxied, "GET", &page, forwarded, "");
+    assert_eq!(resp.status(), 200);
+    for href in hrefs(&resp.json().unwrap()) {
+        assert!(href.starts_with("https://sites.example.org/"), "{href}");
+    }
+    // ...and a forwarded host it does not answer to is refused like a Host.
+    problem(
+        send_as(
+            &proxied,
+            "GET",
+            &page,
+            &[("X-Forwarded-Host", "attacker.example")],
+            "",
+        ),
+        421,
+    );
+    // Without a token, a proxy's loopback address is not its client's.
+    let before = snapshot(&proxied);
+    let doc = problem(
+        send_as(
+            &proxied,
+            "DELETE",
+            &format!("{ITEMS}/yongbyon"),
+            &[("Content-Type", "application/json")],
+            "{}",
+        ),
+        401,
+    );
+    assert!(doc["detail"].as_str().unwrap().contains("proxy"), "{doc}");
+    assert_unchanged(&proxied, &before);
+    assert_healthy(&proxied);
+}
+
+/// A double-quoted name holding `'` once hid 22 unclosed groups from the
+/// nesting check, and the CQL2 parser then took 16 s, doubling per group.
+#[test]
+fn a_filter_that_hid_its_depth_is_a_quick_400_and_healthz_answers_meanwhile() {
+    let s = Server::start();
+    let hidden = format!(
+        "{ITEMS}?filter=\"a'b\" = 'x' AND {}name = 'x'",
+        "(".repeat(22)
+    );
+    let or: Vec<String> = (0..100).map(|i| format!("name = 'x{i}'")).collect();
+    let costly = format!(
+        "{ITEMS}?filter={}{} OR{}",
+        "(".repeat(10),
+        or.join(" OR "),
+        ")".repeat(10)
+    );
+    let started = Instant::now();
+    bad_request(
+        send(&s, "GET", &hidden, None, ""),
+        "filter",
+        "nest more than 10",
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        started.elapsed()
+    );
+    // Two at a time, as two request threads would be taken, while /healthz is asked.
+    let hostile: Vec<_> = [hidden, costly]
+        .into_iter()
+        .map(|path| {
+            let base = s.base.clone();
+            std::thread::spawn(move || {
+                let started = Instant::now();
+                let resp = client()
+                    .get(format!("{base}{path}"))
+                    .send()
+                    .expect("request");
+                (resp.status().as_u16(), started.elapsed())
+            })
+        })
+        .collect();
+    assert_healthy(&s);
+    for h in hostile {
+        let (status, took) = h.join().expect("a hostile request");
+        assert_eq!(status, 400);
+        assert!(took < Duration::from_secs(2), "took {took:?}");
+    }
+    assert_healthy(&s);
+}
+
+/// Spatial filters used to test every record against any literal: a literal
+/// over the vertex cap is refused, and one within it is answered from the
+/// sites the tree finds, the same as the whole catalogue filtered.
+#[test]
+fn a_spatial_filter_over_the_vertex_cap_is_refused_and_one_within_is_answered() {
+    let s = Server::start();
+    let points = |n: usize| {
+        (0..n)
+            .map(|i| {
+                format!(
+                    "({} {})",
+                    124.0 + (i % 10) as f64 * 0.6,
+                    37.0 + (i / 10 % 10) as f64 * 0.5
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    bad_request(
+        send(
+            &s,
+            "GET",
+            &format!(
+                "{ITEMS}?filter=S_DWITHIN(geometry,MULTIPOINT({}),1000)",
+                points(1001)
+            ),
+            None,
+            "",
+        ),
+        "filter",
+        "more than 1000",
+    );
+    let filter = format!(
+        "S_DWITHIN(geometry,MULTIPOINT({}),30,kilometers)",
+        points(100)
+    );
+    // With a world-wide bbox the filter is evaluated on every site.
+    let narrowed = s.geojson(&format!("{ITEMS}?filter={filter}&limit=1000"));
+    let scanned = s.geojson(&format!(
+        "{ITEMS}?filter={filter}&limit=1000&bbox=-180,-90,180,90"
+    ));
+    let ids = |doc: &Value| -> Vec<String> {
+        doc["features"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert!(!ids(&scanned).is_empty());
+    assert_eq!(ids(&narrowed), ids(&scanned));
+    assert_healthy(&s);
 }

@@ -400,6 +400,8 @@ fn a_promoted_candidate_becomes_a_site_that_keeps_its_observations() {
     );
     let again = client
         .post(format!("{}/api/candidates/{cand}/promote", s.base))
+        .header("Content-Type", "application/json")
+        .body("{}")
         .send()
         .unwrap();
     assert_eq!(again.status(), 404);
@@ -415,6 +417,8 @@ fn a_dismissed_candidate_leaves_the_open_list() {
             "{}/api/candidates/{cand}/dismiss?reason=cloud+shadow",
             s.base
         ))
+        .header("Content-Type", "application/json")
+        .body("{}")
         .send()
         .unwrap();
     assert_eq!(resp.status(), 200);
@@ -473,4 +477,111 @@ fn sites_carry_when_they_were_last_observed_and_can_be_filtered_by_staleness() {
         stale["numberMatched"].as_u64().unwrap() + fresh["numberMatched"].as_u64().unwrap(),
         35
     );
+}
+
+#[test]
+fn a_batch_with_times_before_the_first_satellite_or_in_the_future_stores_nothing() {
+    let s = Server::start();
+    let before = history(&s, "yongbyon").len();
+    let (status, problem) = post_batch(&s, "", "out-of-time.geojson");
+    assert_eq!(status, 422);
+    let report = &problem["report"];
+    assert_eq!(report["stored"], false);
+    let problems: Vec<(u64, &str, &str)> = report["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["index"].as_u64().unwrap(),
+                p["field"].as_str().unwrap(),
+                p["reason"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        problems,
+        [
+            (
+                1,
+                "properties.observed_at",
+                "\"0001-01-01T00:00:00Z\" is before 1957-10-04, when the first satellite was launched"
+            ),
+            (
+                2,
+                "properties.observed_at",
+                "\"9999-12-31T23:59:59Z\" is more than a day in the future"
+            ),
+        ]
+    );
+    assert_eq!(history(&s, "yongbyon").len(), before);
+
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, cli) = cli_import(&dir.path().join("c.db"), "out-of-time.geojson", &[]);
+    assert!(!ok);
+    assert_eq!(cli["problems"], report["problems"]);
+}
+
+#[test]
+fn text_a_spreadsheet_would_run_comes_back_inert_in_csv_while_numbers_and_wkt_stay() {
+    let s = Server::start();
+    let client = reqwest::blocking::Client::new();
+    let site = serde_json::json!({"type": "Feature",
+        "geometry": {"type": "Polygon", "coordinates": [[[-77.05, -12.05], [-77.03, -12.05], [-77.03, -12.03], [-77.05, -12.03], [-77.05, -12.05]]]},
+        "properties": {"name": "=HYPERLINK(\"http://x\")", "country": "PER", "kind": "storage"}});
+    let created = client
+        .post(format!("{}/api/collections/sites/items", s.base))
+        .header("Content-Type", "application/geo+json")
+        .body(site.to_string())
+        .send()
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let batch = serde_json::json!({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "geometry": {"type": "Point", "coordinates": [-77.04, -12.04]},
+         "properties": {"observed_at": "2024-05-01T02:10:00Z", "sensor": "@SUM(1+1)",
+                        "finding": "other", "description": "-2+3"}}]});
+    let imported = client
+        .post(format!("{}/api/observations", s.base))
+        .header("Content-Type", "application/geo+json")
+        .body(batch.to_string())
+        .send()
+        .unwrap();
+    assert_eq!(imported.status(), 201);
+
+    let rows = |collection: &str| {
+        let text = s
+            .get(&format!(
+                "/api/collections/{collection}/items?f=csv&bbox=-78,-13,-76,-11"
+            ))
+            .text()
+            .unwrap();
+        let mut reader = csv::Reader::from_reader(text.as_bytes());
+        let headers = reader.headers().unwrap().clone();
+        let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+        assert_eq!(rows.len(), 1, "{text}");
+        headers
+            .iter()
+            .map(str::to_owned)
+            .zip(rows[0].iter().map(str::to_owned))
+            .collect::<std::collections::HashMap<String, String>>()
+    };
+    let site = rows("sites");
+    assert_eq!(site["name"], "'=HYPERLINK(\"http://x\")");
+    assert_eq!(site["observation_count"], "1");
+    let wkt = &site["wkt"];
+    let ring = wkt
+        .strip_prefix("POLYGON ((")
+        .and_then(|r| r.strip_suffix("))"))
+        .unwrap_or_else(|| panic!("{wkt}"));
+    let vertices: Vec<Vec<f64>> = ring
+        .split(", ")
+        .map(|p| p.split(' ').map(|n| n.parse().unwrap()).collect())
+        .collect();
+    assert_eq!(vertices[0], [-77.05, -12.05]);
+    assert_eq!(vertices.len(), 5);
+
+    let observation = rows("observations");
+    assert_eq!(observation["sensor"], "'@SUM(1+1)");
+    assert_eq!(observation["description"], "'-2+3");
+    assert_eq!(observation["wkt"], "POINT (-77.04 -12.04)");
 }

@@ -118,7 +118,11 @@ fn editor(base: String, s: Arc<Shared>) -> BTreeMap<String, (String, bool)> {
                 (req, id, (name, false))
             } else {
                 let name = sites[&id].0.clone();
-                (http.delete(format!("{base}{ITEMS}/{id}")), id, (name, true))
+                let req = http
+                    .delete(format!("{base}{ITEMS}/{id}"))
+                    .header("content-type", "application/json")
+                    .body("{}");
+                (req, id, (name, true))
             }
         };
         match req.send() {

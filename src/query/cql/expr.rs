@@ -229,6 +229,23 @@ pub enum Expr {
     Temporal(TemporalOp, TimeOperand, TimeOperand),
 }
 
+impl Expr {
+    /// Its terms: properties, values and geometry literals, each one. Evaluating
+    /// it on a record visits each at most once.
+    pub fn terms(&self) -> usize {
+        match self {
+            Expr::Bool(_) => 1,
+            Expr::And(parts) | Expr::Or(parts) => parts.iter().map(Expr::terms).sum(),
+            Expr::Not(inner) => inner.terms(),
+            Expr::Compare(_, _, _) | Expr::Like(_, _) => 2,
+            Expr::In(_, list) => 1 + list.len(),
+            Expr::Between(_, _, _) => 3,
+            Expr::IsNull(_) | Expr::Intersects(_) => 1,
+            Expr::DWithin(_, _) | Expr::Temporal(_, _, _) => 2,
+        }
+    }
+}
+
 impl Operand {
     pub(super) fn unwrapped(&self) -> &Operand {
         match self {

@@ -6,14 +6,18 @@
 
 mod eval;
 mod expr;
+mod guard;
 mod parse;
 mod pushdown;
 mod spatial;
 
 pub use eval::{Record, like};
 pub use expr::{Bound, Cmp, Expr, Interval, Operand, Scalar, Shape, TemporalOp, TimeOperand};
-pub use parse::{MAX_TEXT_NESTING, parse};
-pub use pushdown::required_text;
+pub use guard::{
+    GuardError, MAX_JSON_NESTING, MAX_PARSE_WORK, MAX_TERMS, MAX_TEXT_NESTING, TextCost, check_text,
+};
+pub use parse::{MAX_DWITHIN_METRES, MAX_FILTER_VERTICES, parse};
+pub use pushdown::{SpatialNeed, required_place, required_text, sites_for};
 pub use spatial::{Geom, distance, geom_meets_bbox, intersects, within};
 
 /// Why a filter was refused.

@@ -3,34 +3,12 @@
 //! collection's queryables.
 
 use super::expr::{Bound, Cmp, Expr, Interval, Operand, Scalar, Shape, TemporalOp, TimeOperand};
+use super::guard::{self, MAX_TERMS};
 use super::{CqlError, Lang, invalid};
 use crate::model::{BBox, Place, Timestamp};
 use crate::query::properties::{Kind, Property};
 use serde_json::Value;
-
-/// How deep parentheses may nest in CQL2 text. The `cql2` parser backtracks
-/// through every way of reading an unclosed group, so its time grows about
-/// threefold with each level (in a debug build 16 levels took seconds and 20
-/// did not finish in a minute). A MULTIPOLYGON inside a function inside a few
-/// groups stays well below this.
-pub const MAX_TEXT_NESTING: usize = 10;
-
-/// The deepest nesting of parentheses outside string literals.
-fn nesting(raw: &str) -> usize {
-    let (mut depth, mut deepest, mut quoted) = (0usize, 0usize, false);
-    for c in raw.chars() {
-        match c {
-            '\'' => quoted = !quoted,
-            '(' if !quoted => {
-                depth += 1;
-                deepest = deepest.max(depth);
-            }
-            ')' if !quoted => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-    }
-    deepest
-}
+use std::cell::Cell;
 
 /// Reads a filter in `lang` and checks it against the queryable ones of
 /// `properties`.
@@ -39,22 +17,47 @@ pub fn parse(raw: &str, lang: Lang, properties: &[Property]) -> Result<Expr, Cql
         lang: lang.name(),
         reason,
     };
+    // The `cql2` parser only sees text whose worst case is cheap.
     let expr = match lang {
-        Lang::Text if nesting(raw) > MAX_TEXT_NESTING => {
-            return Err(syntax(format!(
-                "parentheses nest more than {MAX_TEXT_NESTING} deep"
-            )));
+        Lang::Text => {
+            guard::check_text(raw).map_err(|e| syntax(e.to_string()))?;
+            cql2::parse_text(raw).map_err(|e| syntax(e.to_string()))?
         }
-        Lang::Text => cql2::parse_text(raw).map_err(|e| syntax(e.to_string()))?,
-        Lang::Json => cql2::parse_json(raw).map_err(|e| syntax(e.to_string()))?,
+        Lang::Json => {
+            guard::check_json(raw).map_err(|e| syntax(e.to_string()))?;
+            cql2::parse_json(raw).map_err(|e| syntax(e.to_string()))?
+        }
     };
     // The crate's serialised form is CQL2 JSON, whichever language came in.
     let json = serde_json::to_value(&expr).map_err(|e| syntax(e.to_string()))?;
-    Checker { properties }.expr(&json)
+    let checker = Checker {
+        properties,
+        vertices: Cell::new(0),
+    };
+    let expr = checker.expr(&json)?;
+    // CQL2 JSON has no cap of its own on terms before this.
+    if expr.terms() > MAX_TERMS {
+        return Err(invalid(format!(
+            "the filter has more than {MAX_TERMS} terms (properties, values and geometries)"
+        )));
+    }
+    Ok(expr)
 }
+
+/// How many vertices the geometry literals of one filter may have in all
+/// (a point is one): a spatial test costs each record about that many
+/// distance computations.
+pub const MAX_FILTER_VERTICES: usize = 1_000;
+
+/// The farthest S_DWITHIN may reach, in metres: a quarter of the way round
+/// the Earth. Farther, nearly every site is a candidate, and each costs a
+/// distance to every vertex of the literal.
+pub const MAX_DWITHIN_METRES: f64 = 10_000_000.0;
 
 struct Checker<'q> {
     properties: &'q [Property],
+    /// Vertices of the geometry literals read so far.
+    vertices: Cell<usize>,
 }
 
 fn op_and_args(v: &Value) -> Option<(String, &Vec<Value>)> {
@@ -215,7 +218,13 @@ impl Checker<'_> {
                         }
                     }
                 };
-                Expr::DWithin(shape, d * scale)
+                let d = d * scale;
+                if d > MAX_DWITHIN_METRES {
+                    return Err(invalid(format!(
+                        "S_DWITHIN's distance must be at most {MAX_DWITHIN_METRES} metres, got {d}"
+                    )));
+                }
+                Expr::DWithin(shape, d)
             }
             t if t.starts_with("t_") => {
                 let top = TemporalOp::parse(t)
@@ -318,6 +327,14 @@ impl Checker<'_> {
                 "a spatial function compares the geometry property with a geometry",
             ));
         };
+        // Counted on the JSON, before a large literal costs its parsing.
+        let total = self.vertices.get() + vertices(literal);
+        if total > MAX_FILTER_VERTICES {
+            return Err(invalid(format!(
+                "the filter's geometries have {total} vertices, more than {MAX_FILTER_VERTICES}"
+            )));
+        }
+        self.vertices.set(total);
         shape_literal(literal)
     }
 
@@ -364,6 +381,25 @@ impl Checker<'_> {
         Err(invalid(format!(
             "expected a time property, TIMESTAMP, DATE or INTERVAL, found {v}"
         )))
+    }
+}
+
+/// The positions in a GeoJSON geometry or a BBOX (a box counts one), found
+/// without reading them as a geometry.
+fn vertices(v: &Value) -> usize {
+    fn positions(v: &Value) -> usize {
+        match v.as_array() {
+            Some(a) if a.first().is_some_and(Value::is_number) => 1,
+            Some(a) => a.iter().map(positions).sum(),
+            None => 0,
+        }
+    }
+    if v.get("bbox").is_some() {
+        return 1;
+    }
+    match v.get("geometries").and_then(Value::as_array) {
+        Some(members) => members.iter().map(vertices).sum(),
+        None => v.get("coordinates").map_or(0, positions),
     }
 }
 

@@ -1,9 +1,91 @@
-//! What of a filter an index can answer: text that a property must contain
-//! for the filter to hold, so that a name index can narrow the records before
-//! the whole filter is evaluated on each. Every answer here is necessary, never
-//! sufficient: the caller still evaluates the filter on what is left.
+//! What of a filter an index can answer: text that a property must contain,
+//! or a place the geometry must meet, for the filter to hold, so that an index
+//! can narrow the records before the whole filter is evaluated on each. Every
+//! answer here is necessary, never sufficient: the caller still evaluates the
+//! filter on what is left.
 
-use super::{Expr, Operand, Scalar};
+use super::{Expr, Operand, Scalar, Shape};
+use crate::geodesy::{max_distance_for_angle, to_lonlat};
+use crate::index::{Filter, SiteIndex};
+use crate::model::{LonLat, Meters, Place, Site};
+use std::sync::Arc;
+
+/// A spatial conjunct of a filter: the geometry must meet the shape, or come
+/// within so many metres of it.
+#[derive(Debug, Clone, Copy)]
+pub enum SpatialNeed<'e> {
+    Meets(&'e Shape),
+    Within(&'e Shape, f64),
+}
+
+/// The spatial test a record's geometry must pass for `expr` to hold, taken
+/// from a conjunct: `S_INTERSECTS` before `S_DWITHIN` (it narrows more), and
+/// of two `S_DWITHIN`, the shorter. `None` when the filter needs none.
+pub fn required_place(expr: &Expr) -> Option<SpatialNeed<'_>> {
+    match expr {
+        Expr::Intersects(shape) => Some(SpatialNeed::Meets(shape)),
+        Expr::DWithin(shape, d) => Some(SpatialNeed::Within(shape, *d)),
+        Expr::And(parts) => parts
+            .iter()
+            .filter_map(required_place)
+            .min_by(|a, b| match (a, b) {
+                (SpatialNeed::Meets(_), _) => std::cmp::Ordering::Less,
+                (_, SpatialNeed::Meets(_)) => std::cmp::Ordering::Greater,
+                (SpatialNeed::Within(_, x), SpatialNeed::Within(_, y)) => x.total_cmp(y),
+            }),
+        _ => None,
+    }
+}
+
+/// Slack added to the radii asked of the index, so that rounding in its
+/// distances never leaves out a site the filter's own test would keep.
+fn slack(metres: f64) -> f64 {
+    1.0 + metres * 1e-6
+}
+
+/// Every live site of `index` whose footprint may pass `need`, in id order
+/// (a superset: the filter decides). The tree is asked once per place of the
+/// shape, so this costs the places and the sites near them, not the catalogue.
+pub fn sites_for(index: &SiteIndex, need: SpatialNeed<'_>) -> Vec<Arc<Site>> {
+    let any = Filter::default();
+    let near = |point: LonLat, metres: f64| -> Vec<Arc<Site>> {
+        index
+            .nearby(point, Meters::from_computed(metres), &any, usize::MAX)
+            .into_iter()
+            .map(|h| h.site)
+            .collect()
+    };
+    let (shape, within) = match need {
+        SpatialNeed::Meets(shape) => (shape, None),
+        SpatialNeed::Within(shape, d) => (shape, Some(d)),
+    };
+    let mut found: Vec<Arc<Site>> = match shape {
+        // S_DWITHIN refuses a BBOX.
+        Shape::BBox(b) => index.bbox(b, &any),
+        Shape::Places(places) => places
+            .iter()
+            .flat_map(|place| match (place, within) {
+                (Place::Point(p), None) => near(*p, slack(0.0)),
+                (Place::Point(p), Some(d)) => near(*p, d + slack(d)),
+                (Place::Area(f), None) => index.intersects(f.shape(), &any),
+                (Place::Area(f), Some(d)) => {
+                    // Everything within d of the area is within d of some point
+                    // of it, and so within d plus the cap's radius of its centre.
+                    let shape = f.shape();
+                    let [lon, lat] = to_lonlat(shape.centre());
+                    let reach = max_distance_for_angle(shape.radius()) + d;
+                    match LonLat::parse("centre", lon, lat) {
+                        Ok(centre) => near(centre, reach + slack(reach)),
+                        Err(_) => index.all(&any).cloned().collect(),
+                    }
+                }
+            })
+            .collect(),
+    };
+    found.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+    found.dedup_by(|a, b| a.id == b.id);
+    found
+}
 
 /// Lowercase text that `property` must contain, in any case, for `expr` to
 /// hold: the longest literal run of a `LIKE` pattern on it, taken from a

@@ -53,6 +53,61 @@ fn interrupt_when_late(conn: &mut Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Refuses an existing empty file: SQLite would take it for a new database,
+/// and the caller would seed a new catalogue over what was meant to be an old
+/// one, dropping a `-wal` beside it.
+fn refuse_empty(path: &Path) -> Result<(), StoreError> {
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_file() && meta.len() == 0 => {
+            let mut wal = path.as_os_str().to_owned();
+            wal.push("-wal");
+            Err(StoreError::EmptyFile {
+                path: path.display().to_string(),
+                wal_bytes: std::fs::metadata(wal).map_or(0, |m| m.len()),
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Refuses a database the catalogue could not write: a file without write
+/// permission (by its mode, which holds even for root, or because opening it
+/// to write fails) or on a read-only file system, and a folder without write
+/// permission, where SQLite cannot keep its `-wal` and `-shm` files.
+fn refuse_read_only(path: &Path) -> Result<(), StoreError> {
+    let read_only = |at: &Path, why: String| StoreError::ReadOnly {
+        path: at.display().to_string(),
+        why,
+    };
+    if let Ok(meta) = std::fs::metadata(path)
+        && meta.is_file()
+    {
+        if meta.permissions().readonly() {
+            return Err(read_only(path, "the file has no write permission".into()));
+        }
+        if let Err(e) = std::fs::OpenOptions::new().write(true).open(path)
+            && matches!(
+                e.kind(),
+                std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
+            )
+        {
+            return Err(read_only(path, format!("opening it to write: {e}")));
+        }
+    }
+    let folder = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if std::fs::metadata(folder).is_ok_and(|m| m.is_dir() && m.permissions().readonly()) {
+        return Err(read_only(
+            folder,
+            "the folder has no write permission, and SQLite keeps the database's journal beside it"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
 /// An open catalogue database.
 #[derive(Debug)]
 pub struct SqliteStore {
@@ -60,10 +115,39 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) the database file and brings its schema up to date.
+    /// Opens (creating if needed) the database file and brings its schema up to
+    /// date. An existing empty file is refused rather than made a new
+    /// catalogue, and one that cannot be written rather than opened to fail at
+    /// every write.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        refuse_empty(path)?;
+        refuse_read_only(path)?;
         let conn = Connection::open(path)?;
+        if conn.is_readonly(rusqlite::MAIN_DB)? {
+            return Err(StoreError::ReadOnly {
+                path: path.display().to_string(),
+                why: "SQLite could open it only for reading".into(),
+            });
+        }
         Self::init(conn)
+    }
+
+    /// Opens an existing catalogue only to read it, even one that is
+    /// read-only. Nothing is created, and a schema that needs upgrading is an
+    /// error, as the upgrade could not be written.
+    pub fn open_to_read(path: &Path) -> Result<Self, StoreError> {
+        refuse_empty(path)?;
+        // Read-write and query-only, as `open_reader`: SQLite falls back to
+        // reading alone where the file cannot be written.
+        let mut conn = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.pragma_update(None, "query_only", true)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        schema::migrate(&mut conn)?;
+        interrupt_when_late(&mut conn)?;
+        Ok(Self { conn })
     }
 
     /// A connection to an existing catalogue file that only reads. Under WAL it
@@ -168,5 +252,66 @@ mod tests {
         })
         .unwrap_err();
         assert!(err.is_interrupted(), "{err}");
+    }
+
+    fn set_read_only(path: &Path, read_only: bool) {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = match (path.is_dir(), read_only) {
+            (true, true) => 0o555,
+            (true, false) => 0o755,
+            (false, true) => 0o444,
+            (false, false) => 0o644,
+        };
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    #[test]
+    fn an_existing_empty_file_is_refused_and_left_as_it_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.db");
+        std::fs::write(&path, b"").unwrap();
+        std::fs::write(dir.path().join("c.db-wal"), [1u8; 32]).unwrap();
+        let err = SqliteStore::open(&path).unwrap_err();
+        assert!(
+            matches!(err, StoreError::EmptyFile { wal_bytes: 32, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("holds 32 bytes"), "{err}");
+        assert!(matches!(
+            SqliteStore::open_to_read(&path).unwrap_err(),
+            StoreError::EmptyFile { .. }
+        ));
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
+        assert_eq!(
+            std::fs::read(dir.path().join("c.db-wal")).unwrap(),
+            [1u8; 32]
+        );
+    }
+
+    #[test]
+    fn a_read_only_file_or_folder_is_refused_for_writing_but_can_be_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.db");
+        drop(SqliteStore::open(&path).unwrap());
+        set_read_only(&path, true);
+        let err = SqliteStore::open(&path).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::ReadOnly { path: p, .. } if *p == path.display().to_string()),
+            "{err}"
+        );
+        assert!(err.to_string().contains("is read-only"), "{err}");
+        let reader = SqliteStore::open_to_read(&path).unwrap();
+        assert_eq!(reader.site_count().unwrap(), 0);
+        drop(reader);
+        set_read_only(&path, false);
+
+        set_read_only(dir.path(), true);
+        let refused = SqliteStore::open(&path).map(drop);
+        set_read_only(dir.path(), false);
+        let err = refused.unwrap_err();
+        assert!(
+            matches!(&err, StoreError::ReadOnly { path: p, .. } if *p == dir.path().display().to_string()),
+            "{err}"
+        );
     }
 }
