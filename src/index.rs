@@ -151,6 +151,16 @@ struct Layer {
     bounds: Option<[f64; 4]>,
     /// The names in slot order, made on the first name search.
     names: OnceLock<NameColumn>,
+    /// Slot by a hash of the id, made on the first lookup by id: a binary
+    /// search over a million sites follows twenty pointers to as many ids,
+    /// this one or two.
+    slots: OnceLock<std::collections::HashMap<u64, u32>>,
+}
+
+/// The hash an id is found by in [`Layer::slots`].
+fn id_hash(id: &str) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault};
+    BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(id)
 }
 
 /// Sites below this many are boxed on the caller's thread alone.
@@ -240,6 +250,7 @@ impl Layer {
             tree: RTree::bulk_load(entries),
             bounds,
             names: OnceLock::new(),
+            slots: OnceLock::new(),
         }
     }
 
@@ -248,7 +259,23 @@ impl Layer {
     }
 
     fn position(&self, id: &SiteId) -> Option<usize> {
-        self.sites.binary_search_by(|s| s.id.cmp(id)).ok()
+        // Small layers are searched; large ones looked up by hash, and a
+        // slot whose id differs (two ids with one hash) falls back to search.
+        if self.sites.len() < 4096 {
+            return self.sites.binary_search_by(|s| s.id.cmp(id)).ok();
+        }
+        let slots = self.slots.get_or_init(|| {
+            self.sites
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (id_hash(s.id.as_str()), i as u32))
+                .collect()
+        });
+        match slots.get(&id_hash(id.as_str())) {
+            Some(&i) if self.sites[i as usize].id == *id => Some(i as usize),
+            Some(_) => self.sites.binary_search_by(|s| s.id.cmp(id)).ok(),
+            None => None,
+        }
     }
 
     fn get(&self, id: &SiteId) -> Option<&Arc<Site>> {
@@ -285,6 +312,7 @@ impl Layer {
             tree,
             bounds,
             names: OnceLock::new(),
+            slots: OnceLock::new(),
         }
     }
 
@@ -558,7 +586,25 @@ impl SiteIndex {
     /// (lowercase, see [`folded`]), in id order. The base layer answers from
     /// its name column; the few sites written since are compared one by one.
     pub fn named(&self, needle: &str) -> Vec<&Arc<Site>> {
-        let base: Vec<&Arc<Site>> = match self.base.names().slots_containing(needle) {
+        self.named_at_most(needle, usize::MAX)
+            .unwrap_or_else(|| unreachable!("no bound was set"))
+    }
+
+    /// [`SiteIndex::named`], or `None` when more than `most` base sites match:
+    /// then there are so many that walking the catalogue in id order finds a
+    /// page sooner than listing them all.
+    pub fn named_at_most(&self, needle: &str, most: usize) -> Option<Vec<&Arc<Site>>> {
+        let in_column = if most == usize::MAX {
+            self.base.names().slots_containing(needle)
+        } else {
+            match self.base.names().slots_containing_at_most(needle, most) {
+                Some(slots) => Some(slots),
+                // Too many, unless the needle cannot be searched in the column.
+                None if !needle.as_bytes().contains(&0) => return None,
+                None => None,
+            }
+        };
+        let base: Vec<&Arc<Site>> = match in_column {
             Some(slots) => slots
                 .into_iter()
                 .map(|i| &self.base.sites[i])
@@ -576,16 +622,22 @@ impl SiteIndex {
             .sites
             .iter()
             .filter(|s| name_contains(s, needle));
-        MergeById {
-            a: base.into_iter().peekable(),
-            b: recent.peekable(),
-        }
-        .collect()
+        Some(
+            MergeById {
+                a: base.into_iter().peekable(),
+                b: recent.peekable(),
+            }
+            .collect(),
+        )
     }
 
     /// Makes the name column now, so that the first search does not wait for it.
     pub fn warm_names(&self) {
         self.base.names();
+        // And the lookup by id, for the same reason.
+        let _ = self
+            .base
+            .get(&SiteId::parse("id", "0").unwrap_or_else(|_| unreachable!()));
     }
 
     /// Every site whose footprint lies within `radius` of `point`, nearest first
@@ -877,6 +929,26 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_large_layer_finds_every_site_by_id_and_no_other() {
+        let sites: Vec<Arc<Site>> = crate::synth::sites(5_000, 11)
+            .into_iter()
+            .map(Arc::new)
+            .collect();
+        let idx = SiteIndex::build(sites.clone());
+        for s in &sites {
+            assert!(
+                idx.get(&s.id).is_some_and(|got| Arc::ptr_eq(got, s)),
+                "{}",
+                s.id
+            );
+        }
+        for missing in ["0", "zzz-not-there", "syn-9999999"] {
+            let id = SiteId::parse("id", missing).unwrap();
+            assert!(idx.get(&id).is_none(), "{missing}");
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(48))]
 
@@ -969,7 +1041,12 @@ mod tests {
             let needle = name.get(..cut).unwrap_or("").to_owned();
             let scan: Vec<SiteId> = live.values().filter(|s| name_contains(s, &needle)).map(|s| s.id.clone()).collect();
             let named: Vec<SiteId> = idx.named(&needle).iter().map(|s| s.id.clone()).collect();
-            prop_assert_eq!(named, scan);
+            prop_assert_eq!(&named, &scan);
+            // Bounded, it answers the same, or declines (always sound: the
+            // caller then walks the catalogue).
+            if let Some(few) = idx.named_at_most(&needle, 5) {
+                prop_assert_eq!(few.iter().map(|s| s.id.clone()).collect::<Vec<_>>(), scan);
+            }
         }
 
         #[test]

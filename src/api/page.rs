@@ -133,13 +133,15 @@ impl PageConfig {
         }
     }
 
-    /// Bins the whole catalogue for the map's first view ahead of the first
-    /// request that asks for it.
+    /// Bins the whole catalogue for the map's first view, and makes the name
+    /// column, ahead of the first requests that need them.
     pub fn warm_up(&self, cat: &Catalogue) {
         let index = cat.index();
         if index.len() > MAX_SITES_PER_VIEW {
             let _ = whole_catalogue_cells(&self.clusters, &index, 0);
         }
+        // The first name search would otherwise make the column.
+        index.warm_names();
     }
 
     /// The page's Content-Security-Policy: its own scripts and styles only, and

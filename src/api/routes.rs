@@ -259,22 +259,31 @@ fn live_page(
     // Where an index answers part of the query (text a name must hold,
     // when sites were last observed), the walk covers the sites it names,
     // in id order, rather than the catalogue.
-    let by_time = (observed_before.is_some() || observed_since.is_some())
+    // Ids, not sites: the sites by time may name a hundred thousand, and
+    // only those the page and the count reach are looked up.
+    let by_time_sets = (observed_before.is_some() || observed_since.is_some())
         .then(|| cat.observed())
-        .flatten()
-        .and_then(|o| o.sites(&index, observed_before, observed_since));
-    let by_name = selector
+        .flatten();
+    let by_time = by_time_sets
+        .as_ref()
+        .and_then(|o| o.ids(observed_before, observed_since));
+    let named = selector
         .filter
         .as_ref()
         .and_then(|f| cql::required_text(f, "name"))
-        .map(|needle| index.named(&needle));
+        .and_then(|needle| index.named_at_most(&needle, crate::catalogue::DENSE));
+    let by_name = named
+        .as_ref()
+        .map(|sites| sites.iter().map(|s| &s.id).collect());
     // A place the footprint must meet is asked of the tree.
     let placed = selector
         .filter
         .as_ref()
         .and_then(cql::required_place)
         .map(|need| cql::sites_for(&index, need));
-    let by_place = placed.as_ref().map(|sites| sites.iter().collect());
+    let by_place = placed
+        .as_ref()
+        .map(|sites| sites.iter().map(|s| &s.id).collect());
     let narrowed = match (by_time, by_name) {
         (Some(a), Some(b)) => Some(both(a, b)),
         (a, b) => a.or(b),
@@ -288,10 +297,11 @@ fn live_page(
         Some(list) => {
             let cut = after
                 .as_ref()
-                .map_or(0, |a| list.partition_point(|s| s.id <= *a));
+                .map_or(0, |a| list.partition_point(|id| *id <= a));
+            let live = |id: &&SiteId| index.get(id).filter(|s| filter.matches(s));
             (
-                Box::new(list[..cut].iter().copied().filter(|s| filter.matches(s))),
-                Box::new(list[cut..].iter().copied().filter(|s| filter.matches(s))),
+                Box::new(list[..cut].iter().filter_map(live)),
+                Box::new(list[cut..].iter().filter_map(live)),
             )
         }
         None => (
@@ -313,11 +323,11 @@ fn live_page(
 const PAST_COUNT_CAP: usize = 100;
 
 /// The sites in both id-ordered lists, in id order.
-fn both<'a>(a: Vec<&'a Arc<Site>>, b: Vec<&'a Arc<Site>>) -> Vec<&'a Arc<Site>> {
+fn both<'a>(a: Vec<&'a SiteId>, b: Vec<&'a SiteId>) -> Vec<&'a SiteId> {
     let mut out = Vec::with_capacity(a.len().min(b.len()));
     let (mut i, mut j) = (0, 0);
     while let (Some(x), Some(y)) = (a.get(i), b.get(j)) {
-        match x.id.cmp(&y.id) {
+        match x.cmp(y) {
             std::cmp::Ordering::Less => i += 1,
             std::cmp::Ordering::Greater => j += 1,
             std::cmp::Ordering::Equal => {

@@ -81,14 +81,11 @@ impl Observed {
         next
     }
 
-    /// The live sites last observed before `before` (or never) and at or
-    /// after `since`, in id order; `None` when more than [`DENSE`] may match.
-    pub fn sites<'a>(
-        &self,
-        index: &'a SiteIndex,
-        before: Option<Timestamp>,
-        since: Option<Timestamp>,
-    ) -> Option<Vec<&'a Arc<Site>>> {
+    /// The ids of the sites last observed before `before` (or never, if
+    /// live) and at or after `since`, in id order; `None` when more than
+    /// [`DENSE`] may match. Some may no longer be live: the caller's index
+    /// decides, for only as many as it reads.
+    pub fn ids(&self, before: Option<Timestamp>, since: Option<Timestamp>) -> Option<Vec<&SiteId>> {
         // "0" is the least id there can be, so `(t, "0")` sorts before every
         // site observed at `t`.
         let least = |t: Timestamp| {
@@ -99,21 +96,31 @@ impl Observed {
         };
         let lower = since.map_or(Bound::Unbounded, |t| Bound::Included(least(t)));
         let upper = before.map_or(Bound::Unbounded, |t| Bound::Excluded(least(t)));
-        let in_range: Vec<&SiteId> = self
+        let mut ids: Vec<&SiteId> = self
             .by_time
             .range((lower, upper))
             .map(|(_, id)| id)
             .take(DENSE + 1)
             .collect();
         let never = if since.is_none() { self.never.len() } else { 0 };
-        if in_range.len() + never > DENSE {
+        if ids.len() + never > DENSE {
             return None;
         }
-        let mut ids = in_range;
         if since.is_none() {
             ids.extend(self.never.iter());
         }
         ids.sort_unstable();
+        Some(ids)
+    }
+
+    /// The live sites of [`Observed::ids`].
+    pub fn sites<'a>(
+        &self,
+        index: &'a SiteIndex,
+        before: Option<Timestamp>,
+        since: Option<Timestamp>,
+    ) -> Option<Vec<&'a Arc<Site>>> {
+        let ids = self.ids(before, since)?;
         Some(ids.into_iter().filter_map(|id| index.get(id)).collect())
     }
 }

@@ -48,6 +48,13 @@ impl NameColumn {
     /// when the needle cannot be searched in the column (it holds the
     /// separator) and the caller must compare each site.
     pub(super) fn slots_containing(&self, needle: &str) -> Option<Vec<usize>> {
+        self.slots_containing_at_most(needle, usize::MAX)
+    }
+
+    /// [`NameColumn::slots_containing`], or `None` as soon as more than
+    /// `most` slots match: a caller that wants a few of many does better to
+    /// walk the sites in order.
+    pub(super) fn slots_containing_at_most(&self, needle: &str, most: usize) -> Option<Vec<usize>> {
         if needle.as_bytes().contains(&SEPARATOR) {
             return None;
         }
@@ -58,6 +65,9 @@ impl NameColumn {
             let at = from + at;
             let slot = self.starts.partition_point(|&s| s <= at) - 1;
             slots.push(slot);
+            if slots.len() > most {
+                return None;
+            }
             // One hit per site is enough: go on from the next site's names.
             from = self
                 .starts

@@ -239,8 +239,11 @@ impl Selector {
     /// ([`Selector::reads_forward_by_id`]): `before` up to the cursor, `items`
     /// after it. Applies `datetime` and `filter` one item at a time and
     /// collects only the page; counts matches, before the cursor as well, up
-    /// to `cap` beyond the page and stops there. `numberMatched` is `total`
-    /// when the caller knows it, else the count, left out when it passed `cap`.
+    /// to `cap` beyond the page, and looks at no more than [`COUNT_VISITS`]
+    /// items for the count: a rare match would otherwise cost the whole
+    /// catalogue. `numberMatched` is `total` when the caller knows it, else
+    /// the count, left out when it passed `cap` or the items to look at ran
+    /// out; the links then assume there may be more.
     pub fn select_in_id_order<T: Record>(
         &self,
         before: impl Iterator<Item = T>,
@@ -249,14 +252,42 @@ impl Selector {
         total: Option<usize>,
     ) -> Selection<T> {
         let limit = self.limit + cap;
-        let earlier = if total.is_some() {
-            0
+        let (earlier, earlier_known) = if total.is_some() {
+            (0, true)
         } else {
-            before.filter(|r| self.wanted(r)).take(limit + 1).count()
+            let mut seen = 0;
+            let mut n = 0;
+            let mut known = true;
+            for r in before {
+                if seen == COUNT_VISITS {
+                    known = false;
+                    break;
+                }
+                seen += 1;
+                if self.wanted(&r) {
+                    n += 1;
+                    if n > limit {
+                        break;
+                    }
+                }
+            }
+            (n, known)
         };
         let mut page = Vec::new();
         let mut matched = earlier;
-        for r in items.filter(|r| self.wanted(r)) {
+        let mut counted_all = earlier_known;
+        let mut seen_after_page = 0;
+        for r in items {
+            if page.len() >= self.limit {
+                seen_after_page += 1;
+                if seen_after_page > COUNT_VISITS {
+                    counted_all = false;
+                    break;
+                }
+            }
+            if !self.wanted(&r) {
+                continue;
+            }
             matched += 1;
             if page.len() < self.limit {
                 page.push(r);
@@ -264,19 +295,24 @@ impl Selector {
                 break;
             }
         }
-        let more = matched > earlier + page.len();
+        let more = !counted_all || matched > earlier + page.len();
         let key_of = |r: Option<&T>| r.map(|r| self.encode_cursor(&self.key(r)));
         Selection {
-            next: key_of(page.last()).filter(|_| more),
+            next: key_of(page.last()).filter(|_| more && page.len() == self.limit),
             // Unfiltered, the items before a cursor were not counted: any
             // cursor has some before it.
-            prev: key_of(page.first())
-                .filter(|_| earlier > 0 || (total.is_some() && self.after.is_some())),
-            matched: total.or((matched <= limit).then_some(matched)),
+            prev: key_of(page.first()).filter(|_| {
+                earlier > 0 || !earlier_known || (total.is_some() && self.after.is_some())
+            }),
+            matched: total.or((counted_all && matched <= limit).then_some(matched)),
             page,
         }
     }
 }
+
+/// How many items past a full page, or before the cursor, an id-order
+/// selection looks at to count its matches.
+pub const COUNT_VISITS: usize = 20_000;
 
 #[cfg(test)]
 mod tests {
@@ -339,6 +375,33 @@ mod tests {
 
     fn ids(sel: &Selection<Row>) -> Vec<&'static str> {
         sel.page.iter().map(|r| r.0).collect()
+    }
+
+    #[test]
+    fn a_rare_match_is_not_counted_past_the_items_it_may_look_at() {
+        // One match in the first three, then none for longer than the count looks.
+        let q = query("limit=1&filter=observation_count%20%3E%201");
+        let many = || {
+            (0..COUNT_VISITS * 2).map(|i| {
+                Row(
+                    if i == 0 { "a" } else { "b" },
+                    if i == 0 { 2.0 } else { 0.0 },
+                )
+            })
+        };
+        let sel = q.select_in_id_order(std::iter::empty(), many(), 10_000, None);
+        assert_eq!(sel.page.len(), 1);
+        assert_eq!(sel.matched, None, "the count stopped before the end");
+        assert!(sel.next.is_some(), "there may be more");
+        // Within what it may look at, the count is exact and there is no next page.
+        let few = (0..100).map(|i| {
+            Row(
+                if i == 0 { "a" } else { "b" },
+                if i == 0 { 2.0 } else { 0.0 },
+            )
+        });
+        let sel = q.select_in_id_order(std::iter::empty(), few, 10_000, None);
+        assert_eq!((sel.matched, sel.next.is_none()), (Some(1), true));
     }
 
     #[test]
