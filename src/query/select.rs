@@ -255,15 +255,13 @@ impl Selector {
         let (earlier, earlier_known) = if total.is_some() {
             (0, true)
         } else {
-            let mut seen = 0;
             let mut n = 0;
             let mut known = true;
-            for r in before {
+            for (seen, r) in before.enumerate() {
                 if seen == COUNT_VISITS {
                     known = false;
                     break;
                 }
-                seen += 1;
                 if self.wanted(&r) {
                     n += 1;
                     if n > limit {
