@@ -560,28 +560,7 @@ fn a_server_killed_at_random_moments_keeps_every_acknowledged_write_and_no_half_
     let server = Daemon::start(&db);
     let marker = "killed-mid-request".to_string();
     let body = observation_batch(&marker, batch_columns, 1500);
-    let addr = server.base.trim_start_matches("http://").to_string();
-    let mut stream = std::net::TcpStream::connect(&addr).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(60)))
-        .unwrap();
-    write!(
-        stream,
-        "POST /api/observations HTTP/1.1\r\nHost: {addr}\r\n\
-         Content-Type: application/geo+json\r\nContent-Length: {}\r\n\
-         Expect: 100-continue\r\n\r\n",
-        body.len()
-    )
-    .unwrap();
-    let mut buf = Vec::new();
-    let head = read_head(&mut stream, &mut buf);
-    assert!(
-        head.starts_with("HTTP/1.1 100"),
-        "expected 100 Continue, got {head:?}"
-    );
-    stream
-        .write_all(&body.as_bytes()[..body.len() / 2])
-        .unwrap();
+    let (_stream, _) = post_half_a_batch(&server.base, &body);
     server.kill();
     mid_import += 1;
     markers.push(marker);
@@ -601,6 +580,37 @@ fn a_server_killed_at_random_moments_keeps_every_acknowledged_write_and_no_half_
 
 /// Reads from `stream` until the end of one HTTP response head; returns the
 /// head and whatever came after it.
+/// Posts an observation batch by hand and sends only the first half of its
+/// body, so that the server holds the request and cannot answer before the
+/// test lets it. Returns the connection and what was read after the head.
+fn post_half_a_batch(base: &str, body: &str) -> (std::net::TcpStream, Vec<u8>) {
+    let addr = base.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    // Only a guard against a hung server; nothing waits for it to pass.
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    write!(
+        stream,
+        "POST /api/observations HTTP/1.1\r\nHost: {addr}\r\n\
+         Content-Type: application/geo+json\r\nContent-Length: {}\r\n\
+         Expect: 100-continue\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    // `100 Continue`: the server has taken the request and waits for its body.
+    let mut buf = Vec::new();
+    let head = read_head(&mut stream, &mut buf);
+    assert!(
+        head.starts_with("HTTP/1.1 100"),
+        "expected 100 Continue, got {head:?}"
+    );
+    stream
+        .write_all(&body.as_bytes()[..body.len() / 2])
+        .unwrap();
+    (stream, buf)
+}
+
 fn read_head(stream: &mut std::net::TcpStream, buf: &mut Vec<u8>) -> String {
     use std::io::Read as _;
     loop {
@@ -629,31 +639,8 @@ fn sigterm_lets_the_import_in_flight_finish_and_the_server_exits_cleanly() {
     let n = 1500;
     let body = observation_batch("sigterm-batch", 1, n);
     let addr = server.base.trim_start_matches("http://").to_string();
-
-    // The request is written by hand so that the test holds back the end of
-    // its body: the server cannot answer before the test lets it.
-    let mut stream = std::net::TcpStream::connect(&addr).expect("connect");
-    // Only a guard against a hung server; nothing waits for it to pass.
-    stream
-        .set_read_timeout(Some(Duration::from_secs(60)))
-        .unwrap();
-    write!(
-        stream,
-        "POST /api/observations HTTP/1.1\r\nHost: {addr}\r\n\
-         Content-Type: application/geo+json\r\nContent-Length: {}\r\n\
-         Expect: 100-continue\r\n\r\n",
-        body.len()
-    )
-    .unwrap();
-    // `100 Continue`: the server has taken the request and waits for its body.
-    let mut buf = Vec::new();
-    let head = read_head(&mut stream, &mut buf);
-    assert!(
-        head.starts_with("HTTP/1.1 100"),
-        "expected 100 Continue, got {head:?}"
-    );
+    let (mut stream, mut buf) = post_half_a_batch(&server.base, &body);
     let half = body.len() / 2;
-    stream.write_all(&body.as_bytes()[..half]).unwrap();
 
     // SIGTERM with the import in flight, and a server known to be stopping:
     // it no longer takes connections.
