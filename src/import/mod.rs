@@ -10,11 +10,12 @@ pub use matching::match_place;
 pub use observations::{
     ImportMode, ImportOptions, ImportOutcome, ImportReport, RunError, run_import,
 };
-pub use stream::{StreamError, for_each_feature};
+pub use stream::{StreamError, for_each_feature, for_each_raw_feature};
 
 use crate::model::{FieldError, IdPolicy, Site};
 use serde::Serialize;
 use serde_json::Value;
+use serde_json::value::RawValue;
 use std::collections::HashSet;
 use std::convert::Infallible;
 use std::io::Read;
@@ -55,24 +56,35 @@ fn features(doc: &Value) -> Result<&Vec<Value>, ImportError> {
 /// `Site::from_feature` over every feature, spread over the machine's cores
 /// (a catalogue file may hold a million sites), results in feature order.
 fn parse_each(features: &[Value], ids: IdPolicy) -> Vec<Result<Site, FieldError>> {
+    parse_each_with(features, |f| Site::from_feature(f, ids))
+}
+
+/// [`parse_each`] over features still in their text, which each thread reads
+/// into values itself: that reading is most of the work of a large import.
+fn parse_each_raw(features: &[Box<RawValue>], ids: IdPolicy) -> Vec<Result<Site, FieldError>> {
+    parse_each_with(features, |raw| {
+        // The text was read as JSON already, so only a repeated key is left
+        // to refuse here.
+        let feature = crate::model::json::from_str(raw.get())
+            .map_err(|e| FieldError::new("feature", e.to_string()))?;
+        Site::from_feature(&feature, ids)
+    })
+}
+
+fn parse_each_with<T: Sync>(
+    features: &[T],
+    parse: impl Fn(&T) -> Result<Site, FieldError> + Sync,
+) -> Vec<Result<Site, FieldError>> {
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     if workers < 2 || features.len() < 1_024 {
-        return features
-            .iter()
-            .map(|f| Site::from_feature(f, ids))
-            .collect();
+        return features.iter().map(&parse).collect();
     }
+    let parse = &parse;
     let chunk = features.len().div_ceil(workers);
     std::thread::scope(|scope| {
         let parts: Vec<_> = features
             .chunks(chunk)
-            .map(|part| {
-                scope.spawn(move || {
-                    part.iter()
-                        .map(|f| Site::from_feature(f, ids))
-                        .collect::<Vec<_>>()
-                })
-            })
+            .map(|part| scope.spawn(move || part.iter().map(parse).collect::<Vec<_>>()))
             .collect();
         parts
             .into_iter()
@@ -99,12 +111,12 @@ const CHUNK: usize = 4_096;
 /// [`parse_sites`] from a reader, one feature at a time: a catalogue file of a
 /// million sites is never held whole, only the sites it becomes.
 pub fn read_sites<R: Read>(reader: R, ids: IdPolicy) -> Result<Vec<Site>, ImportError> {
-    let mut pending: Vec<Value> = Vec::with_capacity(CHUNK);
+    let mut pending: Vec<Box<RawValue>> = Vec::with_capacity(CHUNK);
     let mut parsed = Vec::new();
-    let streamed = for_each_feature(reader, |_, f| -> Result<(), Infallible> {
+    let streamed = for_each_raw_feature(reader, |_, f| -> Result<(), Infallible> {
         pending.push(f);
         if pending.len() == CHUNK {
-            parsed.extend(parse_each(&pending, ids));
+            parsed.extend(parse_each_raw(&pending, ids));
             pending.clear();
         }
         Ok(())
@@ -115,7 +127,7 @@ pub fn read_sites<R: Read>(reader: R, ids: IdPolicy) -> Result<Vec<Site>, Import
         Err(Ok(other)) => return Err(ImportError::NotACollection(other.to_string())),
         Err(Err(never)) => match never {},
     }
-    parsed.extend(parse_each(&pending, ids));
+    parsed.extend(parse_each_raw(&pending, ids));
     collect_sites(parsed)
 }
 
@@ -178,6 +190,26 @@ mod tests {
             read_sites(&b"{\"type\":\"Feature\"}"[..], IdPolicy::Required),
             Err(ImportError::NotACollection(_))
         ));
+    }
+
+    #[test]
+    fn a_key_repeated_inside_one_streamed_feature_names_that_feature() {
+        let twice = feature("b", "reactor").replacen(r#""id":"b""#, r#""id":"b","id":"c""#, 1);
+        assert_ne!(twice, feature("b", "reactor"), "the fixture repeats the id");
+        let body = format!(
+            r#"{{"type":"FeatureCollection","features":[{},{twice}]}}"#,
+            feature("a", "reactor")
+        );
+        let Err(ImportError::Invalid(p)) = read_sites(body.as_bytes(), IdPolicy::Required) else {
+            panic!("accepted")
+        };
+        assert_eq!(p.len(), 1);
+        assert_eq!((p[0].index, p[0].field.as_str()), (1, "feature"));
+        assert!(
+            p[0].reason.contains(r#"duplicate key "id""#),
+            "{}",
+            p[0].reason
+        );
     }
 
     #[test]

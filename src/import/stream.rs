@@ -2,10 +2,13 @@
 //! the size of the batch.
 
 use crate::model::json::{Skip, UniqueKeys};
+use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
+use serde_json::value::RawValue;
 use std::fmt;
 use std::io::Read;
+use std::marker::PhantomData;
 
 /// Why a stream could not be read as a FeatureCollection.
 #[derive(Debug, thiserror::Error)]
@@ -29,12 +32,37 @@ pub fn for_each_feature<R, E>(
 where
     R: Read,
 {
+    stream(reader, |i, UniqueKeys(feature)| each(i, feature))
+}
+
+/// [`for_each_feature`] with each feature handed over as its text, checked
+/// only to be JSON: turning the text into values is left to the caller, which
+/// can then spread it over the cores instead of doing it on the reading thread.
+pub fn for_each_raw_feature<R, E>(
+    reader: R,
+    each: impl FnMut(usize, Box<RawValue>) -> Result<(), E>,
+) -> Result<usize, Result<StreamError, E>>
+where
+    R: Read,
+{
+    stream(reader, each)
+}
+
+fn stream<R, T, E>(
+    reader: R,
+    mut each: impl FnMut(usize, T) -> Result<(), E>,
+) -> Result<usize, Result<StreamError, E>>
+where
+    R: Read,
+    T: for<'de> Deserialize<'de>,
+{
     let mut failure: Option<E> = None;
     let mut de =
         serde_json::Deserializer::from_reader(std::io::BufReader::with_capacity(1 << 16, reader));
     let visitor = CollectionVisitor {
         each: &mut each,
         failure: &mut failure,
+        feature: PhantomData,
     };
     let result =
         de::Deserializer::deserialize_map(&mut de, visitor).and_then(|n| de.end().map(|_| n));
@@ -46,14 +74,16 @@ where
     }
 }
 
-struct CollectionVisitor<'a, F, E> {
+struct CollectionVisitor<'a, F, T, E> {
     each: &'a mut F,
     failure: &'a mut Option<E>,
+    feature: PhantomData<T>,
 }
 
-impl<'de, F, E> Visitor<'de> for CollectionVisitor<'_, F, E>
+impl<'de, F, T, E> Visitor<'de> for CollectionVisitor<'_, F, T, E>
 where
-    F: FnMut(usize, Value) -> Result<(), E>,
+    F: FnMut(usize, T) -> Result<(), E>,
+    T: for<'a> Deserialize<'a>,
 {
     /// The number of features, or what is wrong with the collection's shape.
     type Value = Result<usize, String>;
@@ -75,6 +105,7 @@ where
                     count = Some(map.next_value_seed(FeaturesSeed {
                         each: &mut *self.each,
                         failure: &mut *self.failure,
+                        feature: PhantomData,
                     })?);
                 }
                 "type" | "features" => {
@@ -101,14 +132,16 @@ where
     }
 }
 
-struct FeaturesSeed<'a, F, E> {
+struct FeaturesSeed<'a, F, T, E> {
     each: &'a mut F,
     failure: &'a mut Option<E>,
+    feature: PhantomData<T>,
 }
 
-impl<'de, F, E> DeserializeSeed<'de> for FeaturesSeed<'_, F, E>
+impl<'de, F, T, E> DeserializeSeed<'de> for FeaturesSeed<'_, F, T, E>
 where
-    F: FnMut(usize, Value) -> Result<(), E>,
+    F: FnMut(usize, T) -> Result<(), E>,
+    T: for<'a> Deserialize<'a>,
 {
     type Value = usize;
 
@@ -117,9 +150,10 @@ where
     }
 }
 
-impl<'de, F, E> Visitor<'de> for FeaturesSeed<'_, F, E>
+impl<'de, F, T, E> Visitor<'de> for FeaturesSeed<'_, F, T, E>
 where
-    F: FnMut(usize, Value) -> Result<(), E>,
+    F: FnMut(usize, T) -> Result<(), E>,
+    T: for<'a> Deserialize<'a>,
 {
     type Value = usize;
 
@@ -129,7 +163,7 @@ where
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<usize, A::Error> {
         let mut n = 0;
-        while let Some(UniqueKeys(feature)) = seq.next_element()? {
+        while let Some(feature) = seq.next_element::<T>()? {
             if let Err(e) = (self.each)(n, feature) {
                 *self.failure = Some(e);
                 return Err(de::Error::custom("stopped by the importer"));
