@@ -72,6 +72,10 @@ enum Command {
         /// working then is answered 503 and its database statement interrupted.
         #[arg(long, env = "SITEWATCH_REQUEST_TIMEOUT", default_value_t = api::DEFAULT_REQUEST_TIMEOUT.as_secs_f64(), value_parser = seconds)]
         request_timeout: f64,
+        /// How long, in seconds, an answer may wait for a client that has
+        /// stopped reading it before the connection is dropped (0: no limit).
+        #[arg(long, env = "SITEWATCH_WRITE_TIMEOUT", default_value_t = api::DEFAULT_WRITE_TIMEOUT.as_secs_f64(), value_parser = seconds_or_zero)]
+        write_timeout: f64,
         /// A URL clients reach the server by besides its bound address (a DNS
         /// name, a proxy, a port mapping), like https://sites.example.org; repeat
         /// or separate with commas. Requests naming any other host get 421.
@@ -370,6 +374,7 @@ fn run(cli: Cli) -> Result<()> {
             tiles_attribution,
             cors_origin,
             request_timeout,
+            write_timeout,
             public_url,
             trusted_proxy,
         } => {
@@ -427,6 +432,8 @@ fn run(cli: Cli) -> Result<()> {
                     heavy: api::HeavyLimit::for_this_machine(),
                     body_rate: api::BodyRate::default(),
                     hosts,
+                    write_timeout: (write_timeout > 0.0)
+                        .then(|| std::time::Duration::from_secs_f64(write_timeout)),
                 },
             )?;
         }
@@ -734,5 +741,13 @@ fn seconds(raw: &str) -> Result<f64, String> {
         Err(format!(
             "expected more than 0 and at most 86400 seconds, got {raw}"
         ))
+    }
+}
+
+/// [`seconds`], or 0 for no limit.
+fn seconds_or_zero(raw: &str) -> Result<f64, String> {
+    match raw.trim().parse::<f64>() {
+        Ok(z) if z == 0.0 => Ok(0.0),
+        _ => seconds(raw),
     }
 }

@@ -72,7 +72,13 @@ pub struct ServeOptions {
     pub body_rate: BodyRate,
     /// The names the server answers to and the proxies it believes.
     pub hosts: Hosts,
+    /// How long an answer may sit unread in a connection before the
+    /// connection is dropped; `None` waits for ever.
+    pub write_timeout: Option<std::time::Duration>,
 }
+
+/// How long a response may wait for a client that has stopped reading it.
+pub const DEFAULT_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 pub fn serve(
     catalogue: Arc<Catalogue>,
@@ -88,6 +94,7 @@ pub fn serve(
         heavy,
         hosts,
         body_rate,
+        write_timeout,
     } = options;
     {
         let (page, catalogue) = (page.clone(), catalogue.clone());
@@ -131,8 +138,26 @@ pub fn serve(
                 .configure(configure)
                 .default_service(web::to(routes::not_found))
         })
+        .on_connect(move |conn, _| stall_limit(conn, write_timeout))
         .listen(listener)?
         .run()
         .await
     })
+}
+
+/// Has the kernel drop a connection whose client leaves sent data unread (a
+/// closed receive window) or unacknowledged for longer than `timeout`. A
+/// response that cannot be written is otherwise held, with what it has not
+/// sent yet, for as long as the client keeps the connection open: a few
+/// clients that ask for large pages and never read would pin memory at will.
+fn stall_limit(conn: &dyn std::any::Any, timeout: Option<std::time::Duration>) {
+    let (Some(timeout), Some(tcp)) = (
+        timeout,
+        conn.downcast_ref::<actix_web::rt::net::TcpStream>(),
+    ) else {
+        return;
+    };
+    if let Err(e) = socket2::SockRef::from(tcp).set_tcp_user_timeout(Some(timeout)) {
+        tracing::warn!(error = %e, "could not limit how long a reply may wait for its client");
+    }
 }

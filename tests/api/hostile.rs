@@ -1406,3 +1406,66 @@ fn a_spatial_filter_over_the_vertex_cap_is_refused_and_one_within_is_answered() 
     assert_eq!(ids(&narrowed), ids(&scanned));
     assert_healthy(&s);
 }
+
+// ---- clients that stop reading ---------------------------------------------
+
+/// Whether the kernel still holds the server's end of the connection from
+/// `client_port` to `server_port` on the loopback address.
+fn server_end_open(server_port: u16, client_port: u16) -> bool {
+    let local = format!("0100007F:{server_port:04X}");
+    let remote = format!("0100007F:{client_port:04X}");
+    std::fs::read_to_string("/proc/net/tcp")
+        .expect("the kernel's TCP table")
+        .lines()
+        .skip(1)
+        .any(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() > 2 && f[1] == local && f[2] == remote
+        })
+}
+
+#[test]
+fn a_client_that_stops_reading_a_reply_is_dropped_after_the_write_timeout() {
+    let s = Server::start_with(&["--write-timeout", "1"]);
+    let whole = s.get("/assets/app.js").bytes().expect("the script").len();
+    assert!(
+        whole > 256 * 1024,
+        "the reply must outgrow the buffers: {whole}"
+    );
+    let addr: std::net::SocketAddr = s.base.trim_start_matches("http://").parse().unwrap();
+
+    // A small receive buffer closes the window after a few kilobytes.
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    sock.connect(&addr.into()).unwrap();
+    let mut client: TcpStream = sock.into();
+    let client_port = client.local_addr().unwrap().port();
+    write!(
+        client,
+        "GET /assets/app.js HTTP/1.1\r\nHost: {addr}\r\n\r\n"
+    )
+    .unwrap();
+    assert!(server_end_open(addr.port(), client_port));
+
+    // The client reads nothing until the server has let the connection go.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while server_end_open(addr.port(), client_port) {
+        assert!(
+            Instant::now() < deadline,
+            "the server still holds a connection its client stopped reading"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    client
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut got = Vec::new();
+    let ended = client.read_to_end(&mut got);
+    assert!(
+        got.len() < whole,
+        "the whole reply arrived after the connection was dropped ({ended:?})"
+    );
+
+    // Clients that do read are not affected.
+    assert_eq!(s.get("/assets/app.js").bytes().unwrap().len(), whole);
+}
