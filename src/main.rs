@@ -747,7 +747,7 @@ fn seconds(raw: &str) -> Result<f64, String> {
 /// [`seconds`], or 0 for no limit.
 fn seconds_or_zero(raw: &str) -> Result<f64, String> {
     match raw.trim().parse::<f64>() {
-        Ok(z) if z == 0.0 => Ok(0.0),
+        Ok(0.0) => Ok(0.0),
         _ => seconds(raw),
     }
 }
