@@ -76,6 +76,10 @@ enum Command {
         /// Without a token, writes that come through it are refused.
         #[arg(long, env = "SITEWATCH_TRUSTED_PROXY")]
         trusted_proxy: Vec<String>,
+        /// Take site edits (PUT, PATCH, DELETE) only with If-Match naming the
+        /// version edited (its ETag); an edit without one gets 428.
+        #[arg(long, env = "SITEWATCH_REQUIRE_IF_MATCH")]
+        require_if_match: bool,
     },
     /// Import a GeoJSON FeatureCollection into the catalogue.
     Import {
@@ -366,6 +370,7 @@ fn run(cli: Cli) -> Result<()> {
             request_timeout,
             public_url,
             trusted_proxy,
+            require_if_match,
         } => {
             let cors = api::Cors::parse(&cors_origin).map_err(anyhow::Error::msg)?;
             let tiles = tiles
@@ -421,6 +426,7 @@ fn run(cli: Cli) -> Result<()> {
                     heavy: api::HeavyLimit::for_this_machine(),
                     body_rate: api::BodyRate::default(),
                     hosts,
+                    edits: api::EditRules { require_if_match },
                 },
             )?;
         }

@@ -30,6 +30,7 @@ const OPENAPI_TYPE: &str = "application/vnd.oai.openapi+json;version=3.0";
 pub const CSV: &str = "text/csv; charset=utf-8";
 const JSON: &str = "application/json";
 const SCHEMA_JSON: &str = "application/schema+json";
+const XSD: &str = "application/xml";
 
 /// Items pages: default and largest page sizes.
 pub const ITEMS_DEFAULT: usize = 100;
@@ -45,6 +46,8 @@ pub const CONFORMANCE: &[&str] = &[
     "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/features-filter",
     "http://www.opengis.net/spec/ogcapi-features-4/1.0/conf/create-replace-delete",
     "http://www.opengis.net/spec/ogcapi-features-4/1.0/conf/features",
+    "http://www.opengis.net/spec/ogcapi-features-4/1.0/conf/update",
+    "http://www.opengis.net/spec/ogcapi-features-5/1.0/conf/schemas",
     "http://www.opengis.net/spec/ogcapi-features-5/1.0/conf/sortables",
     "http://www.opengis.net/spec/ogcapi-features-5/1.0/conf/sortby",
     "http://www.opengis.net/spec/cql2/1.0/conf/cql2-text",
@@ -59,6 +62,8 @@ pub const CONFORMANCE: &[&str] = &[
 /// Registers the OGC API resources (the site items live in `routes` and `edits`).
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/api", web::get().to(landing))
+        // Where `servers` + `/` of the API document leads.
+        .route("/api/", web::get().to(landing))
         .route("/api/conformance", web::get().to(conformance))
         .route("/api/collections", web::get().to(collections))
         .route("/api/collections/{collectionId}", web::get().to(collection))
@@ -69,6 +74,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route(
             "/api/collections/{collectionId}/sortables",
             web::get().to(sortables),
+        )
+        .route(
+            "/api/collections/{collectionId}/schema",
+            web::get().to(schema),
         )
         .route(
             "/api/collections/observations/items",
@@ -312,6 +321,27 @@ async fn collection_info(
                 "The properties a filter may name",
             ),
             Link::new(
+                format!("{here}/schema"),
+                "http://www.opengis.net/def/rel/ogc/1.0/schema",
+                SCHEMA_JSON,
+                "The schema of the features: every property with its type",
+            ),
+            Link::new(
+                format!("{here}/schema"),
+                "describedby",
+                SCHEMA_JSON,
+                "The schema of the features as JSON Schema",
+            ),
+            // GDAL takes field types from a `describedby` schema, the geometry
+            // type from a GML one only, and up to 3.6 matches the relation
+            // with this spelling alone (relation names are case-insensitive).
+            Link::new(
+                format!("{here}/schema?f=xsd"),
+                "describedBy",
+                XSD,
+                "The schema of the features as a GML application schema",
+            ),
+            Link::new(
                 format!("{here}/sortables"),
                 "http://www.opengis.net/def/rel/ogc/1.0/sortables",
                 SCHEMA_JSON,
@@ -446,6 +476,39 @@ pub async fn sortables(
         .json(properties_schema(&req, c, true)))
 }
 
+/// The schema of a collection's features (OGC API - Features Part 5).
+#[utoipa::path(
+    get,
+    path = "/api/collections/{collectionId}/schema",
+    tag = "Capabilities",
+    operation_id = "getSchema",
+    params(
+        ("collectionId" = CollectionName, Path, description = "sites, observations or candidates"),
+        super::openapi::SchemaFormatParams,
+    ),
+    responses(
+        (status = 200, description = "Every property of the features with its type, the geometry and its type", content(
+            ("application/schema+json" = Object),
+            ("application/xml" = String),
+        )),
+        (status = 400, description = "A parameter is wrong", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such collection", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn schema(req: HttpRequest, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let c = collection_id(&path)?;
+    match Params::parse(req.query_string())?.typed("f")? {
+        None | Some("json") => Ok(HttpResponse::Ok()
+            .content_type(SCHEMA_JSON)
+            .json(c.feature_schema(format!("{}{}", base_url(&req), req.path())))),
+        Some("xsd") => Ok(HttpResponse::Ok().content_type(XSD).body(c.gml_schema())),
+        Some(other) => Err(ApiError::bad(
+            "f",
+            format!("f must be json or xsd, got {other:?}"),
+        )),
+    }
+}
+
 /// How items are written out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -533,7 +596,7 @@ impl ItemQuery {
             Some(l) => cql::Lang::parse(l).ok_or_else(|| {
                 ApiError::bad(
                     "filter-lang",
-                    format!("filter-lang must be cql2-text or cql2-json, got {l:?}"),
+                    format!("filter-lang must be cql2-text or cql2-json (or their earlier names cql-text and cql-json), got {l:?}"),
                 )
             })?,
         };

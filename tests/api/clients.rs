@@ -159,7 +159,7 @@ fn schemathesis_finds_no_server_errors_and_no_responses_outside_the_document() {
             "run",
             &format!("{}/api/openapi.json", c.base),
             "--url",
-            &c.base,
+            &format!("{}/api", c.base),
             "--checks",
             "not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance,unsupported_method",
             "--max-examples",
