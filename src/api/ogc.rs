@@ -320,6 +320,13 @@ async fn collection_info(
                 SCHEMA_JSON,
                 "The properties a filter may name",
             ),
+            // The relation's name in the drafts, which GDAL looks for.
+            Link::new(
+                format!("{here}/queryables"),
+                "queryables",
+                SCHEMA_JSON,
+                "The properties a filter may name",
+            ),
             Link::new(
                 format!("{here}/schema"),
                 "http://www.opengis.net/def/rel/ogc/1.0/schema",
@@ -433,7 +440,10 @@ fn properties_schema(req: &HttpRequest, c: CollectionId, sortables: bool) -> Val
         super::openapi::FormatParams,
     ),
     responses(
-        (status = 200, description = "A JSON Schema of the queryable properties", body = Object, content_type = "application/schema+json"),
+        (status = 200, description = "A JSON Schema of the queryable properties (as application/json to a client that accepts only that)", content(
+            ("application/schema+json" = Object),
+            ("application/json" = Object),
+        )),
         (status = 400, description = "A parameter is wrong", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such collection", body = Problem, content_type = "application/problem+json"),
     )
@@ -444,9 +454,44 @@ pub async fn queryables(
 ) -> Result<HttpResponse, ApiError> {
     let c = collection_id(&path)?;
     json_only(&Params::parse(req.query_string())?)?;
+    let mut schema = properties_schema(&req, c, false);
+    // The list the drafts of Part 3 served, which GDAL still reads to learn
+    // which properties its `-where` may send to the server; JSON Schema
+    // ignores a keyword it does not know.
+    schema["queryables"] = c
+        .queryables()
+        .map(|p| json!({"id": p.name, "title": p.name}))
+        .collect();
     Ok(HttpResponse::Ok()
-        .content_type(SCHEMA_JSON)
-        .json(properties_schema(&req, c, false)))
+        .content_type(schema_type(&req))
+        .json(schema))
+}
+
+/// The media type of a JSON Schema for this request: `application/schema+json`
+/// unless the client accepts only plain JSON, as GDAL does when it reads the
+/// queryables.
+fn schema_type(req: &HttpRequest) -> &'static str {
+    let accept = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("*/*");
+    let types: Vec<String> = accept
+        .split(',')
+        .map(|t| {
+            t.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .collect();
+    let named = |t: &str| types.iter().any(|x| x == t);
+    if !named(SCHEMA_JSON) && !named("*/*") && !named("application/*") && named(JSON) {
+        JSON
+    } else {
+        SCHEMA_JSON
+    }
 }
 
 /// The properties `sortby` may name, as a JSON Schema.
@@ -489,6 +534,7 @@ pub async fn sortables(
     responses(
         (status = 200, description = "Every property of the features with its type, the geometry and its type", content(
             ("application/schema+json" = Object),
+            ("application/json" = Object),
             ("application/xml" = String),
         )),
         (status = 400, description = "A parameter is wrong", body = Problem, content_type = "application/problem+json"),
@@ -499,7 +545,7 @@ pub async fn schema(req: HttpRequest, path: web::Path<String>) -> Result<HttpRes
     let c = collection_id(&path)?;
     match Params::parse(req.query_string())?.typed("f")? {
         None | Some("json") => Ok(HttpResponse::Ok()
-            .content_type(SCHEMA_JSON)
+            .content_type(schema_type(&req))
             .json(c.feature_schema(format!("{}{}", base_url(&req), req.path())))),
         Some("xsd") => Ok(HttpResponse::Ok().content_type(XSD).body(c.gml_schema())),
         Some(other) => Err(ApiError::bad(

@@ -298,6 +298,48 @@ fn gdal_sends_a_where_clause_to_the_server_as_a_filter_and_counts_what_it_answer
         assert!(r.contains("filter-lang=cql-text"), "{r}");
         assert!(r.contains("declaration"), "{r}");
     }
+    // The queryables tell GDAL it may send the whole of a larger clause, a
+    // date comparison included.
+    let count = |layer: &str, clause: &str| {
+        let out = run(Command::new("ogrinfo").args([
+            "-ro",
+            "-so",
+            &format!("OAPIF:{}/api", s.base),
+            layer,
+            "-where",
+            clause,
+        ]));
+        let report = String::from_utf8_lossy(&out.stdout).into_owned();
+        reported(&report, "Feature Count")
+            .unwrap_or_else(|| panic!("no count: {report}"))
+            .parse::<usize>()
+            .unwrap()
+    };
+    let before = s.requests().len();
+    let clause =
+        "(kind = 'reactor' OR observation_count > 0) AND NOT (country <> 'PRK') AND name LIKE 'Y%'";
+    let expected = s.json("/api/collections/sites/items?limit=1000&filter=(kind%20%3D%20%27reactor%27%20OR%20observation_count%20%3E%200)%20AND%20country%20%3D%20%27PRK%27%20AND%20name%20LIKE%20%27Y%25%27")["features"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert!(expected > 0);
+    assert_eq!(count("sites", clause), expected);
+    let since =
+        s.json("/api/collections/observations/items?limit=1000&datetime=2018-01-01/..")["features"]
+            .as_array()
+            .unwrap()
+            .len();
+    assert_eq!(count("observations", "observed_at >= '2018-01-01'"), since);
+    let sent: Vec<String> = s.requests()[before..]
+        .iter()
+        .filter(|r| r.contains("/items?") && r.contains("filter="))
+        .cloned()
+        .collect();
+    assert!(
+        sent.iter().any(|r| r.contains("LIKE") && r.contains("OR")),
+        "{sent:?}"
+    );
+    assert!(sent.iter().any(|r| r.contains("observed_at")), "{sent:?}");
 }
 
 #[test]
