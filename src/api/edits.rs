@@ -444,6 +444,38 @@ mod tests {
     }
 
     #[test]
+    fn if_match_lists_strong_tags_and_a_wildcard_or_no_header_allows_any_version() {
+        use actix_web::test::TestRequest;
+        let tags = |value: Option<&str>| {
+            let mut req = TestRequest::default();
+            if let Some(v) = value {
+                req = req.insert_header((header::IF_MATCH, v));
+            }
+            if_match(&req.to_http_request()).unwrap()
+        };
+        assert_eq!(tags(None), None);
+        assert_eq!(tags(Some("*")), None);
+        assert_eq!(
+            tags(Some(r#""abc", W/"weak", "def""#)),
+            Some(vec!["abc".to_owned(), "def".to_owned()])
+        );
+        // Weak tags never match an If-Match: only weak ones allow no version.
+        assert_eq!(tags(Some(r#"W/"abc""#)), Some(vec![]));
+    }
+
+    #[test]
+    fn an_edit_without_if_match_is_428_where_the_server_requires_one() {
+        use actix_web::test::TestRequest;
+        let req = TestRequest::default()
+            .app_data(web::Data::new(EditRules {
+                require_if_match: true,
+            }))
+            .to_http_request();
+        let e = if_match(&req).unwrap_err();
+        assert_eq!(e.status_code().as_u16(), 428);
+    }
+
+    #[test]
     fn edit_errors_become_the_matching_http_statuses() {
         let id = SiteId::parse("id", "x").unwrap();
         let status = |e: EditError| ApiError::from(e).status_code().as_u16();
