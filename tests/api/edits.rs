@@ -710,3 +710,49 @@ fn options_says_what_each_resource_takes_and_head_answers_every_get() {
         .unwrap();
     assert_eq!(head.headers()["etag"], fetch(&s, "yongbyon").1.as_str());
 }
+
+#[test]
+fn of_many_edits_naming_the_same_version_at_once_exactly_one_is_made() {
+    let s = Server::start();
+    let (_, tag) = fetch(&s, "yongbyon");
+    let path = format!("{ITEMS}/yongbyon");
+    // Whatever order they arrive in, the first to write changes the version
+    // every other names.
+    let answers: Vec<(u16, String)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..8)
+            .map(|i| {
+                let (s, path, tag) = (&s, &path, &tag);
+                scope.spawn(move || {
+                    let name = format!("Yongbyon, edit {i}");
+                    let patch = json!({"properties": {"name": name}});
+                    let status = edit(
+                        s,
+                        Method::PATCH,
+                        path,
+                        "application/merge-patch+json",
+                        &patch,
+                        Some(tag),
+                    )
+                    .status()
+                    .as_u16();
+                    (status, name)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let made: Vec<&String> = answers
+        .iter()
+        .filter(|(st, _)| *st == 200)
+        .map(|(_, n)| n)
+        .collect();
+    assert_eq!(made.len(), 1, "{answers:?}");
+    assert!(
+        answers.iter().all(|(st, _)| *st == 200 || *st == 412),
+        "{answers:?}"
+    );
+    assert_eq!(
+        fetch(&s, "yongbyon").0["properties"]["name"],
+        made[0].as_str()
+    );
+}
