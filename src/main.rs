@@ -86,6 +86,10 @@ enum Command {
         /// Without a token, writes that come through it are refused.
         #[arg(long, env = "SITEWATCH_TRUSTED_PROXY")]
         trusted_proxy: Vec<String>,
+        /// Take site edits (PUT, PATCH, DELETE) only with If-Match naming the
+        /// version edited (its ETag); an edit without one gets 428.
+        #[arg(long, env = "SITEWATCH_REQUIRE_IF_MATCH")]
+        require_if_match: bool,
     },
     /// Import a GeoJSON FeatureCollection into the catalogue.
     Import {
@@ -377,6 +381,7 @@ fn run(cli: Cli) -> Result<()> {
             write_timeout,
             public_url,
             trusted_proxy,
+            require_if_match,
         } => {
             let cors = api::Cors::parse(&cors_origin).map_err(anyhow::Error::msg)?;
             let tiles = tiles
@@ -434,6 +439,7 @@ fn run(cli: Cli) -> Result<()> {
                     hosts,
                     write_timeout: (write_timeout > 0.0)
                         .then(|| std::time::Duration::from_secs_f64(write_timeout)),
+                    edits: api::EditRules { require_if_match },
                 },
             )?;
         }

@@ -16,24 +16,43 @@ pub struct MaxBody(pub usize);
 
 /// Refuses a body that does not say it is JSON.
 pub(super) fn require_json(req: &HttpRequest) -> Result<(), ApiError> {
+    require_one_of(req, &["application/geo+json", "application/json"])
+}
+
+/// `Ok` if the body declares one of `types` as its `Content-Type`.
+fn require_one_of(req: &HttpRequest, types: &[&str]) -> Result<(), ApiError> {
     let given = req
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     let essence = given.split(';').next().unwrap_or("").trim();
-    if ["application/geo+json", "application/json"]
-        .iter()
-        .any(|t| essence.eq_ignore_ascii_case(t))
-    {
+    if types.iter().any(|t| essence.eq_ignore_ascii_case(t)) {
         Ok(())
     } else {
         Err(ApiError::UnsupportedMediaType {
-            detail: format!(
-                "the body must be application/geo+json or application/json, not {given:?}"
-            ),
+            detail: format!("the body must be {}, not {given:?}", types.join(" or ")),
         })
     }
+}
+
+/// Reads a JSON Merge Patch (RFC 7396) of at most `ceiling` bytes: declared
+/// as `application/merge-patch+json`, or as plain JSON.
+pub(super) async fn read_merge_patch(
+    req: &HttpRequest,
+    body: Payload,
+    ceiling: usize,
+) -> Result<Value, ApiError> {
+    require_one_of(
+        req,
+        &[
+            "application/merge-patch+json",
+            "application/json",
+            "application/geo+json",
+        ],
+    )?;
+    let bytes = read_body(req, body, ceiling).await?;
+    parse_json(&bytes)
 }
 
 /// Reads the whole body, refusing one over the server's limit or over

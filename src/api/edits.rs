@@ -2,7 +2,7 @@
 //! of the record that site reads take: `as_of` a moment, `include_retired`.
 
 use super::auth::WriteAuth;
-use super::body::read_json;
+use super::body::{read_json, read_merge_patch};
 use super::deadline::blocking;
 use super::error::ApiError;
 use super::params::Params;
@@ -27,7 +27,54 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     // GET resources for these paths do not take falls through to these.
     cfg.route(ITEMS, web::post().to(create))
         .route(ITEM, web::put().to(replace))
+        .route(ITEM, web::patch().to(patch))
         .route(ITEM, web::delete().to(retire));
+}
+
+/// Whether every edit must name the version it changes (`--require-if-match`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EditRules {
+    pub require_if_match: bool,
+}
+
+/// A site's version as an HTTP entity tag: strong, quoted.
+pub(super) fn etag(site: &Site) -> header::EntityTag {
+    header::EntityTag::new_strong(site.tag())
+}
+
+/// The versions `If-Match` allows an edit to change: `None` for any (no
+/// header, or `*`; the site must still exist). Weak tags never match, as
+/// RFC 9110 compares `If-Match` strongly; a header of only weak tags allows
+/// none.
+fn if_match(req: &HttpRequest) -> Result<Option<Vec<String>>, ApiError> {
+    let rules = req
+        .app_data::<web::Data<EditRules>>()
+        .map(|r| *r.get_ref())
+        .unwrap_or_default();
+    let values: Vec<&str> = req
+        .headers()
+        .get_all(header::IF_MATCH)
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    if values.is_empty() {
+        if rules.require_if_match {
+            return Err(ApiError::PreconditionRequired {
+                detail: "this server takes edits only with If-Match naming the version edited: GET the site and send its ETag back".into(),
+            });
+        }
+        return Ok(None);
+    }
+    let mut tags = Vec::new();
+    for item in values.iter().flat_map(|v| v.split(',')).map(str::trim) {
+        if item == "*" {
+            return Ok(None);
+        }
+        if item.starts_with("W/") || item.is_empty() {
+            continue;
+        }
+        tags.push(item.trim_matches('"').to_owned());
+    }
+    Ok(Some(tags))
 }
 
 impl From<EditError> for ApiError {
@@ -38,6 +85,11 @@ impl From<EditError> for ApiError {
                 detail: format!("a site with id {id:?} already exists; replace it with PUT"),
             },
             EditError::NotFound(id) => not_found(id.as_str()),
+            EditError::Stale(id) => ApiError::PreconditionFailed {
+                detail: format!(
+                    "site {id} has changed since the version this edit names (If-Match); GET it again, and redo the edit on what it is now"
+                ),
+            },
             EditError::Store(e) => ApiError::internal(e),
         }
     }
@@ -62,6 +114,7 @@ pub(super) fn feature_response(
 ) -> HttpResponse {
     let mut feature = site.to_feature();
     crate::render::add_observation_stats(&mut feature, &cat.observation_stats());
+    resp.insert_header(header::ETag(etag(site)));
     resp.content_type(GEOJSON).json(feature)
 }
 
@@ -75,7 +128,7 @@ pub(super) fn feature_response(
     request_body(content = SiteInput, description = "A site Feature; without an id one is generated", content_type = "application/geo+json"),
     responses(
         (status = 201, description = "Created; `Location` names the new site", body = SiteFeature, content_type = "application/geo+json",
-            headers(("Location" = String, description = "the new site's URL"))),
+            headers(("Location" = String, description = "the new site's URL"), ("ETag" = String, description = "the site's version"))),
         (status = 400, description = "The Feature is invalid; `parameter` names the field", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No authority to write", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A live site has this id", body = Problem, content_type = "application/problem+json"),
@@ -108,15 +161,19 @@ pub(super) async fn create(
     params(
         ("id" = String, Path, description = "the site's id"),
         ("reason" = Option<String>, Query, description = "why, kept with the revision"),
+        ("If-Match" = Option<String>, Header, description = "the ETag of the version replaced; a site changed since gets 412"),
     ),
     request_body(content = SiteInput, description = "The whole new site Feature; an id, if given, must be the one in the path", content_type = "application/geo+json"),
     responses(
-        (status = 200, description = "Replaced", body = SiteFeature, content_type = "application/geo+json"),
+        (status = 200, description = "Replaced; `ETag` is the new version", body = SiteFeature, content_type = "application/geo+json",
+            headers(("ETag" = String, description = "the site's version"))),
         (status = 400, description = "The Feature is invalid; `parameter` names the field", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No authority to write", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No live site with this id", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "The site has changed since the version If-Match names", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "The body is larger than the server accepts", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 428, description = "The server requires If-Match", body = Problem, content_type = "application/problem+json"),
         (status = 500, description = "The server failed", body = Problem, content_type = "application/problem+json"),
     ),
     security((), ("bearer" = []))
@@ -129,9 +186,58 @@ pub(super) async fn replace(
     auth: web::Data<WriteAuth>,
 ) -> Result<HttpResponse, ApiError> {
     let by = auth.authorize(&req)?;
+    let tags = if_match(&req)?;
     let id = path_id(&path)?;
     let feature = read_json(&req, body, MAX_FEATURE_BYTES).await?;
-    let site = blocking(&cat, move |c| c.replace_site(&id, &feature, &by)).await?;
+    let site = blocking(&cat, move |c| {
+        c.replace_site_if(&id, &feature, &by, tags.as_deref())
+    })
+    .await?;
+    Ok(feature_response(HttpResponse::Ok(), &site, &cat))
+}
+
+/// `PATCH /api/collections/sites/items/{id}`: the members of a site a JSON
+/// Merge Patch names are changed, the rest kept.
+#[utoipa::path(
+    patch,
+    path = "/api/collections/sites/items/{id}",
+    tag = "Data",
+    operation_id = "updateSite",
+    params(
+        ("id" = String, Path, description = "the site's id"),
+        ("reason" = Option<String>, Query, description = "why, kept with the revision"),
+        ("If-Match" = Option<String>, Header, description = "the ETag of the version edited; a site changed since gets 412"),
+    ),
+    request_body(content = Object, description = "A JSON Merge Patch (RFC 7396) of the site's Feature, e.g. {\"properties\": {\"name\": \"New name\"}}: members left out are kept, members set to null removed", content_type = "application/merge-patch+json"),
+    responses(
+        (status = 200, description = "Updated; `ETag` is the new version", body = SiteFeature, content_type = "application/geo+json",
+            headers(("ETag" = String, description = "the site's version"))),
+        (status = 400, description = "The patched Feature is invalid; `parameter` names the field", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No authority to write", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No live site with this id", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "The site has changed since the version If-Match names", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is larger than the server accepts", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 428, description = "The server requires If-Match", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "The server failed", body = Problem, content_type = "application/problem+json"),
+    ),
+    security((), ("bearer" = []))
+)]
+pub(super) async fn patch(
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Payload,
+    cat: web::Data<Arc<Catalogue>>,
+    auth: web::Data<WriteAuth>,
+) -> Result<HttpResponse, ApiError> {
+    let by = auth.authorize(&req)?;
+    let tags = if_match(&req)?;
+    let id = path_id(&path)?;
+    let patch = read_merge_patch(&req, body, MAX_FEATURE_BYTES).await?;
+    let site = blocking(&cat, move |c| {
+        c.patch_site(&id, &patch, &by, tags.as_deref())
+    })
+    .await?;
     Ok(feature_response(HttpResponse::Ok(), &site, &cat))
 }
 
@@ -144,13 +250,16 @@ pub(super) async fn replace(
     params(
         ("id" = String, Path, description = "the site's id"),
         ("reason" = Option<String>, Query, description = "why, kept with the revision"),
+        ("If-Match" = Option<String>, Header, description = "the ETag of the version retired; a site changed since gets 412"),
     ),
     responses(
         (status = 204, description = "Retired: gone from queries, kept in history"),
         (status = 400, description = "A parameter is wrong", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No authority to write", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No live site with this id", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "The site has changed since the version If-Match names", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "No JSON Content-Type: send `{}` as application/json", body = Problem, content_type = "application/problem+json"),
+        (status = 428, description = "The server requires If-Match", body = Problem, content_type = "application/problem+json"),
         (status = 500, description = "The server failed", body = Problem, content_type = "application/problem+json"),
     ),
     security((), ("bearer" = []))
@@ -162,8 +271,9 @@ pub(super) async fn retire(
     auth: web::Data<WriteAuth>,
 ) -> Result<HttpResponse, ApiError> {
     let by = auth.authorize(&req)?;
+    let tags = if_match(&req)?;
     let id = path_id(&path)?;
-    blocking(&cat, move |c| c.retire_site(&id, &by)).await?;
+    blocking(&cat, move |c| c.retire_site_if(&id, &by, tags.as_deref())).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -334,6 +444,38 @@ mod tests {
     }
 
     #[test]
+    fn if_match_lists_strong_tags_and_a_wildcard_or_no_header_allows_any_version() {
+        use actix_web::test::TestRequest;
+        let tags = |value: Option<&str>| {
+            let mut req = TestRequest::default();
+            if let Some(v) = value {
+                req = req.insert_header((header::IF_MATCH, v));
+            }
+            if_match(&req.to_http_request()).unwrap()
+        };
+        assert_eq!(tags(None), None);
+        assert_eq!(tags(Some("*")), None);
+        assert_eq!(
+            tags(Some(r#""abc", W/"weak", "def""#)),
+            Some(vec!["abc".to_owned(), "def".to_owned()])
+        );
+        // Weak tags never match an If-Match: only weak ones allow no version.
+        assert_eq!(tags(Some(r#"W/"abc""#)), Some(vec![]));
+    }
+
+    #[test]
+    fn an_edit_without_if_match_is_428_where_the_server_requires_one() {
+        use actix_web::test::TestRequest;
+        let req = TestRequest::default()
+            .app_data(web::Data::new(EditRules {
+                require_if_match: true,
+            }))
+            .to_http_request();
+        let e = if_match(&req).unwrap_err();
+        assert_eq!(e.status_code().as_u16(), 428);
+    }
+
+    #[test]
     fn edit_errors_become_the_matching_http_statuses() {
         let id = SiteId::parse("id", "x").unwrap();
         let status = |e: EditError| ApiError::from(e).status_code().as_u16();
@@ -345,6 +487,7 @@ mod tests {
             400
         );
         assert_eq!(status(EditError::Exists(id.clone())), 409);
-        assert_eq!(status(EditError::NotFound(id)), 404);
+        assert_eq!(status(EditError::NotFound(id.clone())), 404);
+        assert_eq!(status(EditError::Stale(id)), 412);
     }
 }

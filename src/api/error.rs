@@ -31,6 +31,15 @@ pub enum ApiError {
     Conflict {
         detail: String,
     },
+    /// An edit named a version of the resource (`If-Match`) that is no longer
+    /// current; nothing was changed.
+    PreconditionFailed {
+        detail: String,
+    },
+    /// The server requires edits to name the version they change (`If-Match`).
+    PreconditionRequired {
+        detail: String,
+    },
     /// The body is not in a media type the endpoint reads.
     UnsupportedMediaType {
         detail: String,
@@ -111,6 +120,8 @@ impl fmt::Display for ApiError {
             | ApiError::MethodNotAllowed { detail, .. }
             | ApiError::Unauthorized { detail }
             | ApiError::Conflict { detail }
+            | ApiError::PreconditionFailed { detail }
+            | ApiError::PreconditionRequired { detail }
             | ApiError::UnsupportedMediaType { detail }
             | ApiError::PayloadTooLarge { detail }
             | ApiError::Timeout { detail }
@@ -130,6 +141,8 @@ impl ResponseError for ApiError {
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::PreconditionFailed { .. } => StatusCode::PRECONDITION_FAILED,
+            ApiError::PreconditionRequired { .. } => StatusCode::PRECONDITION_REQUIRED,
             ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
@@ -152,6 +165,8 @@ impl ResponseError for ApiError {
             | ApiError::MethodNotAllowed { detail, .. }
             | ApiError::Unauthorized { detail }
             | ApiError::Conflict { detail }
+            | ApiError::PreconditionFailed { detail }
+            | ApiError::PreconditionRequired { detail }
             | ApiError::UnsupportedMediaType { detail }
             | ApiError::PayloadTooLarge { detail }
             | ApiError::Timeout { detail }

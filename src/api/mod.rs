@@ -11,6 +11,7 @@ mod error;
 mod history;
 mod host;
 mod limit;
+mod methods;
 mod observations;
 pub(crate) mod ogc;
 mod openapi;
@@ -22,6 +23,7 @@ pub use auth::WriteAuth;
 pub use body::BodyRate;
 pub use cors::Cors;
 pub use deadline::{DEFAULT_REQUEST_TIMEOUT, RequestTimeout};
+pub use edits::EditRules;
 pub use error::ApiError;
 pub use host::{Hosts, HostsError};
 pub use limit::HeavyLimit;
@@ -75,6 +77,8 @@ pub struct ServeOptions {
     /// How long an answer may sit unread in a connection before the
     /// connection is dropped; `None` waits for ever.
     pub write_timeout: Option<std::time::Duration>,
+    /// What edits must say about the version they change.
+    pub edits: EditRules,
 }
 
 /// How long a response may wait for a client that has stopped reading it.
@@ -95,6 +99,7 @@ pub fn serve(
         hosts,
         body_rate,
         write_timeout,
+        edits,
     } = options;
     {
         let (page, catalogue) = (page.clone(), catalogue.clone());
@@ -107,6 +112,7 @@ pub fn serve(
         let timeout = web::Data::new(timeout);
         let heavy = web::Data::new(heavy);
         let hosts = web::Data::new(hosts);
+        let edits = web::Data::new(edits);
         HttpServer::new(move || {
             App::new()
                 .app_data(data.clone())
@@ -115,6 +121,7 @@ pub fn serve(
                 .app_data(timeout.clone())
                 .app_data(hosts.clone())
                 .app_data(heavy.clone())
+                .app_data(edits.clone())
                 .app_data(web::PayloadConfig::new(max_body))
                 .app_data(body::MaxBody(max_body))
                 .app_data(body_rate)
@@ -122,6 +129,7 @@ pub fn serve(
                 .wrap(actix_web::middleware::from_fn(deadline::enforce))
                 .wrap(actix_web::middleware::from_fn(error::problems_only))
                 .wrap(actix_web::middleware::from_fn(openapi::reject_undocumented))
+                .wrap(actix_web::middleware::from_fn(methods::head_and_options))
                 // Outside the rest so that a foreign host learns nothing else,
                 // and a forged write is refused before anything reads it.
                 .wrap(actix_web::middleware::from_fn(csrf::require_json_writes))

@@ -30,6 +30,7 @@ const OPENAPI_TYPE: &str = "application/vnd.oai.openapi+json;version=3.0";
 pub const CSV: &str = "text/csv; charset=utf-8";
 const JSON: &str = "application/json";
 const SCHEMA_JSON: &str = "application/schema+json";
+const XSD: &str = "application/xml";
 
 /// Items pages: default and largest page sizes.
 pub const ITEMS_DEFAULT: usize = 100;
@@ -45,6 +46,8 @@ pub const CONFORMANCE: &[&str] = &[
     "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/features-filter",
     "http://www.opengis.net/spec/ogcapi-features-4/1.0/conf/create-replace-delete",
     "http://www.opengis.net/spec/ogcapi-features-4/1.0/conf/features",
+    "http://www.opengis.net/spec/ogcapi-features-4/1.0/conf/update",
+    "http://www.opengis.net/spec/ogcapi-features-5/1.0/conf/schemas",
     "http://www.opengis.net/spec/ogcapi-features-5/1.0/conf/sortables",
     "http://www.opengis.net/spec/ogcapi-features-5/1.0/conf/sortby",
     "http://www.opengis.net/spec/cql2/1.0/conf/cql2-text",
@@ -59,6 +62,8 @@ pub const CONFORMANCE: &[&str] = &[
 /// Registers the OGC API resources (the site items live in `routes` and `edits`).
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/api", web::get().to(landing))
+        // Where `servers` + `/` of the API document leads.
+        .route("/api/", web::get().to(landing))
         .route("/api/conformance", web::get().to(conformance))
         .route("/api/collections", web::get().to(collections))
         .route("/api/collections/{collectionId}", web::get().to(collection))
@@ -69,6 +74,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route(
             "/api/collections/{collectionId}/sortables",
             web::get().to(sortables),
+        )
+        .route(
+            "/api/collections/{collectionId}/schema",
+            web::get().to(schema),
         )
         .route(
             "/api/collections/observations/items",
@@ -311,6 +320,34 @@ async fn collection_info(
                 SCHEMA_JSON,
                 "The properties a filter may name",
             ),
+            // The relation's name in the drafts, which GDAL looks for.
+            Link::new(
+                format!("{here}/queryables"),
+                "queryables",
+                SCHEMA_JSON,
+                "The properties a filter may name",
+            ),
+            Link::new(
+                format!("{here}/schema"),
+                "http://www.opengis.net/def/rel/ogc/1.0/schema",
+                SCHEMA_JSON,
+                "The schema of the features: every property with its type",
+            ),
+            Link::new(
+                format!("{here}/schema"),
+                "describedby",
+                SCHEMA_JSON,
+                "The schema of the features as JSON Schema",
+            ),
+            // GDAL takes field types from a `describedby` schema, the geometry
+            // type from a GML one only, and up to 3.6 matches the relation
+            // with this spelling alone (relation names are case-insensitive).
+            Link::new(
+                format!("{here}/schema?f=xsd"),
+                "describedBy",
+                XSD,
+                "The schema of the features as a GML application schema",
+            ),
             Link::new(
                 format!("{here}/sortables"),
                 "http://www.opengis.net/def/rel/ogc/1.0/sortables",
@@ -403,7 +440,10 @@ fn properties_schema(req: &HttpRequest, c: CollectionId, sortables: bool) -> Val
         super::openapi::FormatParams,
     ),
     responses(
-        (status = 200, description = "A JSON Schema of the queryable properties", body = Object, content_type = "application/schema+json"),
+        (status = 200, description = "A JSON Schema of the queryable properties (as application/json to a client that accepts only that)", content(
+            ("application/schema+json" = Object),
+            ("application/json" = Object),
+        )),
         (status = 400, description = "A parameter is wrong", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such collection", body = Problem, content_type = "application/problem+json"),
     )
@@ -414,9 +454,44 @@ pub async fn queryables(
 ) -> Result<HttpResponse, ApiError> {
     let c = collection_id(&path)?;
     json_only(&Params::parse(req.query_string())?)?;
+    let mut schema = properties_schema(&req, c, false);
+    // The list the drafts of Part 3 served, which GDAL still reads to learn
+    // which properties its `-where` may send to the server; JSON Schema
+    // ignores a keyword it does not know.
+    schema["queryables"] = c
+        .queryables()
+        .map(|p| json!({"id": p.name, "title": p.name}))
+        .collect();
     Ok(HttpResponse::Ok()
-        .content_type(SCHEMA_JSON)
-        .json(properties_schema(&req, c, false)))
+        .content_type(schema_type(&req))
+        .json(schema))
+}
+
+/// The media type of a JSON Schema for this request: `application/schema+json`
+/// unless the client accepts only plain JSON, as GDAL does when it reads the
+/// queryables.
+fn schema_type(req: &HttpRequest) -> &'static str {
+    let accept = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("*/*");
+    let types: Vec<String> = accept
+        .split(',')
+        .map(|t| {
+            t.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .collect();
+    let named = |t: &str| types.iter().any(|x| x == t);
+    if !named(SCHEMA_JSON) && !named("*/*") && !named("application/*") && named(JSON) {
+        JSON
+    } else {
+        SCHEMA_JSON
+    }
 }
 
 /// The properties `sortby` may name, as a JSON Schema.
@@ -444,6 +519,40 @@ pub async fn sortables(
     Ok(HttpResponse::Ok()
         .content_type(SCHEMA_JSON)
         .json(properties_schema(&req, c, true)))
+}
+
+/// The schema of a collection's features (OGC API - Features Part 5).
+#[utoipa::path(
+    get,
+    path = "/api/collections/{collectionId}/schema",
+    tag = "Capabilities",
+    operation_id = "getSchema",
+    params(
+        ("collectionId" = CollectionName, Path, description = "sites, observations or candidates"),
+        super::openapi::SchemaFormatParams,
+    ),
+    responses(
+        (status = 200, description = "Every property of the features with its type, the geometry and its type", content(
+            ("application/schema+json" = Object),
+            ("application/json" = Object),
+            ("application/xml" = String),
+        )),
+        (status = 400, description = "A parameter is wrong", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such collection", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn schema(req: HttpRequest, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let c = collection_id(&path)?;
+    match Params::parse(req.query_string())?.typed("f")? {
+        None | Some("json") => Ok(HttpResponse::Ok()
+            .content_type(schema_type(&req))
+            .json(c.feature_schema(format!("{}{}", base_url(&req), req.path())))),
+        Some("xsd") => Ok(HttpResponse::Ok().content_type(XSD).body(c.gml_schema())),
+        Some(other) => Err(ApiError::bad(
+            "f",
+            format!("f must be json or xsd, got {other:?}"),
+        )),
+    }
 }
 
 /// How items are written out.
@@ -533,7 +642,7 @@ impl ItemQuery {
             Some(l) => cql::Lang::parse(l).ok_or_else(|| {
                 ApiError::bad(
                     "filter-lang",
-                    format!("filter-lang must be cql2-text or cql2-json, got {l:?}"),
+                    format!("filter-lang must be cql2-text or cql2-json (or their earlier names cql-text and cql-json), got {l:?}"),
                 )
             })?,
         };

@@ -559,6 +559,23 @@ mod schemas {
         f: Option<JsonOnly>,
     }
 
+    /// The formats of a collection's schema.
+    #[derive(Deserialize, ToSchema)]
+    #[serde(rename_all = "snake_case")]
+    pub enum SchemaFormat {
+        Json,
+        Xsd,
+    }
+
+    /// `f` of a collection's schema.
+    #[derive(Deserialize, IntoParams)]
+    #[into_params(parameter_in = Query)]
+    pub struct SchemaFormatParams {
+        /// json (JSON Schema, the default) or xsd (a GML application schema)
+        #[param(inline)]
+        f: Option<SchemaFormat>,
+    }
+
     /// The view a single site is read in.
     #[derive(Deserialize, IntoParams)]
     #[into_params(parameter_in = Query)]
@@ -598,6 +615,12 @@ mod schemas {
         Cql2Text,
         #[serde(rename = "cql2-json")]
         Cql2Json,
+        /// The draft name of cql2-text.
+        #[serde(rename = "cql-text")]
+        CqlText,
+        /// The draft name of cql2-json.
+        #[serde(rename = "cql-json")]
+        CqlJson,
     }
 
     /// The query parameters every item collection takes.
@@ -775,10 +798,12 @@ impl Modify for BearerToken {
         ogc::collection,
         ogc::queryables,
         ogc::sortables,
+        ogc::schema,
         routes::site_items,
         edits::create,
         routes::site_item,
         edits::replace,
+        edits::patch,
         edits::retire,
         ogc::observation_items,
         ogc::observation_item,
@@ -808,7 +833,7 @@ impl Modify for BearerToken {
         CandidateFeature, CandidateCollection, CandidateList, NearbyQuery, NearbyCollection,
         EventFeature, HistoryCollection, ChangesCollection, LogEntry, ChangeLog, Batch, BatchList, FeatureProblem,
         DuplicateFeature, ImportReport, Promotion, Health, ItemFormat, FilterLang,
-        JsonOnly, CandidateState,
+        JsonOnly, CandidateState, SchemaFormat,
         SiteKindName, DeclarationName, StatusName, ConfidenceName, FindingName,
     )),
     tags(
@@ -822,12 +847,115 @@ impl Modify for BearerToken {
 )]
 pub struct ApiDoc;
 
+/// Where the API is rooted. The document lists its paths relative to this
+/// (its `servers` entry) because OGC API clients look operations up by the
+/// paths the standard names: GDAL finds an items query's parameters under
+/// `paths["/collections/sites/items"]`, and without them filters nothing on
+/// the server.
+pub const ROOT: &str = "/api";
+
+/// The item-query parameters OGC API - Features names, served once as
+/// components and referred to from every items operation, as clients expect.
+const STANDARD_PARAMETERS: [&str; 5] = ["limit", "bbox", "datetime", "filter", "filter-lang"];
+
+/// The values `filter-lang` takes.
+const FILTER_LANGS: [&str; 4] = ["cql2-text", "cql2-json", "cql-text", "cql-json"];
+
 /// The document as served, built once.
 pub fn document() -> &'static serde_json::Value {
     static DOC: OnceLock<serde_json::Value> = OnceLock::new();
     DOC.get_or_init(|| {
-        serde_json::to_value(ApiDoc::openapi()).unwrap_or_else(|_| serde_json::json!({}))
+        serde_json::to_value(ApiDoc::openapi())
+            .map(rooted)
+            .unwrap_or_else(|_| serde_json::json!({}))
     })
+}
+
+/// The generated document with its paths made relative to [`ROOT`] (the
+/// service's own probes outside it are left out) and the standard item-query
+/// parameters as shared components, `limit` with its default and maximum.
+fn rooted(mut doc: serde_json::Value) -> serde_json::Value {
+    use serde_json::{Map, Value, json};
+    let mut components = Map::new();
+    let mut paths = Map::new();
+    let generated = match doc["paths"].take() {
+        Value::Object(p) => p,
+        _ => Map::new(),
+    };
+    for (path, mut item) in generated {
+        let Some(rest) = path.strip_prefix(ROOT) else {
+            continue;
+        };
+        let rest = if rest.is_empty() { "/" } else { rest };
+        if rest.ends_with("/items") {
+            let params = item["get"]["parameters"]
+                .as_array_mut()
+                .into_iter()
+                .flatten();
+            for p in params {
+                let name = p["name"].as_str().unwrap_or_default().to_owned();
+                if p["in"] != "query" || !STANDARD_PARAMETERS.contains(&name.as_str()) {
+                    continue;
+                }
+                let mut shared = p.take();
+                // Plain schemas, as the standard writes them: clients read
+                // `limit`'s default and maximum and `filter-lang`'s values
+                // straight from `schema`.
+                match name.as_str() {
+                    "limit" => {
+                        shared["schema"] = json!({
+                            "type": "integer",
+                            "minimum": 1,
+                            "maximum": ogc::ITEMS_MAX,
+                            "default": ogc::ITEMS_DEFAULT,
+                        });
+                    }
+                    "filter-lang" => {
+                        shared["description"] = json!(
+                            "The language of `filter`; cql-text and cql-json are the earlier names of cql2-text and cql2-json."
+                        );
+                        shared["schema"] = json!({
+                            "type": "string",
+                            "enum": FILTER_LANGS,
+                            "default": "cql2-text",
+                        });
+                    }
+                    _ => {
+                        if let Some(schema) = shared["schema"].as_object_mut() {
+                            schema.remove("nullable");
+                        }
+                    }
+                }
+                shared["style"] = json!("form");
+                shared["explode"] = json!(false);
+                components.entry(name.clone()).or_insert(shared);
+                *p = json!({"$ref": format!("#/components/parameters/{name}")});
+            }
+        }
+        paths.insert(rest.to_owned(), item);
+    }
+    doc["paths"] = Value::Object(paths);
+    doc["servers"] = json!([{"url": ROOT, "description": "this server"}]);
+    doc["components"]["parameters"] = Value::Object(components);
+    doc
+}
+
+/// A path of the served document as the server routes it.
+fn full_path(path: &str) -> String {
+    if path == "/" {
+        ROOT.to_owned()
+    } else {
+        format!("{ROOT}{path}")
+    }
+}
+
+/// A parameter of the document, its `$ref` followed.
+fn resolved(p: &serde_json::Value) -> &serde_json::Value {
+    p["$ref"]
+        .as_str()
+        .and_then(|r| r.strip_prefix('#'))
+        .and_then(|r| document().pointer(r))
+        .unwrap_or(p)
 }
 
 /// The OpenAPI 3.0 definition of this API.
@@ -865,7 +993,7 @@ fn docs_html() -> String {
             by_tag
                 .entry(tag)
                 .or_default()
-                .push((method.to_uppercase(), path.clone(), op));
+                .push((method.to_uppercase(), full_path(path), op));
         }
     }
     let mut html = String::from(
@@ -896,7 +1024,7 @@ fn docs_html() -> String {
             ));
             if let Some(params) = op["parameters"].as_array().filter(|p| !p.is_empty()) {
                 html.push_str("<table><tr><th>parameter</th><th>in</th><th>required</th><th>description</th></tr>");
-                for p in params {
+                for p in params.iter().map(resolved) {
                     html.push_str(&format!(
                         "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td></tr>",
                         escape(p["name"].as_str().unwrap_or("")),
@@ -956,14 +1084,18 @@ fn documented() -> &'static BTreeMap<(String, String), BTreeSet<String>> {
         let mut map = BTreeMap::new();
         for (path, item) in document()["paths"].as_object().into_iter().flatten() {
             for (method, op) in item.as_object().into_iter().flatten() {
-                let names = op["parameters"]
+                let names: BTreeSet<String> = op["parameters"]
                     .as_array()
                     .into_iter()
                     .flatten()
+                    .map(resolved)
                     .filter(|p| p["in"] == "query")
                     .filter_map(|p| p["name"].as_str().map(str::to_owned))
                     .collect();
-                map.insert((method.to_uppercase(), path.clone()), names);
+                if path == "/" {
+                    map.insert((method.to_uppercase(), format!("{ROOT}/")), names.clone());
+                }
+                map.insert((method.to_uppercase(), full_path(path)), names);
             }
         }
         map
@@ -1021,33 +1153,80 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_document_is_openapi_3_0_and_lists_every_endpoint() {
+    fn the_document_is_openapi_3_0_and_lists_every_endpoint_relative_to_its_server() {
         let doc = document();
         assert!(doc["openapi"].as_str().unwrap().starts_with("3.0."));
+        assert_eq!(doc["servers"][0]["url"], ROOT);
         for path in [
-            "/api",
-            "/api/conformance",
-            "/api/collections",
-            "/api/collections/{collectionId}",
-            "/api/collections/{collectionId}/queryables",
-            "/api/collections/sites/items",
-            "/api/collections/sites/items/{id}",
-            "/api/collections/observations/items",
-            "/api/collections/candidates/items/{id}",
-            "/api/nearby",
-            "/api/sites/{id}/history",
-            "/api/changes",
-            "/api/observations",
-            "/api/batches",
-            "/api/candidates",
-            "/api/candidates/{id}/promote",
-            "/healthz",
+            "/",
+            "/conformance",
+            "/collections",
+            "/collections/{collectionId}",
+            "/collections/{collectionId}/queryables",
+            "/collections/{collectionId}/schema",
+            "/collections/sites/items",
+            "/collections/sites/items/{id}",
+            "/collections/observations/items",
+            "/collections/candidates/items/{id}",
+            "/nearby",
+            "/sites/{id}/history",
+            "/changes",
+            "/observations",
+            "/batches",
+            "/candidates",
+            "/candidates/{id}/promote",
         ] {
             assert!(doc["paths"][path].is_object(), "{path} is missing");
         }
         for method in ["get", "post"] {
-            assert!(doc["paths"]["/api/collections/sites/items"][method].is_object());
+            assert!(doc["paths"]["/collections/sites/items"][method].is_object());
         }
+        assert!(
+            doc["paths"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .all(|p| !p.starts_with("/api")),
+            "a path still carries the server's root"
+        );
+    }
+
+    #[test]
+    fn every_items_query_refers_to_the_standard_parameters_and_limit_says_its_default_and_maximum()
+    {
+        let doc = document();
+        for c in ["sites", "observations", "candidates"] {
+            let params = doc["paths"][format!("/collections/{c}/items")]["get"]["parameters"]
+                .as_array()
+                .unwrap();
+            for name in STANDARD_PARAMETERS {
+                let r = format!("#/components/parameters/{name}");
+                assert!(
+                    params.iter().any(|p| p["$ref"] == r.as_str()),
+                    "{c}: {name}"
+                );
+            }
+        }
+        let limit = &doc["components"]["parameters"]["limit"];
+        assert_eq!(limit["schema"]["default"], ogc::ITEMS_DEFAULT);
+        assert_eq!(limit["schema"]["maximum"], ogc::ITEMS_MAX);
+        let langs = &doc["components"]["parameters"]["filter-lang"]["schema"]["enum"];
+        for lang in ["cql2-text", "cql2-json", "cql-text", "cql-json"] {
+            assert!(langs.as_array().unwrap().contains(&lang.into()), "{lang}");
+            assert!(crate::query::cql::Lang::parse(lang).is_some(), "{lang}");
+        }
+    }
+
+    #[test]
+    fn the_parameter_check_follows_references_to_the_shared_parameters() {
+        let names = &documented()[&("GET".to_owned(), "/api/collections/sites/items".to_owned())];
+        for name in ["limit", "filter", "filter-lang", "declaration"] {
+            assert!(names.contains(name), "{name}");
+        }
+        assert_eq!(
+            methods_at("/api/collections/sites/items"),
+            vec!["GET".to_owned(), "POST".to_owned()]
+        );
     }
 
     #[test]

@@ -23,10 +23,6 @@ const NEARBY_MAX: usize = 10_000;
 /// `nearby` without a radius returns this many nearest.
 const NEAREST_DEFAULT: usize = 10;
 
-fn geojson(v: Value) -> HttpResponse {
-    HttpResponse::Ok().content_type(GEOJSON).json(v)
-}
-
 /// Whether the server is up, and how many live sites it serves.
 #[utoipa::path(
     get,
@@ -380,7 +376,8 @@ fn respond_sites(
         super::openapi::SiteItemParams,
     ),
     responses(
-        (status = 200, description = "The site", body = SiteFeature, content_type = "application/geo+json"),
+        (status = 200, description = "The site; `ETag` is its version, for If-Match on an edit", body = SiteFeature, content_type = "application/geo+json",
+            headers(("ETag" = String, description = "the site's version"))),
         (status = 400, description = "A parameter is wrong", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such site (at that moment)", body = Problem, content_type = "application/problem+json"),
         (status = 500, description = "The server failed", body = Problem, content_type = "application/problem+json"),
@@ -407,7 +404,11 @@ pub async fn site_item(
     let (site, retired) = view.site(&cat, id).await?.ok_or_else(not_found)?;
     let mut feature = view.feature(&site, retired);
     render::add_observation_stats(&mut feature, &cat.observation_stats());
-    Ok(geojson(feature))
+    // The version an edit sends back in If-Match.
+    Ok(HttpResponse::Ok()
+        .insert_header(actix_web::http::header::ETag(super::edits::etag(&site)))
+        .content_type(GEOJSON)
+        .json(feature))
 }
 
 /// Sites near a point: within a radius, or the nearest few.
@@ -460,12 +461,7 @@ pub async fn nearby(
 /// methods it takes, any other a 404.
 pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     if let Some(pattern) = req.match_pattern() {
-        let allow = super::openapi::methods_at(&pattern);
-        let allow = if allow.is_empty() {
-            "GET".to_owned()
-        } else {
-            allow.join(", ")
-        };
+        let allow = super::methods::allow(&pattern);
         return Err(ApiError::MethodNotAllowed {
             detail: format!(
                 "{} does not take {}; it takes {allow}",

@@ -3,8 +3,9 @@
 
 use super::Catalogue;
 use crate::index::SiteIndex;
+use crate::model::patch::merge_patch;
 use crate::model::{FieldError, IdPolicy, Site, SiteId, Timestamp};
-use crate::store::{Provenance, Revision, StoreError};
+use crate::store::{Conditional, Provenance, Revision, StoreError};
 use serde_json::Value;
 use std::sync::Arc;
 
@@ -17,6 +18,9 @@ pub enum EditError {
     Exists(SiteId),
     #[error("no live site with id {0}")]
     NotFound(SiteId),
+    /// The site has changed since the version the edit was made to.
+    #[error("site {0} has changed since the version this edit names")]
+    Stale(SiteId),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -44,25 +48,66 @@ impl Catalogue {
         feature: &Value,
         by: &Provenance,
     ) -> Result<Arc<Site>, EditError> {
-        let named_in = ["/id", "/properties/id"]
-            .into_iter()
-            .find(|p| feature.pointer(p).is_some_and(|v| !v.is_null()));
-        let mut site = Site::from_feature(feature, IdPolicy::Generate)?;
-        match named_in {
-            // The generated id is discarded: the path names the site.
-            None => site.id = id.clone(),
-            Some(pointer) if site.id != *id => {
-                let field = pointer.trim_start_matches('/').replace('/', ".");
-                return Err(EditError::Invalid(FieldError::new(
-                    field,
-                    format!("{} differs from the id in the path, {id}", site.id),
-                )));
-            }
-            Some(_) => {}
-        }
+        self.replace_site_if(id, feature, by, None)
+    }
+
+    /// [`Catalogue::replace_site`], made only if the stored site is at one of
+    /// the versions `tags` names ([`Site::tag`]); `None` takes any.
+    pub fn replace_site_if(
+        &self,
+        id: &SiteId,
+        feature: &Value,
+        by: &Provenance,
+        tags: Option<&[String]>,
+    ) -> Result<Arc<Site>, EditError> {
+        let site = replacement(id, feature)?;
         let mut store = self.store();
-        if store.replace_site(&site, by)?.is_none() {
-            return Err(EditError::NotFound(site.id));
+        match store.replace_site_if(&site, by, tags)? {
+            Conditional::Written(_) => {}
+            Conditional::NotFound => return Err(EditError::NotFound(site.id)),
+            Conditional::Stale => return Err(EditError::Stale(site.id)),
+        }
+        let site = Arc::new(site);
+        self.publish(vec![(site.id.clone(), Some(site.clone()))]);
+        Ok(site)
+    }
+
+    /// Changes the members of a live site that a JSON Merge Patch (RFC 7396)
+    /// names, applied to the site's Feature, and keeps the rest: a client
+    /// that sends only what it changed cannot clear what it never read. With
+    /// `tags`, only if the stored site is at one of those versions.
+    pub fn patch_site(
+        &self,
+        id: &SiteId,
+        patch: &Value,
+        by: &Provenance,
+        tags: Option<&[String]>,
+    ) -> Result<Arc<Site>, EditError> {
+        if !patch.is_object() {
+            return Err(EditError::Invalid(FieldError::new(
+                "body",
+                "a merge patch of a site is a JSON object naming the members to change",
+            )));
+        }
+        // Under the writer's lock the index holds every committed write, so
+        // the version patched is the stored one; the write checks it again.
+        let mut store = self.store();
+        let current = self
+            .index()
+            .get(id)
+            .cloned()
+            .ok_or_else(|| EditError::NotFound(id.clone()))?;
+        let read = [current.tag()];
+        if tags.is_some_and(|tags| !tags.contains(&read[0])) {
+            return Err(EditError::Stale(id.clone()));
+        }
+        let mut feature = current.to_feature();
+        merge_patch(&mut feature, patch);
+        let site = replacement(id, &feature)?;
+        match store.replace_site_if(&site, by, Some(&read))? {
+            Conditional::Written(_) => {}
+            Conditional::NotFound => return Err(EditError::NotFound(site.id)),
+            Conditional::Stale => return Err(EditError::Stale(site.id)),
         }
         let site = Arc::new(site);
         self.publish(vec![(site.id.clone(), Some(site.clone()))]);
@@ -72,10 +117,23 @@ impl Catalogue {
     /// Retires a live site: it leaves every query but its record and history
     /// stay, and creating it again restores it.
     pub fn retire_site(&self, id: &SiteId, by: &Provenance) -> Result<Revision, EditError> {
+        self.retire_site_if(id, by, None)
+    }
+
+    /// [`Catalogue::retire_site`], made only if the stored site is at one of
+    /// the versions `tags` names.
+    pub fn retire_site_if(
+        &self,
+        id: &SiteId,
+        by: &Provenance,
+        tags: Option<&[String]>,
+    ) -> Result<Revision, EditError> {
         let mut store = self.store();
-        let revision = store
-            .retire_site(id, by)?
-            .ok_or_else(|| EditError::NotFound(id.clone()))?;
+        let revision = match store.retire_site_if(id, by, tags)? {
+            Conditional::Written(r) => r,
+            Conditional::NotFound => return Err(EditError::NotFound(id.clone())),
+            Conditional::Stale => return Err(EditError::Stale(id.clone())),
+        };
         self.publish(vec![(id.clone(), None)]);
         Ok(revision)
     }
@@ -176,6 +234,28 @@ impl Catalogue {
         };
         Ok(site.map(Arc::new))
     }
+}
+
+/// The site a replacement Feature describes. The feature may leave out the
+/// id (the path names the site); if it gives one, it must be `id`.
+fn replacement(id: &SiteId, feature: &Value) -> Result<Site, EditError> {
+    let named_in = ["/id", "/properties/id"]
+        .into_iter()
+        .find(|p| feature.pointer(p).is_some_and(|v| !v.is_null()));
+    let mut site = Site::from_feature(feature, IdPolicy::Generate)?;
+    match named_in {
+        // The generated id is discarded: the path names the site.
+        None => site.id = id.clone(),
+        Some(pointer) if site.id != *id => {
+            let field = pointer.trim_start_matches('/').replace('/', ".");
+            return Err(EditError::Invalid(FieldError::new(
+                field,
+                format!("{} differs from the id in the path, {id}", site.id),
+            )));
+        }
+        Some(_) => {}
+    }
+    Ok(site)
 }
 
 #[cfg(test)]
@@ -374,5 +454,82 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
+    }
+
+    #[test]
+    fn a_patch_changes_the_members_it_names_and_keeps_the_sources_it_leaves_out() {
+        let cat = catalogue();
+        let mut f = feature(Some("t"), "active");
+        f["properties"]["sources"] = json!([{"title": "one"}, {"title": "two"}]);
+        cat.create_site(&f, &by()).unwrap();
+        let site = cat
+            .patch_site(
+                &id("t"),
+                &json!({"properties": {"name": "Renamed"}}),
+                &by(),
+                None,
+            )
+            .unwrap();
+        assert_eq!(site.name, "Renamed");
+        assert_eq!(site.sources.len(), 2);
+        assert_eq!(cat.index().get(&id("t")).unwrap().name, "Renamed");
+    }
+
+    #[test]
+    fn an_edit_naming_a_version_that_is_no_longer_current_is_stale_and_changes_nothing() {
+        let cat = catalogue();
+        let first = cat
+            .create_site(&feature(Some("t"), "active"), &by())
+            .unwrap();
+        let old = vec![first.tag()];
+        let renamed = cat
+            .patch_site(
+                &id("t"),
+                &json!({"properties": {"name": "B"}}),
+                &by(),
+                Some(&old),
+            )
+            .unwrap();
+        assert_ne!(renamed.tag(), first.tag());
+        for result in [
+            cat.replace_site_if(&id("t"), &feature(None, "inactive"), &by(), Some(&old)),
+            cat.patch_site(
+                &id("t"),
+                &json!({"properties": {"name": "C"}}),
+                &by(),
+                Some(&old),
+            ),
+        ] {
+            assert!(matches!(result, Err(EditError::Stale(_))), "{result:?}");
+        }
+        assert!(matches!(
+            cat.retire_site_if(&id("t"), &by(), Some(&old)),
+            Err(EditError::Stale(_))
+        ));
+        let now = cat.index().get(&id("t")).cloned().unwrap();
+        assert_eq!((now.name.as_str(), now.status.as_str()), ("B", "active"));
+        let current = vec![now.tag()];
+        cat.retire_site_if(&id("t"), &by(), Some(&current)).unwrap();
+        assert!(cat.index().get(&id("t")).is_none());
+    }
+
+    #[test]
+    fn a_patch_that_is_not_an_object_or_makes_an_invalid_site_is_refused() {
+        let cat = catalogue();
+        cat.create_site(&feature(Some("t"), "active"), &by())
+            .unwrap();
+        let Err(EditError::Invalid(e)) = cat.patch_site(&id("t"), &json!([1]), &by(), None) else {
+            panic!("accepted");
+        };
+        assert_eq!(e.field, "body");
+        let Err(EditError::Invalid(e)) = cat.patch_site(
+            &id("t"),
+            &json!({"properties": {"kind": "volcano"}}),
+            &by(),
+            None,
+        ) else {
+            panic!("accepted");
+        };
+        assert_eq!(e.field, "properties.kind");
     }
 }

@@ -45,6 +45,7 @@ mod error;
 mod footprint;
 pub mod json;
 mod observation;
+pub mod patch;
 mod record;
 mod site;
 mod values;

@@ -351,6 +351,18 @@ impl Site {
         self.to_feature_with([])
     }
 
+    /// A tag of the site's recorded content: equal for equal content, and
+    /// different, short of a SHA-256 collision, once anything in the record
+    /// changes. Clients send it back to say which version they edited (HTTP
+    /// `ETag` / `If-Match`); taken from the content rather than the revision
+    /// number, it is exactly the version a reader was served, whichever copy
+    /// of the catalogue served it.
+    pub fn tag(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::digest(self.to_feature().to_string().as_bytes());
+        hex::encode(&digest[..16])
+    }
+
     /// Every name the site is known by, for search.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         std::iter::once(self.name.as_str()).chain(self.alt_names.iter().map(String::as_str))

@@ -504,6 +504,145 @@ impl CollectionId {
     }
 }
 
+/// The members of the objects a list property holds, as a standalone JSON
+/// Schema (the API document names them as components instead).
+fn object_schema(name: &str) -> Value {
+    let nullable_string = json!({"type": ["string", "null"]});
+    match name {
+        "Source" => json!({
+            "type": "object",
+            "properties": {
+                "title": {"type": "string"},
+                "url": nullable_string,
+                "date": {"type": ["string", "null"], "format": "date"},
+            },
+            "required": ["title"],
+        }),
+        "SiteLink" => json!({
+            "type": "object",
+            "properties": {
+                "site_id": {"type": "string"},
+                "how": {"type": "string"},
+                "distance_m": {"type": "number"},
+            },
+        }),
+        _ => json!({"type": "object"}),
+    }
+}
+
+impl Property {
+    /// The property as the collection's schema describes it: its JSON type
+    /// (with `null` where it may be null), `format: date-time` for a time.
+    fn feature_schema(&self, collection: CollectionId) -> Value {
+        let mut s = match self.kind {
+            Kind::Geometry => json!({
+                "x-ogc-role": "primary-geometry",
+                "format": collection.geometry_format(),
+            }),
+            Kind::Objects(name) => json!({"type": "array", "items": object_schema(name)}),
+            _ => self.json_schema(collection.geometry_format()),
+        };
+        if self.nullable
+            && let Some(t) = s["type"].as_str()
+        {
+            s["type"] = json!([t, "null"]);
+        }
+        if self.shown == Shown::AsFeatureId || (self.name == "id" && self.kind == Kind::String) {
+            s["x-ogc-role"] = json!("id");
+        } else if self.name == collection.time_property() {
+            s["x-ogc-role"] = json!("primary-instant");
+        }
+        s["title"] = json!(self.name);
+        s["description"] = json!(self.description);
+        s
+    }
+
+    /// The property's type in an XML Schema, and whether it repeats.
+    fn xsd_type(&self) -> (&'static str, bool) {
+        match self.kind {
+            Kind::String => ("xs:string", false),
+            Kind::Integer => ("xs:integer", false),
+            Kind::Number => ("xs:double", false),
+            Kind::Boolean => ("xs:boolean", false),
+            Kind::Timestamp => ("xs:dateTime", false),
+            Kind::Strings => ("xs:string", true),
+            // A list of objects arrives in GeoJSON as one JSON text per feature.
+            Kind::Objects(_) => ("xs:string", false),
+            Kind::Geometry => ("gml:GeometryPropertyType", false),
+        }
+    }
+}
+
+impl CollectionId {
+    /// The collection's features as OGC API - Features Part 5 describes them:
+    /// a JSON Schema of every property a feature carries, with its type,
+    /// `format: date-time` for times, the geometry and its type, and the roles
+    /// of the id, the geometry and the instant `datetime` matches. It holds
+    /// for a collection with no features yet, so clients need not guess.
+    pub fn feature_schema(self, id: String) -> Value {
+        let props: Map<String, Value> = self
+            .properties()
+            .iter()
+            .map(|p| (p.name.to_owned(), p.feature_schema(self)))
+            .collect();
+        json!({
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "$id": id,
+            "type": "object",
+            "title": self.title(),
+            "description": self.description(),
+            "properties": props,
+        })
+    }
+
+    /// The GML geometry property type of the collection's features.
+    fn gml_geometry(self) -> &'static str {
+        match self {
+            Self::Sites => "gml:MultiSurfacePropertyType",
+            Self::Observations => "gml:GeometryPropertyType",
+            Self::Candidates => "gml:PointPropertyType",
+        }
+    }
+
+    /// The same schema as a GML application schema: GDAL takes its field
+    /// types and, unlike from a JSON Schema, its geometry type from one, so
+    /// that even a collection with no features opens with both.
+    pub fn gml_schema(self) -> String {
+        let name = self.id();
+        let mut out = format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
+             <xs:schema xmlns:xs=\"http://www.w3.org/2001/XMLSchema\" \
+             xmlns:gml=\"http://www.opengis.net/gml/3.2\" \
+             xmlns:sitewatch=\"urn:sitewatch\" targetNamespace=\"urn:sitewatch\" \
+             elementFormDefault=\"qualified\" version=\"1.0\">\n\
+             <xs:import namespace=\"http://www.opengis.net/gml/3.2\" \
+             schemaLocation=\"http://schemas.opengis.net/gml/3.2.1/gml.xsd\"/>\n\
+             <xs:element name=\"{name}\" type=\"sitewatch:{name}Type\" substitutionGroup=\"gml:AbstractFeature\"/>\n\
+             <xs:complexType name=\"{name}Type\">\n\
+             <xs:complexContent>\n<xs:extension base=\"gml:AbstractFeatureType\">\n<xs:sequence>\n"
+        );
+        // Left out: the id, which GDAL takes from the features themselves and
+        // would otherwise show twice, and what features carry only when asked.
+        let listed = self
+            .properties()
+            .iter()
+            .filter(|p| p.name != "id" && p.shown == Shown::Always);
+        for p in listed {
+            let (ty, repeats) = match p.kind {
+                Kind::Geometry => (self.gml_geometry(), false),
+                _ => p.xsd_type(),
+            };
+            let max = if repeats { "unbounded" } else { "1" };
+            out.push_str(&format!(
+                "<xs:element name=\"{}\" type=\"{ty}\" minOccurs=\"0\" maxOccurs=\"{max}\"/>\n",
+                p.name
+            ));
+        }
+        out.push_str("</xs:sequence>\n</xs:extension>\n</xs:complexContent>\n</xs:complexType>\n</xs:schema>\n");
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -730,6 +869,56 @@ mod tests {
                     p.name
                 );
             }
+        }
+    }
+
+    #[test]
+    fn the_feature_schema_types_every_property_and_says_times_are_date_times() {
+        for c in CollectionId::ALL {
+            let schema = c.feature_schema(format!("http://x/{}", c.id()));
+            let props = schema["properties"].as_object().unwrap();
+            assert_eq!(props.len(), c.properties().len(), "{}", c.id());
+            for p in c.properties() {
+                let s = &props[p.name];
+                match p.kind {
+                    Kind::Geometry => {
+                        assert_eq!(s["x-ogc-role"], "primary-geometry");
+                        assert_eq!(s["format"], c.geometry_format());
+                    }
+                    Kind::Timestamp => assert_eq!(s["format"], "date-time", "{}", p.name),
+                    _ => assert!(!s["type"].is_null(), "{}.{}", c.id(), p.name),
+                }
+                assert!(!s.to_string().contains("#/components"), "{}", p.name);
+            }
+        }
+        let sites = CollectionId::Sites.feature_schema("s".into());
+        assert_eq!(
+            sites["properties"]["last_observed_at"]["type"],
+            json!(["string", "null"])
+        );
+        assert_eq!(
+            sites["properties"]["last_observed_at"]["x-ogc-role"],
+            "primary-instant"
+        );
+        assert_eq!(sites["properties"]["sources"]["items"]["type"], "object");
+    }
+
+    #[test]
+    fn the_gml_schema_names_each_property_features_always_carry_once_with_the_geometry_type() {
+        let xsd = CollectionId::Candidates.gml_schema();
+        assert!(xsd.contains("type=\"gml:PointPropertyType\""));
+        assert!(xsd.contains("name=\"created_at\" type=\"xs:dateTime\""));
+        let sites = CollectionId::Sites.gml_schema();
+        assert!(sites.contains("gml:MultiSurfacePropertyType"));
+        for p in CollectionId::Sites.properties() {
+            let tag = format!("<xs:element name=\"{}\"", p.name);
+            let listed = p.name != "id" && p.shown == Shown::Always;
+            assert_eq!(
+                sites.matches(&tag).count(),
+                usize::from(listed),
+                "{}",
+                p.name
+            );
         }
     }
 }

@@ -348,6 +348,42 @@ pub trait SiteWrites {
     /// Retires a live site; `None` if there is none with that id.
     fn retire_site(&mut self, id: &SiteId, by: &Provenance)
     -> Result<Option<Revision>, StoreError>;
+    /// Replaces a live site only if its stored content has one of `tags`
+    /// ([`Site::tag`]); `None` takes any. Checked in the write's transaction.
+    fn replace_site_if(
+        &mut self,
+        site: &Site,
+        by: &Provenance,
+        tags: Option<&[String]>,
+    ) -> Result<Conditional, StoreError>;
+    /// Retires a live site only if its stored content has one of `tags`.
+    fn retire_site_if(
+        &mut self,
+        id: &SiteId,
+        by: &Provenance,
+        tags: Option<&[String]>,
+    ) -> Result<Conditional, StoreError>;
+}
+
+/// What a conditional write did.
+#[derive(Debug, Clone)]
+pub enum Conditional {
+    Written(Revision),
+    /// No live site has the id (for a create: one does); nothing was written.
+    NotFound,
+    /// The live site is at none of the versions the writer named; nothing was
+    /// written.
+    Stale,
+}
+
+impl Conditional {
+    /// The revision written, if there was one.
+    pub fn written(self) -> Option<Revision> {
+        match self {
+            Conditional::Written(r) => Some(r),
+            Conditional::NotFound | Conditional::Stale => None,
+        }
+    }
 }
 
 /// Observation batches and observations.

@@ -470,3 +470,289 @@ fn as_of_must_be_an_rfc3339_time_and_include_retired_true_or_false() {
     ));
     assert_eq!(offset["id"], "yongbyon");
 }
+
+// ---- versions: ETag, If-Match, PATCH ----------------------------------------
+
+/// Sends `body` with `content_type`, and `If-Match` if given.
+fn edit(
+    s: &Server,
+    method: Method,
+    path: &str,
+    content_type: &str,
+    body: &Value,
+    if_match: Option<&str>,
+) -> Response {
+    let mut req = reqwest::blocking::Client::new()
+        .request(method, format!("{}{path}", s.base))
+        .header("content-type", content_type)
+        .body(body.to_string());
+    if let Some(tag) = if_match {
+        req = req.header("if-match", tag);
+    }
+    req.send().expect("request")
+}
+
+/// A site as one client reads it: its Feature and its ETag.
+fn fetch(s: &Server, id: &str) -> (Value, String) {
+    let resp = s.get(&format!("{ITEMS}/{id}"));
+    assert_eq!(resp.status(), 200);
+    let tag = resp.headers()["etag"].to_str().unwrap().to_owned();
+    assert!(
+        tag.starts_with('"') && tag.ends_with('"'),
+        "a strong ETag: {tag}"
+    );
+    (resp.json().unwrap(), tag)
+}
+
+#[test]
+fn a_stale_replacement_is_refused_and_the_site_keeps_the_first_edit_and_its_sources() {
+    let s = Server::start();
+    let (first, first_tag) = fetch(&s, "yongbyon");
+    let (mut second, second_tag) = fetch(&s, "yongbyon");
+    assert_eq!(first_tag, second_tag);
+    let sources = first["properties"]["sources"].clone();
+    assert!(sources.as_array().unwrap().len() >= 2, "{sources}");
+
+    // The first analyst renames the site, naming the version read.
+    let patch = json!({"properties": {"name": "Yongbyon, renamed by the first analyst"}});
+    let resp = edit(
+        &s,
+        Method::PATCH,
+        &format!("{ITEMS}/yongbyon"),
+        "application/merge-patch+json",
+        &patch,
+        Some(&first_tag),
+    );
+    assert_eq!(resp.status(), 200);
+    let new_tag = resp.headers()["etag"].to_str().unwrap().to_owned();
+    assert_ne!(new_tag, first_tag);
+
+    // The second sends back the whole feature, with the sources it could not
+    // read, against the version it read: refused, nothing changed.
+    second["properties"]["sources"] = Value::Null;
+    second["properties"]["status"] = json!("inactive");
+    let resp = edit(
+        &s,
+        Method::PUT,
+        &format!("{ITEMS}/yongbyon"),
+        "application/geo+json",
+        &second,
+        Some(&second_tag),
+    );
+    let p = problem(resp, 412);
+    assert!(p["detail"].as_str().unwrap().contains("yongbyon"), "{p}");
+
+    let (now, now_tag) = fetch(&s, "yongbyon");
+    assert_eq!(now_tag, new_tag);
+    assert_eq!(
+        now["properties"]["name"],
+        "Yongbyon, renamed by the first analyst"
+    );
+    assert_eq!(now["properties"]["sources"], sources);
+    assert_eq!(now["properties"]["status"], first["properties"]["status"]);
+    // A retirement naming the old version is refused too.
+    let resp = reqwest::blocking::Client::new()
+        .delete(format!("{}{ITEMS}/yongbyon", s.base))
+        .header("content-type", "application/json")
+        .header("if-match", &first_tag)
+        .body("{}")
+        .send()
+        .unwrap();
+    problem(resp, 412);
+    assert_eq!(s.get(&format!("{ITEMS}/yongbyon")).status(), 200);
+}
+
+#[test]
+fn a_patch_changes_only_what_it_names_and_a_wildcard_or_no_if_match_edits_any_version() {
+    let s = Server::start();
+    let (before, _) = fetch(&s, "yongbyon");
+    let resp = edit(
+        &s,
+        Method::PATCH,
+        &format!("{ITEMS}/yongbyon"),
+        "application/merge-patch+json",
+        &json!({"properties": {"notes": "seen from the north"}}),
+        None,
+    );
+    assert_eq!(resp.status(), 200);
+    let after: Value = resp.json().unwrap();
+    assert_eq!(after["properties"]["notes"], "seen from the north");
+    for key in ["name", "sources", "kind", "status", "alt_names"] {
+        assert_eq!(after["properties"][key], before["properties"][key], "{key}");
+    }
+    assert_eq!(after["geometry"], before["geometry"]);
+    // `null` removes a member, as RFC 7396 says.
+    let resp = edit(
+        &s,
+        Method::PATCH,
+        &format!("{ITEMS}/yongbyon"),
+        "application/merge-patch+json",
+        &json!({"properties": {"notes": null}}),
+        Some("*"),
+    );
+    assert_eq!(resp.status(), 200);
+    assert!(fetch(&s, "yongbyon").0["properties"]["notes"].is_null());
+    // A patch that leaves an invalid site names the field; one of no site is 404.
+    let resp = edit(
+        &s,
+        Method::PATCH,
+        &format!("{ITEMS}/yongbyon"),
+        "application/merge-patch+json",
+        &json!({"properties": {"kind": "volcano"}}),
+        None,
+    );
+    assert_eq!(problem(resp, 400)["parameter"], "properties.kind");
+    let resp = edit(
+        &s,
+        Method::PATCH,
+        &format!("{ITEMS}/no-such-site"),
+        "application/merge-patch+json",
+        &json!({}),
+        None,
+    );
+    problem(resp, 404);
+    let resp = edit(
+        &s,
+        Method::PATCH,
+        &format!("{ITEMS}/yongbyon"),
+        "text/plain",
+        &json!({}),
+        None,
+    );
+    problem(resp, 415);
+}
+
+#[test]
+fn a_server_that_requires_if_match_refuses_edits_without_one() {
+    let s = Server::start_with(&["--require-if-match"]);
+    let (_, tag) = fetch(&s, "yongbyon");
+    let patch = json!({"properties": {"name": "Renamed"}});
+    let path = format!("{ITEMS}/yongbyon");
+    let p = problem(
+        edit(
+            &s,
+            Method::PATCH,
+            &path,
+            "application/merge-patch+json",
+            &patch,
+            None,
+        ),
+        428,
+    );
+    assert!(p["detail"].as_str().unwrap().contains("If-Match"), "{p}");
+    problem(
+        edit(
+            &s,
+            Method::PUT,
+            &path,
+            "application/geo+json",
+            &feature(None, "active"),
+            None,
+        ),
+        428,
+    );
+    assert_eq!(fetch(&s, "yongbyon").1, tag);
+    let resp = edit(
+        &s,
+        Method::PATCH,
+        &path,
+        "application/merge-patch+json",
+        &patch,
+        Some(&tag),
+    );
+    assert_eq!(resp.status(), 200);
+}
+
+#[test]
+fn options_says_what_each_resource_takes_and_head_answers_every_get() {
+    let s = Server::start();
+    let client = reqwest::blocking::Client::new();
+    let allow = |path: &str| {
+        let resp = client
+            .request(Method::OPTIONS, format!("{}{path}", s.base))
+            .send()
+            .unwrap();
+        assert!(
+            resp.status() == 200 || resp.status() == 204,
+            "{path}: {}",
+            resp.status()
+        );
+        resp.headers()["allow"].to_str().unwrap().to_owned()
+    };
+    let item = allow(&format!("{ITEMS}/yongbyon"));
+    for m in ["GET", "HEAD", "PUT", "PATCH", "DELETE", "OPTIONS"] {
+        assert!(item.split(", ").any(|x| x == m), "{m} not in {item}");
+    }
+    let items = allow(ITEMS);
+    assert!(items.split(", ").any(|x| x == "POST"), "{items}");
+    assert!(!allow("/api/collections/observations/items").contains("POST"));
+    for path in [
+        "/api",
+        "/api/collections",
+        ITEMS,
+        &format!("{ITEMS}/yongbyon"),
+        "/api/collections/candidates/schema",
+        "/healthz",
+    ] {
+        let get = s.get(path);
+        let head = client.head(format!("{}{path}", s.base)).send().unwrap();
+        assert_eq!(head.status(), get.status(), "{path}");
+        assert_eq!(
+            head.headers().get("content-type"),
+            get.headers().get("content-type"),
+            "{path}"
+        );
+        assert_eq!(head.bytes().unwrap().len(), 0, "{path}");
+    }
+    let head = client
+        .head(format!("{}{ITEMS}/yongbyon", s.base))
+        .send()
+        .unwrap();
+    assert_eq!(head.headers()["etag"], fetch(&s, "yongbyon").1.as_str());
+}
+
+#[test]
+fn of_many_edits_naming_the_same_version_at_once_exactly_one_is_made() {
+    let s = Server::start();
+    let (_, tag) = fetch(&s, "yongbyon");
+    let path = format!("{ITEMS}/yongbyon");
+    // Whatever order they arrive in, the first to write changes the version
+    // every other names.
+    let answers: Vec<(u16, String)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..8)
+            .map(|i| {
+                let (s, path, tag) = (&s, &path, &tag);
+                scope.spawn(move || {
+                    let name = format!("Yongbyon, edit {i}");
+                    let patch = json!({"properties": {"name": name}});
+                    let status = edit(
+                        s,
+                        Method::PATCH,
+                        path,
+                        "application/merge-patch+json",
+                        &patch,
+                        Some(tag),
+                    )
+                    .status()
+                    .as_u16();
+                    (status, name)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let made: Vec<&String> = answers
+        .iter()
+        .filter(|(st, _)| *st == 200)
+        .map(|(_, n)| n)
+        .collect();
+    assert_eq!(made.len(), 1, "{answers:?}");
+    assert!(
+        answers.iter().all(|(st, _)| *st == 200 || *st == 412),
+        "{answers:?}"
+    );
+    assert_eq!(
+        fetch(&s, "yongbyon").0["properties"]["name"],
+        made[0].as_str()
+    );
+}

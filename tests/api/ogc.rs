@@ -244,6 +244,8 @@ fn the_landing_page_conformance_and_collections_describe_the_service() {
         "conf/oas30",
         "conf/filter",
         "conf/create-replace-delete",
+        "ogcapi-features-4/1.0/conf/update",
+        "ogcapi-features-5/1.0/conf/schemas",
     ] {
         assert!(classes.iter().any(|c| c.ends_with(needed)), "{needed}");
     }
@@ -655,11 +657,11 @@ fn bad_filters_and_unknown_parameters_are_problems_naming_the_parameter() {
         assert_eq!(problem["parameter"], param, "{query}: {problem}");
     }
     let resp = reqwest::blocking::Client::new()
-        .patch(format!("{}/api/collections/sites/items/yongbyon", c.base))
+        .patch(format!("{}/api/collections/sites/items", c.base))
         .send()
         .unwrap();
     assert_eq!(resp.status(), 405);
-    assert!(resp.headers()["allow"].to_str().unwrap().contains("PUT"));
+    assert!(resp.headers()["allow"].to_str().unwrap().contains("POST"));
 }
 
 #[test]
@@ -725,4 +727,77 @@ fn cors_is_off_by_default_and_on_for_the_origins_named() {
 /// Where a test's external program writes, kept with the catalogue.
 pub fn scratch(c: &Catalogue, name: &str) -> PathBuf {
     c.dir.path().join(name)
+}
+
+#[test]
+fn every_collection_links_a_schema_with_its_types_even_when_it_has_no_features() {
+    let s = crate::helpers::Server::start();
+    let empty = s.geojson("/api/collections/candidates/items");
+    assert_eq!(empty["features"].as_array().unwrap().len(), 0);
+    for id in ["sites", "observations", "candidates"] {
+        let col = s.get_json(&format!("/api/collections/{id}"), "application/json");
+        let href =
+            link(&col, "http://www.opengis.net/def/rel/ogc/1.0/schema").expect("a schema link");
+        let described: Vec<&str> = col["links"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|l| {
+                l["rel"]
+                    .as_str()
+                    .unwrap()
+                    .eq_ignore_ascii_case("describedby")
+            })
+            .map(|l| l["type"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            described,
+            ["application/schema+json", "application/xml"],
+            "{id}"
+        );
+        let path = href
+            .split_once("/api/")
+            .map(|(_, p)| format!("/api/{p}"))
+            .unwrap();
+        let schema = s.get_json(&path, "application/schema+json");
+        assert_eq!(schema["$id"], href.as_str());
+        let props = schema["properties"].as_object().unwrap();
+        assert_eq!(props["geometry"]["x-ogc-role"], "primary-geometry", "{id}");
+        let times: Vec<&String> = props
+            .iter()
+            .filter(|(_, p)| p["format"] == "date-time")
+            .map(|(k, _)| k)
+            .collect();
+        assert!(!times.is_empty(), "{id}");
+        let xsd = s.get(&format!("{path}?f=xsd"));
+        assert_eq!(xsd.headers()["content-type"], "application/xml");
+        assert!(xsd.text().unwrap().contains("xs:dateTime"), "{id}");
+    }
+    let candidates = s.get_json(
+        "/api/collections/candidates/schema",
+        "application/schema+json",
+    );
+    assert_eq!(
+        candidates["properties"]["geometry"]["format"],
+        "geometry-point"
+    );
+    assert_eq!(
+        candidates["properties"]["created_at"]["format"],
+        "date-time"
+    );
+    assert_eq!(
+        candidates["properties"]["created_at"]["x-ogc-role"],
+        "primary-instant"
+    );
+    let sites = s.get_json("/api/collections/sites/schema", "application/schema+json");
+    assert_eq!(
+        sites["properties"]["last_observed_at"]["type"],
+        json!(["string", "null"])
+    );
+    assert_eq!(
+        sites["properties"]["sources"]["items"]["properties"]["title"]["type"],
+        "string"
+    );
+    assert_eq!(s.get("/api/collections/satellites/schema").status(), 404);
+    assert_eq!(s.get("/api/collections/sites/schema?f=gml").status(), 400);
 }

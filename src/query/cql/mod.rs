@@ -47,8 +47,10 @@ pub enum Lang {
 impl Lang {
     pub fn parse(raw: &str) -> Option<Self> {
         match raw {
-            "cql2-text" => Some(Lang::Text),
-            "cql2-json" => Some(Lang::Json),
+            // The earlier names, still sent by clients of the draft era
+            // (GDAL and QGIS among them), name the same languages.
+            "cql2-text" | "cql-text" => Some(Lang::Text),
+            "cql2-json" | "cql-json" => Some(Lang::Json),
             _ => None,
         }
     }

@@ -263,9 +263,7 @@ impl Checker<'_> {
                 n.as_f64().ok_or_else(|| invalid("a number out of range"))?,
             )),
             Value::String(s) => match want {
-                Some(Kind::Timestamp) => Operand::Literal(Scalar::Time(
-                    Timestamp::parse("filter", s).map_err(|e| invalid(e.reason))?,
-                )),
+                Some(Kind::Timestamp) => Operand::Literal(Scalar::Time(time_text(s)?)),
                 _ => Operand::Literal(Scalar::Str(s.clone())),
             },
             Value::Object(o) => {
@@ -467,10 +465,45 @@ fn check_literal(literal: &Operand, other: &Operand) -> Result<(), CqlError> {
     }
 }
 
+/// A string compared with a time: an RFC 3339 time, or a date standing for
+/// its first moment, also as `2018-01-01T`, which is how GDAL (3.6) writes a
+/// date in CQL text.
+fn time_text(s: &str) -> Result<Timestamp, CqlError> {
+    let refused = |e: crate::model::FieldError| invalid(e.reason);
+    let err = match Timestamp::parse("filter", s) {
+        Ok(t) => return Ok(t),
+        Err(e) => e,
+    };
+    let day = s.strip_suffix('T').unwrap_or(s);
+    if day.len() == 10
+        && let Ok(Bound::At(t)) = Interval::parse_end(day, false)
+    {
+        return Ok(t);
+    }
+    Err(refused(err))
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::testing::Q;
     use super::*;
+
+    #[test]
+    fn a_time_compared_with_text_takes_an_rfc_3339_time_or_a_date_as_gdal_writes_it() {
+        use super::super::testing::{thing, yes};
+        let t = thing(Some("a"), 0.0, 0.0);
+        assert!(yes("seen >= '2018-05-24T00:00:00Z'", &t));
+        assert!(yes("seen >= '2018-05-24'", &t));
+        assert!(yes("seen >= '2018-05-24T'", &t));
+        assert!(!yes("seen < '2018-05-24T'", &t));
+        for bad in [
+            "seen >= '2018-05'",
+            "seen >= '2018-05-24T02'",
+            "seen >= 'T'",
+        ] {
+            assert!(parse(bad, Lang::Text, Q).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn unknown_properties_bad_syntax_and_type_clashes_are_refused() {

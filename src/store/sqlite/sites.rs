@@ -3,6 +3,7 @@
 
 use super::SqliteStore;
 use crate::model::{FieldChange, IdPolicy, Site, SiteId, Timestamp, diff_sites};
+use crate::store::Conditional;
 use crate::store::{ApplyReport, Change, Provenance, Revision, SiteReads, SiteWrites, StoreError};
 use rusqlite::{OptionalExtension, Transaction, params};
 use serde_json::{Value, json};
@@ -269,17 +270,27 @@ fn sites_from_rows(
 }
 
 impl SqliteStore {
+    /// Writes one site if its stored state is as `expect`s and, with `tags`,
+    /// its stored content has one of them: read and written in one
+    /// transaction, so that of two writers naming the same version only the
+    /// first gets through.
     fn write_one(
         &mut self,
         site: &Site,
         expect: Expect,
         by: &Provenance,
-    ) -> Result<Option<Revision>, StoreError> {
+        tags: Option<&[String]>,
+    ) -> Result<Conditional, StoreError> {
         let tx = self.conn.transaction()?;
         let current = current(&tx, &site.id)?;
         let live = current.as_ref().is_some_and(|c| !c.retired);
         if live != (expect == Expect::LiveSite) {
-            return Ok(None);
+            return Ok(Conditional::NotFound);
+        }
+        if let (Some(tags), Some(c)) = (tags, &current)
+            && !tags.contains(&parse_stored(site.id.as_str(), &c.feature)?.tag())
+        {
+            return Ok(Conditional::Stale);
         }
         let clock = clock(&tx)?;
         let revision = match write_site(&tx, site, current, &clock, by)? {
@@ -287,7 +298,7 @@ impl SqliteStore {
             None => latest_revision(&tx, &site.id)?,
         };
         tx.commit()?;
-        Ok(revision)
+        Ok(revision.map_or(Conditional::NotFound, Conditional::Written))
     }
 
     fn sites_at(&self, t: Timestamp, retired: bool) -> Result<Vec<Arc<Site>>, StoreError> {
@@ -460,7 +471,9 @@ impl SiteWrites for SqliteStore {
         site: &Site,
         by: &Provenance,
     ) -> Result<Option<Revision>, StoreError> {
-        self.write_one(site, Expect::NoLiveSite, by)
+        Ok(self
+            .write_one(site, Expect::NoLiveSite, by, None)?
+            .written())
     }
 
     /// Replaces a live site. Returns its revision after the write (the previous
@@ -471,7 +484,16 @@ impl SiteWrites for SqliteStore {
         site: &Site,
         by: &Provenance,
     ) -> Result<Option<Revision>, StoreError> {
-        self.write_one(site, Expect::LiveSite, by)
+        Ok(self.replace_site_if(site, by, None)?.written())
+    }
+
+    fn replace_site_if(
+        &mut self,
+        site: &Site,
+        by: &Provenance,
+        tags: Option<&[String]>,
+    ) -> Result<Conditional, StoreError> {
+        self.write_one(site, Expect::LiveSite, by, tags)
     }
 
     /// Retires a live site: a new revision marks it retired and it drops out of
@@ -482,15 +504,26 @@ impl SiteWrites for SqliteStore {
         id: &SiteId,
         by: &Provenance,
     ) -> Result<Option<Revision>, StoreError> {
+        Ok(self.retire_site_if(id, by, None)?.written())
+    }
+
+    fn retire_site_if(
+        &mut self,
+        id: &SiteId,
+        by: &Provenance,
+        tags: Option<&[String]>,
+    ) -> Result<Conditional, StoreError> {
         let tx = self.conn.transaction()?;
         let Some(current) = current(&tx, id)?.filter(|c| !c.retired) else {
-            return Ok(None);
+            return Ok(Conditional::NotFound);
         };
+        let stored = parse_stored(id.as_str(), &current.feature)?;
+        if tags.is_some_and(|tags| !tags.contains(&stored.tag())) {
+            return Ok(Conditional::Stale);
+        }
         let clock = clock(&tx)?;
         // A retirement keeps the footprint, and so its box.
-        let bounds = parse_stored(id.as_str(), &current.feature)?
-            .footprint
-            .lonlat_bounds();
+        let bounds = stored.footprint.lonlat_bounds();
         let write = RevisionWrite {
             id,
             previous: Some(current.revision),
@@ -507,7 +540,7 @@ impl SiteWrites for SqliteStore {
         };
         let revision = write_revision(&tx, write, &clock, by)?;
         tx.commit()?;
-        Ok(Some(revision))
+        Ok(Conditional::Written(revision))
     }
 }
 
