@@ -283,6 +283,10 @@ struct FilterArgs {
     /// Comma-separated ISO 3166-1 alpha-3 country codes.
     #[arg(long)]
     country: Option<String>,
+    /// Comma-separated position qualities (verified, single_source, unverified,
+    /// approximate, unknown).
+    #[arg(long)]
+    position_quality: Option<String>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -518,6 +522,7 @@ fn run(cli: Cli) -> Result<()> {
                 "kind" => filter.kind.as_deref(),
                 "status" => filter.status.as_deref(),
                 "country" => filter.country.as_deref(),
+                "position_quality" => filter.position_quality.as_deref(),
                 _ => None,
             })?;
             let cat = open_to_read(&db)?;
