@@ -306,6 +306,16 @@ fn opened(db: &DbArg, result: Result<(Catalogue, Opened), CatalogueError>) -> Re
     if let Some(n) = opened.seeded {
         tracing::info!(db = %db.db.display(), sites = n, "new catalogue seeded from the built-in data");
     }
+    if let Some(c) = &opened.corrected {
+        tracing::info!(
+            db = %db.db.display(),
+            version = c.to_version,
+            created = c.report.created.len(),
+            updated = c.report.updated.len(),
+            edits_kept = c.kept_edits.len(),
+            "seed corrections applied as revisions"
+        );
+    }
     Ok(cat)
 }
 
