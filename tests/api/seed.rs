@@ -1,6 +1,6 @@
 //! A database seeded by a build from before the seed audit, opened by this one.
 
-use crate::helpers::BIN;
+use crate::helpers::{BIN, SEED_SITES, seed};
 use sitewatch::catalogue::{Catalogue, SEED_OBSERVATIONS, Seed};
 use sitewatch::model::{SiteId, Status};
 use sitewatch::store::Provenance;
@@ -68,7 +68,7 @@ fn a_database_seeded_before_the_audit_gets_the_corrections_as_revisions_and_keep
     assert_eq!(again.seeded, None);
     assert_eq!(again.corrected, None, "a second start changes nothing");
     let index = cat.index();
-    assert_eq!(index.len(), 42);
+    assert_eq!(index.len(), SEED_SITES);
 
     let pyongsong = cat.revisions(&id("pyongsong")).unwrap();
     assert_eq!(pyongsong.len(), 2);
@@ -114,4 +114,9 @@ fn a_database_seeded_before_the_audit_gets_the_corrections_as_revisions_and_keep
     let added = cat.revisions(&id("lake-yonpung")).unwrap();
     assert_eq!(added.len(), 1);
     assert!(added[0].reason.as_deref().unwrap().contains("added"));
+}
+
+#[test]
+fn the_seed_site_count_the_tests_assume_is_the_built_in_seeds() {
+    assert_eq!(seed()["features"].as_array().unwrap().len(), SEED_SITES);
 }
