@@ -79,10 +79,14 @@ pub(super) fn seed_new(
         actor: SEED_ACTOR.into(),
         reason: Some("initial catalogue from data/sites.geojson".into()),
     };
-    let report = store.apply_sites(&sites, &by)?;
-    if seed.version > 1 {
-        store.set_meta(SEED_VERSION_KEY, &seed.version.to_string())?;
-    }
+    let report = if seed.version > 1 {
+        // The version lands with the sites, so no crash can leave seed sites
+        // that a later start would take for version 1's and correct again.
+        let sites: Vec<_> = sites.into_iter().map(|s| (s, by.clone())).collect();
+        store.apply_sites_marked(&sites, SEED_VERSION_KEY, &seed.version.to_string())?
+    } else {
+        store.apply_sites(&sites, &by)?
+    };
     store.set_meta(SEEDED_KEY, &crate::model::Timestamp::now().to_rfc3339())?;
     Ok(Some(report.created.len()))
 }
