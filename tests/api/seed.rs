@@ -120,3 +120,58 @@ fn a_database_seeded_before_the_audit_gets_the_corrections_as_revisions_and_keep
 fn the_seed_site_count_the_tests_assume_is_the_built_in_seeds() {
     assert_eq!(seed()["features"].as_array().unwrap().len(), SEED_SITES);
 }
+
+#[test]
+fn the_new_binary_corrects_a_database_the_old_one_made_and_check_passes() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("old.db");
+    std::fs::copy(
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/db/seeded-before-audit.db"
+        ),
+        &db,
+    )
+    .unwrap();
+    let before = sitewatch(&db, &["check"]);
+    assert!(String::from_utf8_lossy(&before.stdout).contains("35 sites"));
+
+    sitewatch(&db, &["export", "sites"]);
+    let after = sitewatch(&db, &["check"]);
+    let summary = String::from_utf8_lossy(&after.stdout).into_owned();
+    // 36 old revisions, one correction for each of the 35 seed sites, 7 new sites.
+    assert!(
+        summary.contains(&format!("{SEED_SITES} sites")) && summary.contains("78 revisions"),
+        "{summary}"
+    );
+
+    let (cat, again) = Catalogue::open(&db).unwrap();
+    assert_eq!(again.corrected, None, "a second start changes nothing");
+    let kumchon = cat.revisions(&id("kumchon-ni")).unwrap();
+    let actors: Vec<&str> = kumchon.iter().map(|r| r.actor.as_str()).collect();
+    assert_eq!(
+        actors,
+        ["seed", "cli import kumchon-ni-inactive.geojson", "seed"]
+    );
+    let reason = kumchon[2].reason.as_deref().unwrap();
+    assert!(reason.contains("edit of status is kept"), "{reason}");
+    let site = cat.index().get(&id("kumchon-ni")).unwrap().clone();
+    assert_eq!(site.status, Status::Inactive);
+    assert_eq!(site.position_quality.as_str(), "single_source");
+    let inp = cat.revisions(&id("inp-pyongyang")).unwrap();
+    let fix = inp.last().unwrap();
+    assert_eq!(fix.actor, "seed");
+    assert!(
+        fix.reason
+            .as_deref()
+            .unwrap()
+            .contains("city-level placeholder"),
+        "{:?}",
+        fix.reason
+    );
+    assert!(
+        fix.diff
+            .iter()
+            .any(|c| c.field == "position_quality" && c.old == "unknown" && c.new == "approximate")
+    );
+}
