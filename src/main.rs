@@ -326,7 +326,7 @@ fn open_to_read(db: &DbArg) -> Result<Catalogue> {
         Err(CatalogueError::Store(StoreError::ReadOnly { .. })) if db.db.is_file() => {
             let store = SqliteStore::open_to_read(&db.db)
                 .with_context(|| format!("opening {} to read", db.db.display()))?;
-            let (cat, _) = Catalogue::from_store(store)
+            let (cat, _) = Catalogue::from_store_as_it_is(store)
                 .with_context(|| format!("opening {} to read", db.db.display()))?;
             Ok(cat)
         }

@@ -77,7 +77,11 @@ impl Catalogue {
     /// [`Catalogue::open`] with another seed than the built-in one: an older
     /// one, say, to make the database an earlier build would have made.
     pub fn open_with_seed(path: &Path, seed: &Seed) -> Result<(Self, Opened), CatalogueError> {
-        Self::with_seed(Box::new(SqliteBackend::new(SqliteStore::open(path)?)), seed)
+        Self::with_seed(
+            Box::new(SqliteBackend::new(SqliteStore::open(path)?)),
+            seed,
+            Seeding::Apply,
+        )
     }
 
     /// Opens a database without the built-in seed, for a catalogue that is to
@@ -96,17 +100,46 @@ impl Catalogue {
         Self::from_backend(Box::new(SqliteBackend::new(store)))
     }
 
+    /// A catalogue on a database opened only to read: neither seeded nor
+    /// corrected, since nothing may be written; one seeded by an earlier build
+    /// is read with its old seed sites, and a warning says so.
+    pub fn from_store_as_it_is(store: SqliteStore) -> Result<(Self, Opened), CatalogueError> {
+        Self::with_seed(
+            Box::new(SqliteBackend::new(store)),
+            &Seed::BUILT_IN,
+            Seeding::Leave,
+        )
+    }
+
     /// A catalogue on any backend: seeds a new database and builds the index.
     pub fn from_backend(backend: Box<dyn Backend>) -> Result<(Self, Opened), CatalogueError> {
-        Self::with_seed(backend, &Seed::BUILT_IN)
+        Self::with_seed(backend, &Seed::BUILT_IN, Seeding::Apply)
     }
 
     /// A catalogue on any backend: seeds a new database with `seed`, brings
     /// one seeded with an earlier version up to it, and builds the index.
-    fn with_seed(backend: Box<dyn Backend>, seed: &Seed) -> Result<(Self, Opened), CatalogueError> {
+    fn with_seed(
+        backend: Box<dyn Backend>,
+        seed: &Seed,
+        seeding: Seeding,
+    ) -> Result<(Self, Opened), CatalogueError> {
         let mut store = backend.writer();
-        let seeded = seed::seed_new(&mut **store, seed)?;
-        let corrected = seed::correct(&mut **store, seed)?;
+        let (seeded, corrected) = match seeding {
+            Seeding::Apply => (
+                seed::seed_new(&mut **store, seed)?,
+                seed::correct(&mut **store, seed)?,
+            ),
+            Seeding::Leave => {
+                if let Some(from) = seed::pending(&**store, seed)? {
+                    tracing::warn!(
+                        from,
+                        to = seed.version,
+                        "the database holds an earlier seed; it is read as it is, and corrected when next opened to write"
+                    );
+                }
+                (None, None)
+            }
+        };
         if let Some(c) = &corrected {
             tracing::info!(
                 from = c.from_version,
@@ -250,6 +283,14 @@ impl Catalogue {
     pub fn revisions(&self, id: &SiteId) -> Result<Vec<Revision>, StoreError> {
         self.reader()?.revisions(id)
     }
+}
+
+/// Whether opening a catalogue may seed and correct the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Seeding {
+    Apply,
+    /// The database is only read.
+    Leave,
 }
 
 /// The first and last of the sites' last observation times.

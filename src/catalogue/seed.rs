@@ -98,20 +98,9 @@ pub(super) fn correct(
     store: &mut dyn Writes,
     seed: &Seed,
 ) -> Result<Option<Corrected>, CatalogueError> {
-    let seeded = store.meta(SEEDED_KEY)?;
-    if seeded.is_none_or(|s| s.starts_with("never")) {
+    let Some(from_version) = pending(&*store, seed)? else {
         return Ok(None);
-    }
-    let from_version = match store.meta(SEED_VERSION_KEY)? {
-        None => 1,
-        Some(v) => v.parse().map_err(|_| StoreError::Corrupt {
-            id: SEED_VERSION_KEY.into(),
-            reason: format!("the seed version {v:?} is not a number"),
-        })?,
     };
-    if from_version >= seed.version {
-        return Ok(None);
-    }
     let corrections: Corrections = serde_json::from_str(seed.corrections)
         .map_err(|e| CatalogueError::SeedCorrections(e.to_string()))?;
     let sites = parse_sites(seed.sites, IdPolicy::Required).map_err(CatalogueError::Seed)?;
@@ -149,6 +138,23 @@ pub(super) fn correct(
         report,
         kept_edits,
     }))
+}
+
+/// The seed version of a database seeded with an earlier one than `seed`;
+/// `None` for a current, new or unseeded database.
+pub(super) fn pending(store: &dyn Writes, seed: &Seed) -> Result<Option<u32>, StoreError> {
+    let seeded = store.meta(SEEDED_KEY)?;
+    if seeded.is_none_or(|s| s.starts_with("never")) {
+        return Ok(None);
+    }
+    let version = match store.meta(SEED_VERSION_KEY)? {
+        None => 1,
+        Some(v) => v.parse().map_err(|_| StoreError::Corrupt {
+            id: SEED_VERSION_KEY.into(),
+            reason: format!("the seed version {v:?} is not a number"),
+        })?,
+    };
+    Ok((version < seed.version).then_some(version))
 }
 
 /// A corrected site to write, and the fields where an edit was kept.

@@ -175,3 +175,33 @@ fn the_new_binary_corrects_a_database_the_old_one_made_and_check_passes() {
             .any(|c| c.field == "position_quality" && c.old == "unknown" && c.new == "approximate")
     );
 }
+
+#[test]
+fn an_old_database_that_cannot_be_written_is_read_as_it_is_and_corrected_once_it_can() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("old.db");
+    std::fs::copy(
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/db/seeded-before-audit.db"
+        ),
+        &db,
+    )
+    .unwrap();
+    let count = |out: std::process::Output| {
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        doc["features"].as_array().unwrap().len()
+    };
+    let mode = |m: u32| std::fs::set_permissions(&db, std::fs::Permissions::from_mode(m)).unwrap();
+    mode(0o444);
+    let old = sitewatch(&db, &["export", "sites"]);
+    assert!(
+        String::from_utf8_lossy(&old.stderr).contains("earlier seed"),
+        "{}",
+        String::from_utf8_lossy(&old.stderr)
+    );
+    assert_eq!(count(old), 35);
+    mode(0o644);
+    assert_eq!(count(sitewatch(&db, &["export", "sites"])), SEED_SITES);
+}
