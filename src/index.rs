@@ -10,8 +10,8 @@ use crate::geodesy::{
     min_distance_for_angle,
 };
 use crate::model::{
-    BBox, CountryCode, Declaration, FieldError, Footprint, LonLat, Meters, Site, SiteId, SiteKind,
-    Status,
+    BBox, CountryCode, Declaration, FieldError, Footprint, LonLat, Meters, PositionQuality, Site,
+    SiteId, SiteKind, Status,
 };
 use rstar::{AABB, PointDistance, RTree, RTreeObject};
 use std::cmp::Ordering;
@@ -72,11 +72,13 @@ pub struct Filter {
     pub kind: Vec<SiteKind>,
     pub status: Vec<Status>,
     pub country: Vec<CountryCode>,
+    pub position_quality: Vec<PositionQuality>,
 }
 
 impl Filter {
     /// Builds a filter from comma-separated lists of values, one per field name
-    /// (`declaration`, `kind`, `status`, `country`); `lists` returns `None` for a
+    /// (`declaration`, `kind`, `status`, `country`, `position_quality`); `lists`
+    /// returns `None` for a
     /// field that is not restricted.
     pub fn from_lists<'a>(lists: impl Fn(&str) -> Option<&'a str>) -> Result<Self, FieldError> {
         fn list<T>(
@@ -93,6 +95,11 @@ impl Filter {
             kind: list("kind", lists("kind"), SiteKind::parse)?,
             status: list("status", lists("status"), Status::parse)?,
             country: list("country", lists("country"), CountryCode::parse)?,
+            position_quality: list(
+                "position_quality",
+                lists("position_quality"),
+                PositionQuality::parse,
+            )?,
         })
     }
 
@@ -104,6 +111,7 @@ impl Filter {
             && ok(&self.kind, &s.kind)
             && ok(&self.status, &s.status)
             && ok(&self.country, &s.country)
+            && ok(&self.position_quality, &s.position_quality)
     }
 }
 

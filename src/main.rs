@@ -297,6 +297,10 @@ struct FilterArgs {
     /// Comma-separated ISO 3166-1 alpha-3 country codes.
     #[arg(long)]
     country: Option<String>,
+    /// Comma-separated position qualities (verified, single_source, unverified,
+    /// approximate, unknown).
+    #[arg(long)]
+    position_quality: Option<String>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -316,6 +320,16 @@ fn opened(db: &DbArg, result: Result<(Catalogue, Opened), CatalogueError>) -> Re
     if let Some(n) = opened.seeded {
         tracing::info!(db = %db.db.display(), sites = n, "new catalogue seeded from the built-in data");
     }
+    if let Some(c) = &opened.corrected {
+        tracing::info!(
+            db = %db.db.display(),
+            version = c.to_version,
+            created = c.report.created.len(),
+            updated = c.report.updated.len(),
+            edits_kept = c.kept_edits.len(),
+            "seed corrections applied as revisions"
+        );
+    }
     Ok(cat)
 }
 
@@ -326,7 +340,7 @@ fn open_to_read(db: &DbArg) -> Result<Catalogue> {
         Err(CatalogueError::Store(StoreError::ReadOnly { .. })) if db.db.is_file() => {
             let store = SqliteStore::open_to_read(&db.db)
                 .with_context(|| format!("opening {} to read", db.db.display()))?;
-            let (cat, _) = Catalogue::from_store(store)
+            let (cat, _) = Catalogue::from_store_as_it_is(store)
                 .with_context(|| format!("opening {} to read", db.db.display()))?;
             Ok(cat)
         }
@@ -537,6 +551,7 @@ fn run(cli: Cli) -> Result<()> {
                 "kind" => filter.kind.as_deref(),
                 "status" => filter.status.as_deref(),
                 "country" => filter.country.as_deref(),
+                "position_quality" => filter.position_quality.as_deref(),
                 _ => None,
             })?;
             let cat = open_to_read(&db)?;

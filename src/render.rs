@@ -148,6 +148,7 @@ impl Serialize for Properties<'_> {
         m.serialize_entry("declaration", &s.declaration)?;
         m.serialize_entry("status", &s.status)?;
         m.serialize_entry("confidence", &s.confidence)?;
+        m.serialize_entry("position_quality", &s.position_quality)?;
         m.serialize_entry("sources", &s.sources)?;
         m.serialize_entry("notes", &s.notes)?;
         if let Some(d) = self.feature.distance_m {

@@ -27,7 +27,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 #[allow(dead_code)]
 mod schemas {
     use super::{Link, ObjectBuilder, RefOr, Schema, SchemaType};
-    use crate::model::{Confidence, Declaration, Finding, SiteKind, Status};
+    use crate::model::{Confidence, Declaration, Finding, PositionQuality, SiteKind, Status};
     use crate::query::properties::{CollectionId, Shown};
     use serde::{Deserialize, Serialize};
     use utoipa::{IntoParams, ToSchema};
@@ -62,6 +62,11 @@ mod schemas {
     );
     enum_schema!(StatusName, Status, "The site's activity status.");
     enum_schema!(ConfidenceName, Confidence, "How sure the record is.");
+    enum_schema!(
+        PositionQualityName,
+        PositionQuality,
+        "How sure the catalogue is of where a site is: verified (two independent sources agree within 2 km), single_source, unverified (its source could not be confirmed), approximate (a town or a placeholder), unknown (not assessed)."
+    );
     enum_schema!(FindingName, Finding, "What an observation showed.");
 
     /// The collections of this service.
@@ -235,6 +240,8 @@ mod schemas {
         pub declaration: Option<DeclarationName>,
         pub status: Option<StatusName>,
         pub confidence: Option<ConfidenceName>,
+        /// `unknown` when not given.
+        pub position_quality: Option<PositionQualityName>,
         pub sources: Option<Vec<Source>>,
         pub notes: Option<String>,
     }
@@ -679,6 +686,9 @@ mod schemas {
         /// ISO 3166-1 alpha-3 codes, e.g. PRK.
         #[param(style = Form, explode = false, value_type = Option<Vec<String>>)]
         country: Option<String>,
+        /// How sure the catalogue is of each site's position.
+        #[param(style = Form, explode = false, value_type = Option<Vec<PositionQualityName>>)]
+        position_quality: Option<String>,
     }
 
     /// The site-only item parameters: the record view and staleness.
@@ -834,7 +844,7 @@ impl Modify for BearerToken {
         EventFeature, HistoryCollection, ChangesCollection, LogEntry, ChangeLog, Batch, BatchList, FeatureProblem,
         DuplicateFeature, ImportReport, Promotion, Health, ItemFormat, FilterLang,
         JsonOnly, CandidateState, SchemaFormat,
-        SiteKindName, DeclarationName, StatusName, ConfidenceName, FindingName,
+        SiteKindName, DeclarationName, StatusName, ConfidenceName, PositionQualityName, FindingName,
     )),
     tags(
         (name = "Capabilities", description = "OGC API - Features: landing page, conformance, collections, queryables, sortables"),

@@ -10,7 +10,9 @@ use super::routes::GEOJSON;
 use crate::catalogue::{Catalogue, ChangesQuery, EventKind};
 use crate::geodesy::{self, WGS84_A};
 use crate::index::{SiteIndex, folded, footprint_meets_bbox};
-use crate::model::{BBox, Declaration, Finding, Site, SiteKind, Status, Timestamp};
+use crate::model::{
+    BBox, Declaration, Finding, PositionQuality, Site, SiteKind, Status, Timestamp,
+};
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::{Map, Value, json};
@@ -255,6 +257,7 @@ async fn config(
             "declaration": names(Declaration::ALL, Declaration::as_str),
             "kind": names(SiteKind::ALL, SiteKind::as_str),
             "status": names(Status::ALL, Status::as_str),
+            "position_quality": names(PositionQuality::ALL, PositionQuality::as_str),
             "finding": names(Finding::ALL, Finding::as_str),
         },
     })))
@@ -391,7 +394,8 @@ fn map_feature(site: &Site, res: f64) -> Value {
         "type": "Feature", "id": site.id, "geometry": geometry,
         "properties": {
             "id": site.id, "name": site.name, "declaration": site.declaration,
-            "kind": site.kind, "status": site.status, "marker": marker,
+            "kind": site.kind, "status": site.status,
+            "position_quality": site.position_quality, "marker": marker,
         }
     })
 }
@@ -574,7 +578,7 @@ fn whole_catalogue_cells(
     cells
 }
 
-/// `GET /api/map/sites?bbox=&zoom=&declaration=&kind=&status=&country=&q=&as_of=`:
+/// `GET /api/map/sites?bbox=&zoom=&declaration=&kind=&status=&country=&position_quality=&q=&as_of=`:
 /// the sites in a view, sized for drawing. `numberMatched` is the same count
 /// `/api/collections/sites/items` gives for that box and those filters. Up to
 /// [`MAX_SITES_PER_VIEW`] come as features (`mode: "sites"`), the smallest as

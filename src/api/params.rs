@@ -169,7 +169,13 @@ impl Params {
     /// The site filters shared by every site query.
     pub fn filter(&self) -> Result<Filter, ApiError> {
         let mut lists = std::collections::HashMap::new();
-        for name in ["declaration", "kind", "status", "country"] {
+        for name in [
+            "declaration",
+            "kind",
+            "status",
+            "country",
+            "position_quality",
+        ] {
             if let Some(v) = self.get(name)? {
                 lists.insert(name, v);
             }

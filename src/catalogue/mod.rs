@@ -7,6 +7,7 @@ mod history;
 mod observations;
 mod observed;
 mod ogc;
+mod seed;
 
 pub use check::{CheckReport, check_database};
 pub use edits::EditError;
@@ -14,6 +15,7 @@ pub use history::{ChangesQuery, Cursor, EventKind, HistoryQuery, Order, Page};
 
 pub use observations::{ObservationImportError, PromoteError, Promotion};
 pub use observed::{DENSE, Observed, ObservedKeeper};
+pub use seed::{Corrected, SEED_CORRECTIONS, SEED_OBSERVATIONS, SEED_SITES, Seed};
 
 use crate::import::{ImportError, parse_sites};
 use crate::index::{SiteChange, SiteIndex};
@@ -28,13 +30,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-/// The seed catalogue, built into the binary so `serve` works from any folder.
-pub const SEED_SITES: &str = include_str!("../../data/sites.geojson");
-/// Publicly reported events at the seed sites, imported with them so that
-/// history is not empty on first start.
-pub const SEED_OBSERVATIONS: &str = include_str!("../../data/observations.geojson");
-
-const SEEDED_KEY: &str = "seeded_at";
+use seed::SEEDED_KEY;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogueError {
@@ -44,6 +40,8 @@ pub enum CatalogueError {
     Seed(ImportError),
     #[error("the built-in seed observations could not be imported: {0}")]
     SeedObservations(String),
+    #[error("the built-in seed corrections cannot be read: {0}")]
+    SeedCorrections(String),
 }
 
 /// An open catalogue. Reads take the current index snapshot and never wait for a
@@ -64,6 +62,8 @@ pub struct Catalogue {
 pub struct Opened {
     /// Sites created from the built-in seed, when the database was new.
     pub seeded: Option<usize>,
+    /// What correcting a database seeded by an earlier build did.
+    pub corrected: Option<Corrected>,
     pub live_sites: usize,
 }
 
@@ -72,6 +72,16 @@ impl Catalogue {
     /// built-in catalogue, and builds the index.
     pub fn open(path: &Path) -> Result<(Self, Opened), CatalogueError> {
         Self::from_store(SqliteStore::open(path)?)
+    }
+
+    /// [`Catalogue::open`] with another seed than the built-in one: an older
+    /// one, say, to make the database an earlier build would have made.
+    pub fn open_with_seed(path: &Path, seed: &Seed) -> Result<(Self, Opened), CatalogueError> {
+        Self::with_seed(
+            Box::new(SqliteBackend::new(SqliteStore::open(path)?)),
+            seed,
+            Seeding::Apply,
+        )
     }
 
     /// Opens a database without the built-in seed, for a catalogue that is to
@@ -90,20 +100,55 @@ impl Catalogue {
         Self::from_backend(Box::new(SqliteBackend::new(store)))
     }
 
+    /// A catalogue on a database opened only to read: neither seeded nor
+    /// corrected, since nothing may be written; one seeded by an earlier build
+    /// is read with its old seed sites, and a warning says so.
+    pub fn from_store_as_it_is(store: SqliteStore) -> Result<(Self, Opened), CatalogueError> {
+        Self::with_seed(
+            Box::new(SqliteBackend::new(store)),
+            &Seed::BUILT_IN,
+            Seeding::Leave,
+        )
+    }
+
     /// A catalogue on any backend: seeds a new database and builds the index.
     pub fn from_backend(backend: Box<dyn Backend>) -> Result<(Self, Opened), CatalogueError> {
-        let mut seeded = None;
+        Self::with_seed(backend, &Seed::BUILT_IN, Seeding::Apply)
+    }
+
+    /// A catalogue on any backend: seeds a new database with `seed`, brings
+    /// one seeded with an earlier version up to it, and builds the index.
+    fn with_seed(
+        backend: Box<dyn Backend>,
+        seed: &Seed,
+        seeding: Seeding,
+    ) -> Result<(Self, Opened), CatalogueError> {
         let mut store = backend.writer();
-        if store.meta(SEEDED_KEY)?.is_none() && store.site_count()? == 0 {
-            let sites =
-                parse_sites(SEED_SITES, IdPolicy::Required).map_err(CatalogueError::Seed)?;
-            let by = Provenance {
-                actor: "seed".into(),
-                reason: Some("initial catalogue from data/sites.geojson".into()),
-            };
-            let report = store.apply_sites(&sites, &by)?;
-            store.set_meta(SEEDED_KEY, &crate::model::Timestamp::now().to_rfc3339())?;
-            seeded = Some(report.created.len());
+        let (seeded, corrected) = match seeding {
+            Seeding::Apply => (
+                seed::seed_new(&mut **store, seed)?,
+                seed::correct(&mut **store, seed)?,
+            ),
+            Seeding::Leave => {
+                if let Some(from) = seed::pending(&**store, seed)? {
+                    tracing::warn!(
+                        from,
+                        to = seed.version,
+                        "the database holds an earlier seed; it is read as it is, and corrected when next opened to write"
+                    );
+                }
+                (None, None)
+            }
+        };
+        if let Some(c) = &corrected {
+            tracing::info!(
+                from = c.from_version,
+                to = c.to_version,
+                created = c.report.created.len(),
+                updated = c.report.updated.len(),
+                kept_edits = c.kept_edits.len(),
+                "seed sites corrected"
+            );
         }
         let started = std::time::Instant::now();
         // The observation counts are read on a second connection while the
@@ -132,6 +177,7 @@ impl Catalogue {
         let (index, stats) = (Arc::new(index), Arc::new(stats));
         let opened = Opened {
             seeded,
+            corrected,
             live_sites: index.len(),
         };
         drop(store);
@@ -146,7 +192,7 @@ impl Catalogue {
             let opts = crate::import::ImportOptions::default();
             let report = catalogue
                 .import_observations(
-                    SEED_OBSERVATIONS.as_bytes(),
+                    seed.observations.as_bytes(),
                     "seed: data/observations.geojson",
                     &opts,
                     |_, _| {},
@@ -237,6 +283,14 @@ impl Catalogue {
     pub fn revisions(&self, id: &SiteId) -> Result<Vec<Revision>, StoreError> {
         self.reader()?.revisions(id)
     }
+}
+
+/// Whether opening a catalogue may seed and correct the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Seeding {
+    Apply,
+    /// The database is only read.
+    Leave,
 }
 
 /// The first and last of the sites' last observation times.

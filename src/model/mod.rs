@@ -57,6 +57,7 @@ pub use record::{
     Candidate, CandidateState, LinkHow, ObservationStats, SiteLink, StoredObservation,
 };
 pub use site::{
-    Confidence, Declaration, FieldChange, IdPolicy, Site, SiteKind, Source, Status, diff_sites,
+    Confidence, Declaration, FieldChange, IdPolicy, PositionQuality, Site, SiteKind, Source,
+    Status, diff_sites,
 };
 pub use values::{BBox, CountryCode, LonLat, Meters, SiteId, Timestamp};

@@ -56,6 +56,20 @@ string_enum!(
     }
 );
 
+string_enum!(
+    /// How sure the catalogue is of where a site is: whether its position was
+    /// confirmed by two independent sources, rests on one, is only a town or a
+    /// placeholder, or cites a source that could not be confirmed. `unknown` is
+    /// what a site recorded without it reads as.
+    PositionQuality {
+        Verified => "verified",
+        SingleSource => "single_source",
+        Unverified => "unverified",
+        Approximate => "approximate",
+        Unknown => "unknown",
+    }
+);
+
 /// A published source for a site.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Source {
@@ -76,6 +90,7 @@ pub struct Site {
     pub declaration: Declaration,
     pub status: Status,
     pub confidence: Confidence,
+    pub position_quality: PositionQuality,
     pub footprint: Footprint,
     pub sources: Vec<Source>,
     pub notes: Option<String>,
@@ -262,6 +277,12 @@ impl Site {
             Confidence::Low,
             Confidence::parse,
         )?;
+        let position_quality = enum_or(
+            "properties.position_quality",
+            props.get("position_quality"),
+            PositionQuality::Unknown,
+            PositionQuality::parse,
+        )?;
         let footprint = match obj.get("geometry") {
             None | Some(Value::Null) => {
                 return Err(FieldError::new(
@@ -287,6 +308,7 @@ impl Site {
             declaration,
             status,
             confidence,
+            position_quality,
             footprint,
             sources,
             notes,
@@ -335,6 +357,7 @@ impl Site {
         m.insert("declaration".into(), json!(self.declaration));
         m.insert("status".into(), json!(self.status));
         m.insert("confidence".into(), json!(self.confidence));
+        m.insert("position_quality".into(), json!(self.position_quality));
         m.insert("sources".into(), json!(self.sources));
         m.insert("notes".into(), json!(self.notes));
         m
@@ -440,6 +463,25 @@ mod tests {
         let again = Site::from_feature(&s.to_feature(), IdPolicy::Required).unwrap();
         assert_eq!(s, again);
         assert_eq!(s.to_feature()["properties"]["kind"], "reactor");
+    }
+
+    #[test]
+    fn a_site_without_a_position_quality_reads_as_unknown_and_a_wrong_one_is_refused() {
+        let s = Site::from_feature(&feature(), IdPolicy::Required).unwrap();
+        assert_eq!(s.position_quality, PositionQuality::Unknown);
+        let v = Site::from_feature(
+            &with(&["properties", "position_quality"], json!("single_source")),
+            IdPolicy::Required,
+        )
+        .unwrap();
+        assert_eq!(v.position_quality, PositionQuality::SingleSource);
+        assert_eq!(
+            v.to_feature()["properties"]["position_quality"],
+            "single_source"
+        );
+        let e = err(with(&["properties", "position_quality"], json!("exact")));
+        assert_eq!(e.field, "properties.position_quality");
+        assert!(e.reason.contains("verified"), "{}", e.reason);
     }
 
     #[test]

@@ -7,7 +7,8 @@
 use super::cql::Scalar;
 use super::records::{CandidateRecord, ObservationRecord, SiteRecord};
 use crate::model::{
-    CandidateState, Confidence, Declaration, Finding, SiteId, SiteKind, Status, Timestamp,
+    CandidateState, Confidence, Declaration, Finding, PositionQuality, SiteId, SiteKind, Status,
+    Timestamp,
 };
 use serde_json::{Map, Value, json};
 
@@ -181,6 +182,10 @@ fn confidences() -> Vec<&'static str> {
     Confidence::ALL.iter().map(|v| v.as_str()).collect()
 }
 
+fn position_qualities() -> Vec<&'static str> {
+    PositionQuality::ALL.iter().map(|v| v.as_str()).collect()
+}
+
 fn findings() -> Vec<&'static str> {
     Finding::ALL.iter().map(|v| v.as_str()).collect()
 }
@@ -212,6 +217,13 @@ const SITES: &[Property] = &[
     Property::new("confidence", Kind::String, "how sure the catalogue is")
         .values(confidences)
         .site(|r| text(r.site.confidence.as_str())),
+    Property::new(
+        "position_quality",
+        Kind::String,
+        "how sure the catalogue is of where the site is: verified (two independent sources agree within 2 km), single_source, unverified (its source could not be confirmed), approximate (a town or a placeholder), unknown (not assessed)",
+    )
+    .values(position_qualities)
+    .site(|r| text(r.site.position_quality.as_str())),
     Property::new(
         "sources",
         Kind::Objects("Source"),
@@ -818,6 +830,7 @@ mod tests {
                 "declaration",
                 "status",
                 "confidence",
+                "position_quality",
                 "sources",
                 "notes",
                 "last_observed_at",

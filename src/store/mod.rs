@@ -336,6 +336,15 @@ pub trait HistoryReads {
 /// change and appends to the change log.
 pub trait SiteWrites {
     fn apply_sites(&mut self, sites: &[Site], by: &Provenance) -> Result<ApplyReport, StoreError>;
+    /// Writes each site with its own provenance and sets the meta `key` to
+    /// `value`, in one transaction: a set of corrections lands whole, together
+    /// with the record that it landed, or not at all.
+    fn apply_sites_marked(
+        &mut self,
+        sites: &[(Site, Provenance)],
+        key: &str,
+        value: &str,
+    ) -> Result<ApplyReport, StoreError>;
     /// Creates a site; `None` if the id is taken.
     fn create_site(&mut self, site: &Site, by: &Provenance)
     -> Result<Option<Revision>, StoreError>;

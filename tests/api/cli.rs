@@ -1,6 +1,6 @@
 //! The command line: import, nearby and export against a temp database.
 
-use crate::helpers::BIN;
+use crate::helpers::{BIN, SEED_SITES};
 use serde_json::Value;
 use std::path::Path;
 use std::process::{Command, Output};
@@ -71,7 +71,7 @@ fn importing_a_site_twice_stores_it_once_and_a_change_makes_a_revision() {
     let exported = dir.path().join("export.geojson");
     std::fs::write(&exported, &export.stdout).unwrap();
     let round = stdout_json(&run(&db, &["import", "sites", exported.to_str().unwrap()]));
-    assert_eq!(round["unchanged"], 36);
+    assert_eq!(round["unchanged"], SEED_SITES + 1);
     // A changed status is an update.
     let changed = std::fs::read_to_string(fixture("new-site.geojson"))
         .unwrap()
@@ -119,7 +119,7 @@ fn export_writes_every_seed_site_as_geojson() {
     let dir = tempfile::tempdir().unwrap();
     let doc = stdout_json(&run(&dir.path().join("c.db"), &["export", "sites"]));
     assert_eq!(doc["type"], "FeatureCollection");
-    assert_eq!(doc["features"].as_array().unwrap().len(), 35);
+    assert_eq!(doc["features"].as_array().unwrap().len(), SEED_SITES);
 }
 
 /// Runs a command that must end by itself (a refused `serve` among them),
@@ -180,7 +180,7 @@ fn an_existing_empty_database_file_is_refused_not_made_a_new_catalogue() {
     std::fs::remove_file(&db).unwrap();
     std::fs::remove_file(dir.path().join("c.db-wal")).unwrap();
     let doc = stdout_json(&run(&db, &["export", "sites"]));
-    assert_eq!(doc["features"].as_array().unwrap().len(), 35);
+    assert_eq!(doc["features"].as_array().unwrap().len(), SEED_SITES);
 }
 
 #[test]
@@ -201,7 +201,7 @@ fn a_read_only_database_is_refused_by_commands_that_write_and_read_by_those_that
     );
     refused(&run(&db, &["import", "observations", &batch]), &says);
     let doc = stdout_json(&run(&db, &["export", "sites"]));
-    assert_eq!(doc["features"].as_array().unwrap().len(), 35);
+    assert_eq!(doc["features"].as_array().unwrap().len(), SEED_SITES);
     let near = stdout_json(&run(
         &db,
         &[
@@ -220,6 +220,6 @@ fn a_read_only_database_is_refused_by_commands_that_write_and_read_by_those_that
     refused(&serve, &format!("{} is read-only", dir.path().display()));
     assert_eq!(
         stdout_json(&export)["features"].as_array().unwrap().len(),
-        35
+        SEED_SITES
     );
 }

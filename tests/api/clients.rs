@@ -5,6 +5,7 @@
 //! every operation's responses against it. Outside CI a missing program skips
 //! its test with a printed reason; with `CI` set it fails.
 
+use crate::helpers::SEED_SITES;
 use crate::ogc::{Catalogue, SYNTHETIC_SITES, scratch};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -57,7 +58,7 @@ fn ogr2ogr_copies_every_site_with_attributes_and_geometry_across_pages() {
     }
     let c = Catalogue::start(&[]);
     let gpkg = scratch(&c, "sites.gpkg");
-    // GDAL asks for pages of PAGE_SIZE and follows the `next` links; 335 sites
+    // GDAL asks for pages of PAGE_SIZE and follows the `next` links; 342 sites
     // at 50 a page is seven pages.
     run(Command::new("ogr2ogr").args([
         "-f",
@@ -78,7 +79,7 @@ fn ogr2ogr_copies_every_site_with_attributes_and_geometry_across_pages() {
     ]));
     let copied: Value = serde_json::from_slice(&out.stdout).expect("GeoJSON from GDAL");
     let copied = copied["features"].as_array().unwrap();
-    assert_eq!(copied.len(), 35 + SYNTHETIC_SITES);
+    assert_eq!(copied.len(), SEED_SITES + SYNTHETIC_SITES);
     let (served, _) = c.all_pages("/api/collections/sites/items?limit=10000");
     let served: BTreeMap<String, &Value> = served
         .iter()

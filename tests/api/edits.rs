@@ -1,7 +1,7 @@
 //! Site edits over HTTP: create, replace, retire, with write authority, and
 //! reads of the record as of a moment and with retired sites.
 
-use crate::helpers::{Server, ids};
+use crate::helpers::{SEED_SITES, Server, ids};
 use reqwest::Method;
 use reqwest::blocking::Response;
 use serde_json::{Value, json};
@@ -104,7 +104,7 @@ fn a_created_site_is_found_by_id_by_bbox_and_by_nearby() {
     let near = s.geojson("/api/nearby?lon=127.31&lat=40.71&limit=1");
     assert_eq!(ids(&near), [id.as_str()]);
     assert_eq!(near["features"][0]["properties"]["distance_m"], 0.0);
-    assert_eq!(matched(&s, ""), 36);
+    assert_eq!(matched(&s, ""), SEED_SITES as u64 + 1);
 
     let named = write(
         &s,
@@ -137,7 +137,7 @@ fn creating_an_id_that_exists_is_409_and_changes_nothing() {
         "{body}"
     );
     assert_eq!(s.geojson(&format!("{ITEMS}/yongbyon")), before);
-    assert_eq!(matched(&s, ""), 35);
+    assert_eq!(matched(&s, ""), SEED_SITES as u64);
 }
 
 #[test]
@@ -179,8 +179,14 @@ fn a_replaced_site_reads_as_before_the_replace_when_asked_as_of_a_moment_before_
     assert!(ids(&filtered).is_empty());
 
     problem(s.get(&format!("{item}?as_of={before_create}")), 404);
-    assert_eq!(matched(&s, &format!("as_of={before_create}")), 35);
-    assert_eq!(matched(&s, &format!("as_of={between}")), 36);
+    assert_eq!(
+        matched(&s, &format!("as_of={before_create}")),
+        SEED_SITES as u64
+    );
+    assert_eq!(
+        matched(&s, &format!("as_of={between}")),
+        SEED_SITES as u64 + 1
+    );
 }
 
 #[test]
@@ -228,8 +234,8 @@ fn the_past_followed_page_by_page_is_the_past_read_by_area() {
     }
     assert_eq!(
         paged.len(),
-        36,
-        "35 seed sites and the new one, Yongbyon not yet retired"
+        SEED_SITES + 1,
+        "the seed sites and the new one, Yongbyon not yet retired"
     );
     assert_eq!(&Value::from(paged.clone()), &by_area["features"]);
     let edited = paged.iter().find(|f| f["id"] == "test-edit").unwrap();
@@ -288,7 +294,7 @@ fn a_retired_site_leaves_every_query_but_stays_in_the_record() {
     assert!(resp.bytes().unwrap().is_empty());
 
     problem(s.get(&item), 404);
-    assert_eq!(matched(&s, ""), 34);
+    assert_eq!(matched(&s, ""), SEED_SITES as u64 - 1);
     assert!(!ids(&s.geojson(&format!("{ITEMS}?{yongbyon_box}"))).contains(&"yongbyon".into()));
     assert_ne!(ids(&s.geojson(near_yongbyon)), ["yongbyon"]);
 
@@ -305,10 +311,10 @@ fn a_retired_site_leaves_every_query_but_stays_in_the_record() {
             f["id"]
         );
     }
-    assert_eq!(matched(&s, "include_retired=true"), 35);
+    assert_eq!(matched(&s, "include_retired=true"), SEED_SITES as u64);
 
     assert_eq!(s.geojson(&format!("{item}?as_of={before}")), original);
-    assert_eq!(matched(&s, &format!("as_of={before}")), 35);
+    assert_eq!(matched(&s, &format!("as_of={before}")), SEED_SITES as u64);
     let as_then = s.geojson(&format!("{item}?as_of={before}&include_retired=true"));
     assert_eq!(as_then["properties"]["retired"], false);
 
@@ -346,7 +352,7 @@ fn writes_without_the_servers_token_are_401_and_store_nothing() {
     }
     problem(s.get(&format!("{ITEMS}/test-auth")), 404);
     assert_eq!(s.geojson(&yongbyon), original);
-    assert_eq!(matched(&s, ""), 35);
+    assert_eq!(matched(&s, ""), SEED_SITES as u64);
 
     let token = Some("s3cret");
     let created = send(
@@ -419,7 +425,7 @@ fn an_invalid_body_is_refused_naming_the_field_and_stores_nothing() {
     let p = problem(write(&s, Method::PUT, &yongbyon, Some(&bad_replace)), 400);
     assert_eq!(p["parameter"], "properties.status");
     assert_eq!(s.geojson(&yongbyon), original);
-    assert_eq!(matched(&s, ""), 35);
+    assert_eq!(matched(&s, ""), SEED_SITES as u64);
 }
 
 #[test]
@@ -444,7 +450,7 @@ fn ids_with_path_separators_or_sql_are_not_found_and_never_a_server_error() {
             problem(resp, 404);
         }
     }
-    assert_eq!(matched(&s, ""), 35);
+    assert_eq!(matched(&s, ""), SEED_SITES as u64);
     assert_eq!(s.geojson(&format!("{ITEMS}/yongbyon"))["id"], "yongbyon");
 }
 

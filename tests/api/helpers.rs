@@ -6,6 +6,9 @@ use std::process::{Child, Command, Stdio};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_sitewatch");
 
+/// How many sites the built-in seed holds (checked against it in `seed.rs`).
+pub const SEED_SITES: usize = 42;
+
 pub struct Server {
     child: Child,
     pub base: String,

@@ -2,7 +2,7 @@
 //! request gets a 4xx problem document that names what is wrong, leaves the
 //! catalogue as it was, and tells nothing of the server's insides.
 
-use crate::helpers::{BIN, Server, ids};
+use crate::helpers::{BIN, SEED_SITES, Server, ids};
 use reqwest::blocking::{Body, Client, Response};
 use serde_json::{Value, json};
 use sitewatch::model::MAX_FOOTPRINT_VERTICES;
@@ -702,7 +702,7 @@ fn ids_with_path_separators_or_sql_name_no_site_on_get_put_and_delete() {
     assert_unchanged(&s, &before);
     assert_eq!(
         ids(&s.geojson(ITEMS)).len(),
-        35,
+        SEED_SITES,
         "the sites table is intact"
     );
 }
@@ -721,7 +721,7 @@ fn a_limit_of_ten_to_the_twelfth_is_clamped_and_says_so() {
         doc["limitClamped"],
         json!({"requested": 1_000_000_000_000u64, "applied": 10_000})
     );
-    assert_eq!(doc["numberReturned"], 35);
+    assert_eq!(doc["numberReturned"], SEED_SITES as u64);
     for path in ["/api/batches", "/api/nearby?lon=125.75&lat=39.8&"] {
         let sep = if path.ends_with('&') { "" } else { "?" };
         let resp = s.get(&format!("{path}{sep}limit=1000000000000"));

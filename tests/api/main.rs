@@ -12,5 +12,6 @@ mod hostile;
 mod observations;
 mod ogc;
 mod proximity;
+mod seed;
 mod sites;
 mod soak;

@@ -1,7 +1,7 @@
 //! Observation batches through the real server and the CLI: atomic, idempotent,
 //! the same report either way, candidates, history and changes.
 
-use crate::helpers::{BIN, Server};
+use crate::helpers::{BIN, SEED_SITES, Server};
 use serde_json::Value;
 use std::process::Command;
 
@@ -475,7 +475,7 @@ fn sites_carry_when_they_were_last_observed_and_can_be_filtered_by_staleness() {
     assert!(fresh_ids.contains(&"punggye-ri"));
     assert_eq!(
         stale["numberMatched"].as_u64().unwrap() + fresh["numberMatched"].as_u64().unwrap(),
-        35
+        SEED_SITES as u64
     );
 }
 

@@ -2,7 +2,7 @@
 //! CQL2 filters with `bbox` and `datetime` against a brute-force filter over
 //! seeded data, keyset paging while writes land, CSV, limits, CORS and errors.
 
-use crate::helpers::BIN;
+use crate::helpers::{BIN, SEED_SITES};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{Value, json};
@@ -301,7 +301,7 @@ struct Case {
 fn cql2_filters_with_bbox_and_datetime_match_a_brute_force_filter_over_seeded_sites() {
     let c = Catalogue::start(&[]);
     let (all, _) = c.all_pages("/api/collections/sites/items?limit=10000");
-    assert_eq!(all.len(), 35 + SYNTHETIC_SITES);
+    assert_eq!(all.len(), SEED_SITES + SYNTHETIC_SITES);
     let observed = all
         .iter()
         .filter(|f| !f["properties"]["last_observed_at"].is_null())
@@ -495,7 +495,7 @@ fn candidates_are_items_too_filtered_by_state_and_time() {
 fn pages_follow_next_and_prev_links_and_stay_stable_while_sites_are_added() {
     let c = Catalogue::start(&[]);
     let (all, pages) = c.all_pages("/api/collections/sites/items");
-    assert_eq!(all.len(), 35 + SYNTHETIC_SITES);
+    assert_eq!(all.len(), SEED_SITES + SYNTHETIC_SITES);
     assert_eq!(pages, 4, "100 per page by default");
     let first = c.json("/api/collections/sites/items?sortby=-name,country&limit=50");
     assert!(link(&first, "prev").is_none());
@@ -518,7 +518,10 @@ fn pages_follow_next_and_prev_links_and_stay_stable_while_sites_are_added() {
         ids(again["features"].as_array().unwrap()),
         ids(second["features"].as_array().unwrap())
     );
-    assert_eq!(again["numberMatched"], 35 + SYNTHETIC_SITES as u64 + 1);
+    assert_eq!(
+        again["numberMatched"],
+        SEED_SITES as u64 + SYNTHETIC_SITES as u64 + 1
+    );
     let back = c.json(&link(&again, "prev").unwrap());
     let back_ids: Vec<String> = back["features"]
         .as_array()
@@ -623,7 +626,10 @@ fn a_limit_above_the_maximum_is_clamped_and_the_answer_says_so() {
         doc["limitClamped"],
         json!({"requested": 20000, "applied": 10000})
     );
-    assert_eq!(doc["numberReturned"], 35 + SYNTHETIC_SITES as u64);
+    assert_eq!(
+        doc["numberReturned"],
+        SEED_SITES as u64 + SYNTHETIC_SITES as u64
+    );
     assert!(
         c.json("/api/collections/sites/items?limit=5")
             .get("limitClamped")

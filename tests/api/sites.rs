@@ -1,6 +1,6 @@
 //! Site items over HTTP: bbox, filters, paging, single items, unknown paths.
 
-use crate::helpers::{Server, ids, seed};
+use crate::helpers::{SEED_SITES, Server, ids, seed};
 use std::collections::BTreeSet;
 
 #[test]
@@ -11,7 +11,7 @@ fn items_page_through_the_whole_catalogue_in_id_order_without_repeats() {
     let mut pages = 0;
     loop {
         let doc = s.geojson(&url);
-        assert_eq!(doc["numberMatched"], 35);
+        assert_eq!(doc["numberMatched"], SEED_SITES as u64);
         seen.extend(ids(&doc));
         pages += 1;
         let next = doc["links"]
@@ -25,7 +25,7 @@ fn items_page_through_the_whole_catalogue_in_id_order_without_repeats() {
             None => break,
         }
     }
-    assert_eq!(pages, 5);
+    assert_eq!(pages, SEED_SITES.div_ceil(7));
     let mut sorted = seen.clone();
     sorted.sort();
     sorted.dedup();
@@ -109,5 +109,38 @@ fn health_reports_the_number_of_live_sites() {
     let s = Server::start();
     let h = s.get_json("/healthz", "application/json");
     assert_eq!(h["status"], "ok");
-    assert_eq!(h["sites"], 35);
+    assert_eq!(h["sites"], SEED_SITES as u64);
+}
+
+#[test]
+fn position_quality_filters_alike_as_a_parameter_and_in_cql2_and_every_seed_site_has_one() {
+    let s = Server::start();
+    let all = s.geojson("/api/collections/sites/items?limit=1000");
+    let mut loose: Vec<String> = all["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| {
+            let q = f["properties"]["position_quality"].as_str().unwrap();
+            assert_ne!(q, "unknown", "{}", f["id"]);
+            q == "approximate" || q == "unverified"
+        })
+        .map(|f| f["id"].as_str().unwrap().to_owned())
+        .collect();
+    loose.sort();
+    assert!(loose.contains(&"inp-pyongyang".to_string()), "{loose:?}");
+    let by_param =
+        s.geojson("/api/collections/sites/items?position_quality=approximate,unverified");
+    assert_eq!(ids(&by_param), loose);
+    let cql = urlencode("position_quality IN ('approximate','unverified')");
+    let by_cql = s.geojson(&format!("/api/collections/sites/items?filter={cql}"));
+    assert_eq!(ids(&by_cql), loose);
+    let near = s.geojson("/api/nearby?lon=125.75&lat=39.0&limit=3&position_quality=verified");
+    for f in near["features"].as_array().unwrap() {
+        assert_eq!(
+            f["properties"]["position_quality"], "verified",
+            "{}",
+            f["id"]
+        );
+    }
 }

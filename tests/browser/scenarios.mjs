@@ -88,7 +88,7 @@ async function drawnAgainstApi(page) {
     statusCount: Number(document.getElementById('status').dataset.count),
   }));
   const params = new URLSearchParams({ bbox: query.bbox, limit: '1' });
-  for (const k of ['declaration', 'kind', 'status', 'as_of']) if (query[k]) params.set(k, query[k]);
+  for (const k of ['declaration', 'kind', 'status', 'position_quality', 'as_of']) if (query[k]) params.set(k, query[k]);
   const answer = await api(`/api/collections/sites/items?${params}`);
   return { drawn, statusCount, api: answer.numberMatched, query };
 }
@@ -101,7 +101,7 @@ const scenarios = {
     assert.equal(title, 'sitewatch map');
     const status = await page.locator('#status').textContent();
     assert.match(status, /\d+ sites? in view/);
-    assert.equal(await page.locator('#legend li').count(), 7, 'legend: 4 declarations, candidate, observation, cluster');
+    assert.equal(await page.locator('#legend li').count(), 8, 'legend: 4 declarations, candidate, observation, cluster, dashed outline');
     assert.equal(await page.locator('#layer-tiles-row').isVisible(), false, 'no tile switch without tiles');
     // The Natural Earth outlines are drawn under the sites.
     const basemapFeatures = await page.evaluate(() =>
@@ -211,8 +211,17 @@ const scenarios = {
     assert.ok(filtered.api < world.api, 'the filter leaves fewer sites');
     assert.equal(filtered.drawn, filtered.api, 'filtered: drawn vs API');
     assert.match(await page.evaluate(() => window.location.hash), /declaration=undeclared/);
+
+    // And of those, only the positions not confirmed by two sources.
+    await page.locator('input[name="position_quality"][value="verified"]').uncheck();
+    await idle(page);
+    const unsure = await drawnAgainstApi(page);
+    assert.equal(unsure.query.position_quality, 'single_source,unverified,approximate,unknown');
+    assert.ok(unsure.api < filtered.api, 'the position filter leaves fewer sites');
+    assert.equal(unsure.drawn, unsure.api, 'position filter: drawn vs API');
+    assert.match(await page.evaluate(() => window.location.hash), /position_quality=single_source/);
     assert.deepEqual(errors, []);
-    console.log(JSON.stringify({ first, world, filtered }));
+    console.log(JSON.stringify({ first, world, filtered, unsure }));
     await close();
   },
 
@@ -236,6 +245,9 @@ const scenarios = {
     const links = await page.locator('#site-panel .sources a').evaluateAll((as) => as.map((a) => a.href));
     const urls = site.properties.sources.filter((s) => s.url).map((s) => new URL(s.url).href);
     assert.deepEqual(links, urls, 'every source URL is a link');
+    const position = page.locator('#site-panel .position-quality');
+    assert.equal(await position.getAttribute('data-value'), site.properties.position_quality);
+    assert.match(await position.textContent(), /^verified: two independent sources/);
     assert.match(await page.evaluate(() => window.location.hash), /site=yongbyon/);
     mkdirSync(outDir, { recursive: true });
     await page.screenshot({ path: join(outDir, 'site-panel.png') });

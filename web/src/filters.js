@@ -1,10 +1,12 @@
-// Filters by declaration, kind and status, and search by name: both narrow
+// Filters by declaration, kind, status and position quality, and search by name: both narrow
 // what the map draws, and search also lists the matches to jump to.
 import { getJson } from './api.js';
 import { count, el, fill, words } from './dom.js';
 import { FILTER_GROUPS } from './permalink.js';
 
-const LABELS = { declaration: 'Declaration', kind: 'Kind', status: 'Status' };
+const LABELS = {
+  declaration: 'Declaration', kind: 'Kind', status: 'Status', position_quality: 'Position',
+};
 
 export class Filters {
   constructor(app, vocabulary) {

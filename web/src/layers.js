@@ -123,11 +123,19 @@ function markerStyle(declaration, selected) {
   }));
 }
 
-function footprintStyle(declaration, selected) {
+/** Positions that are only a town, a placeholder or an unconfirmed source. */
+const LOOSE_POSITIONS = new Set(['approximate', 'unverified']);
+
+function footprintStyle(declaration, selected, loose) {
   const colour = DECLARATION_COLOURS[declaration] ?? DECLARATION_COLOURS.unknown;
-  return cached(`poly:${declaration}:${selected}`, () => new Style({
+  return cached(`poly:${declaration}:${selected}:${loose}`, () => new Style({
     fill: new Fill({ color: rgba(colour, selected ? 0.45 : 0.3) }),
-    stroke: new Stroke({ color: selected ? '#111' : colour, width: selected ? 3 : 1.5 }),
+    // A dashed outline: the footprint is drawn around a town or an unconfirmed point.
+    stroke: new Stroke({
+      color: selected ? '#111' : colour,
+      width: selected ? 3 : 1.5,
+      lineDash: loose ? [6, 4] : undefined,
+    }),
     zIndex: selected ? 20 : 5,
   }));
 }
@@ -236,7 +244,8 @@ export function sitesLayer(selectedId) {
       } else {
         const extent = geometry.getExtent();
         const px = Math.max(getWidth(extent), getHeight(extent)) / resolution;
-        styles.push(footprintStyle(declaration, selected));
+        const loose = LOOSE_POSITIONS.has(feature.get('position_quality'));
+        styles.push(footprintStyle(declaration, selected, loose));
         if (px < MARKER_BELOW_PX) styles.push(centreMarker(declaration, selected));
       }
       if (resolution < LABEL_BELOW_RESOLUTION || selected) styles.push(labelStyle(feature));

@@ -171,7 +171,8 @@ class App {
           item(el('span', { class: 'swatch', dataset: { declaration: d } }), words(d))),
         item(el('span', { class: 'symbol candidate', title: CANDIDATE_COLOUR }), 'candidate'),
         item(el('span', { class: 'symbol observation', title: OBSERVATION_COLOUR }), 'observation'),
-        item(el('span', { class: 'symbol cluster' }), 'ring: sites by declaration')));
+        item(el('span', { class: 'symbol cluster' }), 'ring: sites by declaration'),
+        item(el('span', { class: 'symbol loose' }), 'dashed: approximate or unverified position')));
   }
 
   wireLayout() {

@@ -8,6 +8,15 @@ function badge(kind, value) {
   return el('span', { class: `badge badge-${kind}`, dataset: { value } }, words(value));
 }
 
+/** What each position quality tells an analyst about where the site is. */
+const POSITION_QUALITY = {
+  verified: 'verified: two independent sources agree within 2 km',
+  single_source: 'single source: one source, not cross-checked',
+  unverified: 'unverified: its source could not be confirmed',
+  approximate: 'approximate: a town or a placeholder, not the facility',
+  unknown: 'not assessed',
+};
+
 function row(label, ...value) {
   return [el('dt', {}, label), el('dd', {}, ...value)];
 }
@@ -104,6 +113,8 @@ export class SitePanel {
       row('Kind', words(p.kind)),
       row('Status', words(p.status)),
       row('Confidence', words(p.confidence)),
+      row('Position', el('span', { class: 'position-quality', dataset: { value: p.position_quality ?? 'unknown' } },
+        POSITION_QUALITY[p.position_quality] ?? POSITION_QUALITY.unknown)),
       row('Country', p.country),
       row('Id', el('code', {}, p.id)),
       p.alt_names?.length ? row('Also known as', p.alt_names.join('; ')) : null,

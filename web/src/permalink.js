@@ -1,15 +1,15 @@
 // The page's state in the URL fragment, so a link or a reload shows the same
-// view: `#map=zoom/lat/lon&site=ID&declaration=a,b&kind=&status=&q=&date=&near=lon,lat[,km]`.
+// view: `#map=zoom/lat/lon&site=ID&declaration=a,b&kind=&status=&position_quality=&q=&date=&near=lon,lat[,km]`.
 // A filter left out means "any"; present but empty means "none".
 
-export const FILTER_GROUPS = ['declaration', 'kind', 'status'];
+export const FILTER_GROUPS = ['declaration', 'kind', 'status', 'position_quality'];
 
 export function emptyState() {
   return {
     zoom: null,
     centre: null,
     site: null,
-    filters: { declaration: null, kind: null, status: null },
+    filters: { declaration: null, kind: null, status: null, position_quality: null },
     q: '',
     date: null,
     near: null,

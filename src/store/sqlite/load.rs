@@ -8,7 +8,8 @@
 use super::StoreError;
 use super::sites::parse_stored;
 use crate::model::{
-    Confidence, CountryCode, Declaration, Footprint, Site, SiteId, SiteKind, Source, Status,
+    Confidence, CountryCode, Declaration, Footprint, PositionQuality, Site, SiteId, SiteKind,
+    Source, Status,
 };
 use rusqlite::{Connection, OptionalExtension};
 use serde::Deserialize;
@@ -38,6 +39,8 @@ struct StoredProps {
     declaration: String,
     status: String,
     confidence: String,
+    /// Absent from sites written before it existed.
+    position_quality: Option<String>,
     #[serde(default)]
     sources: Vec<StoredSource>,
     notes: Option<String>,
@@ -69,6 +72,10 @@ fn fast(id: &str, text: &str) -> Option<Site> {
         declaration: Declaration::parse("declaration", &p.declaration).ok()?,
         status: Status::parse("status", &p.status).ok()?,
         confidence: Confidence::parse("confidence", &p.confidence).ok()?,
+        position_quality: match p.position_quality {
+            None => PositionQuality::Unknown,
+            Some(q) => PositionQuality::parse("position_quality", &q).ok()?,
+        },
         footprint: Footprint::stored(parts, multi)?,
         sources: p
             .sources

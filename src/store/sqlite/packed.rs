@@ -4,18 +4,23 @@
 //! `sitewatch check` compares the two.
 //!
 //! Layout, little-endian: a format byte; the name; the alternative names; the
-//! country's three letters; kind, declaration, status and confidence as their
-//! place in the type's `ALL`; the sources; the notes; then the footprint as a
+//! country's three letters; kind, declaration, status, confidence and (from
+//! format 2) position quality as their place in the type's `ALL`; the sources; the notes; then the footprint as a
 //! multi flag, and counts of parts, rings and positions before the `[lon, lat]`
 //! pairs. A text is a `u32` byte length and UTF-8; an optional one has a
 //! presence byte first.
 
 use crate::model::{
-    Confidence, CountryCode, Declaration, Footprint, Site, SiteId, SiteKind, Source, Status,
+    Confidence, CountryCode, Declaration, Footprint, PositionQuality, Site, SiteId, SiteKind,
+    Source, Status,
 };
 
-/// The first byte of every blob; a blob in any other format is not decoded.
-const FORMAT: u8 = 1;
+/// The first byte of every blob written now; a blob in a format other than
+/// this or [`FORMAT_BEFORE_POSITION_QUALITY`] is not decoded.
+const FORMAT: u8 = 2;
+/// Blobs written before sites had a position quality: they read as `unknown`,
+/// as the GeoJSON beside them does.
+const FORMAT_BEFORE_POSITION_QUALITY: u8 = 1;
 
 /// The packed form of `site` (its id is the row's key, so it is not repeated).
 pub fn encode(site: &Site) -> Vec<u8> {
@@ -31,6 +36,7 @@ pub fn encode(site: &Site) -> Vec<u8> {
     out.push(place(Declaration::ALL, site.declaration));
     out.push(place(Status::ALL, site.status));
     out.push(place(Confidence::ALL, site.confidence));
+    out.push(place(PositionQuality::ALL, site.position_quality));
     put_len(&mut out, site.sources.len());
     for s in &site.sources {
         put_str(&mut out, &s.title);
@@ -60,7 +66,8 @@ pub fn encode(site: &Site) -> Vec<u8> {
 /// GeoJSON instead. Never panics, whatever the bytes.
 pub fn decode(id: &str, blob: &[u8]) -> Option<Site> {
     let mut r = Reader(blob);
-    if r.byte()? != FORMAT {
+    let format = r.byte()?;
+    if format != FORMAT && format != FORMAT_BEFORE_POSITION_QUALITY {
         return None;
     }
     let name = r.string()?;
@@ -72,6 +79,11 @@ pub fn decode(id: &str, blob: &[u8]) -> Option<Site> {
     let declaration = *Declaration::ALL.get(usize::from(r.byte()?))?;
     let status = *Status::ALL.get(usize::from(r.byte()?))?;
     let confidence = *Confidence::ALL.get(usize::from(r.byte()?))?;
+    let position_quality = if format == FORMAT {
+        *PositionQuality::ALL.get(usize::from(r.byte()?))?
+    } else {
+        PositionQuality::Unknown
+    };
     let sources = (0..r.count(6)?)
         .map(|_| {
             Some(Source {
@@ -107,6 +119,7 @@ pub fn decode(id: &str, blob: &[u8]) -> Option<Site> {
         declaration,
         status,
         confidence,
+        position_quality,
         footprint: Footprint::stored(parts, multi)?,
         sources,
         notes,
@@ -223,7 +236,7 @@ mod tests {
                 [[125.05, 39.05], [125.05, 39.1], [125.1, 39.1], [125.1, 39.05], [125.05, 39.05]]]},
             "properties": {"name": "영변 핵과학연구단지", "alt_names": ["Yŏngbyŏn", "寧邊", ""],
                 "country": "PRK", "kind": "reactor", "declaration": "undeclared",
-                "status": "inactive", "confidence": "high",
+                "status": "inactive", "confidence": "high", "position_quality": "verified",
                 "sources": [{"title": "IAEA 🛰", "url": "https://example.org/a", "date": "2020-01-02"},
                             {"title": "untitled"}],
                 "notes": "a note with \"quotes\" and a\nnewline"}}))
@@ -260,6 +273,23 @@ mod tests {
             );
             assert_eq!(back.footprint.lonlat_bounds(), s.footprint.lonlat_bounds());
         }
+    }
+
+    #[test]
+    fn a_blob_written_before_position_quality_reads_as_unknown_quality() {
+        let s = multi();
+        let mut blob = encode(&s);
+        // Format byte, the name "m", no alternative names, the country, then
+        // kind, declaration, status and confidence: the quality is next.
+        let at = 1 + (4 + 1) + 4 + 3 + 4;
+        assert_eq!(
+            blob.remove(at),
+            place(PositionQuality::ALL, PositionQuality::Unknown)
+        );
+        blob[0] = FORMAT_BEFORE_POSITION_QUALITY;
+        assert_eq!(decode("m", &blob), Some(s));
+        blob[0] = FORMAT + 1;
+        assert_eq!(decode("m", &blob), None);
     }
 
     #[test]

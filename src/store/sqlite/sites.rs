@@ -464,6 +464,28 @@ impl SiteWrites for SqliteStore {
         Ok(report)
     }
 
+    fn apply_sites_marked(
+        &mut self,
+        sites: &[(Site, Provenance)],
+        key: &str,
+        value: &str,
+    ) -> Result<ApplyReport, StoreError> {
+        let tx = self.conn.transaction()?;
+        let clock = clock(&tx)?;
+        let mut report = ApplyReport::default();
+        for (site, by) in sites {
+            let current = current(&tx, &site.id)?;
+            tally(
+                &mut report,
+                site,
+                write_site(&tx, site, current, &clock, by)?,
+            );
+        }
+        super::set_meta_in(&tx, key, value)?;
+        tx.commit()?;
+        Ok(report)
+    }
+
     /// Creates a site, or restores a retired one with this id. Returns the new
     /// revision, or `None`, writing nothing, if a live site already has the id.
     fn create_site(
