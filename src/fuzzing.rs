@@ -10,7 +10,8 @@ use crate::import::{
     parse_sites,
 };
 use crate::model::ObservationStats;
-use crate::model::{FieldError, IdPolicy, LonLat, Observation, Site, SiteId, Timestamp};
+use crate::model::SiteStats;
+use crate::model::{FieldError, IdPolicy, LonLat, Observation, Site, Timestamp};
 use crate::query::cql::{self, Geom, Record, Scalar};
 use crate::query::{CollectionId, Kind};
 use crate::store::{Provenance, SiteWrites, SqliteStore};
@@ -197,7 +198,7 @@ fn snapshot(cat: &Catalogue) -> Snapshot {
     let observations = cat
         .observations_matching(None, None, None, &[])
         .expect("observations read");
-    let mut stats: HashMap<SiteId, ObservationStats> = HashMap::new();
+    let mut stats: SiteStats = SiteStats::new();
     for o in &observations {
         for s in &o.sites {
             let e = stats.entry(s.site_id.clone()).or_insert(ObservationStats {

@@ -2,11 +2,10 @@
 
 use crate::index::Hit;
 use crate::model::Site;
-use crate::model::SiteId;
+use crate::model::SiteStats;
 use crate::model::{Candidate, ObservationStats, StoredObservation};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Map, Value, json};
-use std::collections::HashMap;
 use std::sync::Arc;
 
 /// A FeatureCollection of sites, with any top-level members in `extra`.
@@ -31,11 +30,7 @@ pub fn hits_collection(hits: &[Hit], extra: Map<String, Value>) -> Value {
 /// [`hits_collection`] written straight to JSON text, without building a
 /// document tree first, with the observation figures [`add_observation_stats`]
 /// would add. This is the hot path of the proximity API.
-pub fn hits_json(
-    hits: &[Hit],
-    extra: &Map<String, Value>,
-    stats: &HashMap<SiteId, ObservationStats>,
-) -> Vec<u8> {
+pub fn hits_json(hits: &[Hit], extra: &Map<String, Value>, stats: &SiteStats) -> Vec<u8> {
     // Serialising these types cannot fail: every key is a string and every
     // number finite.
     serde_json::to_vec(&HitsDocument {
@@ -54,7 +49,7 @@ fn round_cm(d: f64) -> f64 {
 struct HitsDocument<'a> {
     hits: &'a [Hit],
     extra: &'a Map<String, Value>,
-    stats: Option<&'a HashMap<SiteId, ObservationStats>>,
+    stats: Option<&'a SiteStats>,
 }
 
 impl Serialize for HitsDocument<'_> {
@@ -205,7 +200,7 @@ pub fn candidate_feature(c: &Candidate) -> Value {
 
 /// Adds `last_observed_at` (null if never) and `observation_count` to each site
 /// Feature in `doc` (a Feature or a FeatureCollection), looked up by its id.
-pub fn add_observation_stats(doc: &mut Value, stats: &HashMap<SiteId, ObservationStats>) {
+pub fn add_observation_stats(doc: &mut Value, stats: &SiteStats) {
     let add = |f: &mut Value| {
         let s = f["id"].as_str().and_then(|id| stats.get(id)).copied();
         if let Some(props) = f["properties"].as_object_mut() {
@@ -233,7 +228,7 @@ mod tests {
     fn observation_figures_on_a_single_feature_add_no_features_member() {
         let site = &crate::synth::sites(1, 2)[0];
         let mut f = site.to_feature();
-        add_observation_stats(&mut f, &HashMap::new());
+        add_observation_stats(&mut f, &SiteStats::new());
         assert!(f.get("features").is_none(), "{f}");
         assert_eq!(f["properties"]["observation_count"], 0);
         assert!(f["properties"]["last_observed_at"].is_null());
@@ -252,7 +247,7 @@ mod tests {
             60,
             &Filter::default(),
         );
-        let mut stats = HashMap::new();
+        let mut stats = SiteStats::new();
         stats.insert(
             hits[1].site.id.clone(),
             ObservationStats {

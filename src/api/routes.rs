@@ -7,7 +7,6 @@ use super::ogc::{ItemQuery, Link};
 use super::params::Params;
 use crate::catalogue::Catalogue;
 use crate::index::SiteIndex;
-use crate::model::ObservationStats;
 use crate::model::{Footprint, Site, SiteId};
 use crate::query::cql;
 use crate::query::{COUNT_CAP, CollectionId, Selection, SiteRecord};
@@ -232,7 +231,7 @@ fn live_page(
         Option<crate::model::Timestamp>,
         Option<crate::model::Timestamp>,
     ),
-    stats: &std::collections::HashMap<SiteId, ObservationStats>,
+    stats: &crate::model::SiteStats,
 ) -> Selection<SiteRecord> {
     // The live index is in id order: the page is read from the cursor on,
     // filtered one site at a time, and only it is collected.
@@ -342,7 +341,7 @@ fn respond_sites(
     req: &HttpRequest,
     query: &ItemQuery,
     view: &RecordView,
-    stats: &std::collections::HashMap<SiteId, ObservationStats>,
+    stats: &crate::model::SiteStats,
     sel: Selection<SiteRecord>,
 ) -> Result<HttpResponse, ApiError> {
     let base = base_url(req);

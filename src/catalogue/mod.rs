@@ -19,14 +19,13 @@ pub use seed::{Corrected, SEED_CORRECTIONS, SEED_OBSERVATIONS, SEED_SITES, Seed}
 
 use crate::import::{ImportError, parse_sites};
 use crate::index::{SiteChange, SiteIndex};
-use crate::model::ObservationStats;
+use crate::model::SiteStats;
 use crate::model::{IdPolicy, Site, SiteId, Timestamp};
 use crate::store::{
     ApplyReport, Backend, Meta, Provenance, Reader, Revision, SqliteBackend, SqliteStore,
     StoreError, Writer,
 };
 use arc_swap::ArcSwap;
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -50,7 +49,7 @@ pub struct Catalogue {
     backend: Box<dyn Backend>,
     index: ArcSwap<SiteIndex>,
     /// When each site was last observed and how often; replaced after each batch.
-    stats: ArcSwap<HashMap<SiteId, ObservationStats>>,
+    stats: ArcSwap<SiteStats>,
     /// The first and last of the sites' last observation times, kept with `stats`.
     observed_span: ArcSwap<Option<(Timestamp, Timestamp)>>,
     /// The sites by last observation time, kept with `stats` and the index.
@@ -294,7 +293,7 @@ enum Seeding {
 }
 
 /// The first and last of the sites' last observation times.
-fn span_of(stats: &HashMap<SiteId, ObservationStats>) -> Option<(Timestamp, Timestamp)> {
+fn span_of(stats: &SiteStats) -> Option<(Timestamp, Timestamp)> {
     stats.values().fold(None, |acc, s| {
         let t = s.last_observed_at;
         Some(match acc {
@@ -306,10 +305,23 @@ fn span_of(stats: &HashMap<SiteId, ObservationStats>) -> Option<(Timestamp, Time
 
 impl Catalogue {
     /// Replaces the observation statistics after a commit of a batch that
-    /// observed `sites`, with their span and the sites by time.
-    fn set_stats(&self, sites: &[SiteId], stats: HashMap<SiteId, ObservationStats>) {
+    /// observed `sites`, with their span and the sites by time. The span
+    /// grows by the sites observed, at the cost of the batch: a site whose
+    /// later observation lifts the earliest last time leaves the span's
+    /// start where it was, too wide until the next start but never too narrow.
+    fn set_stats(&self, sites: &[SiteId], stats: SiteStats) {
         let (before, after) = (self.stats.load_full(), Arc::new(stats));
-        self.observed_span.store(Arc::new(span_of(&after)));
+        let span = sites
+            .iter()
+            .filter_map(|id| after.get(id))
+            .map(|s| s.last_observed_at)
+            .fold(**self.observed_span.load(), |acc, t| {
+                Some(match acc {
+                    None => (t, t),
+                    Some((a, b)) => (a.min(t), b.max(t)),
+                })
+            });
+        self.observed_span.store(Arc::new(span));
         self.stats.store(after.clone());
         self.observed.batch(sites.to_vec(), before, after);
     }
@@ -338,6 +350,7 @@ pub enum ImportSitesError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::import::ImportOptions;
 
     #[test]
     fn a_new_database_is_seeded_once_with_the_built_in_catalogue() {
@@ -366,6 +379,64 @@ mod tests {
             Err(ImportSitesError::Invalid(_))
         ));
         assert_eq!(cat.index().len(), before);
+    }
+
+    #[test]
+    fn each_batch_updates_the_stats_and_widens_the_observed_span_to_cover_them() {
+        let (cat, _) = Catalogue::from_store(SqliteStore::open_in_memory().unwrap()).unwrap();
+        let yongbyon = SiteId::parse("id", "yongbyon").unwrap();
+        let sohae = SiteId::parse("id", "sohae").unwrap();
+        let anchor = |id: &SiteId| {
+            let s = cat.index().get(id).cloned().expect("a seed site");
+            let [w, so, e, n] = s.footprint.lonlat_bounds();
+            ((w + e) / 2.0, (so + n) / 2.0)
+        };
+        let batch = |points: &[(&SiteId, &str)]| {
+            let features: Vec<String> = points
+                .iter()
+                .map(|(id, at)| {
+                    let (lon, lat) = anchor(id);
+                    format!(
+                        r#"{{"type":"Feature","geometry":{{"type":"Point","coordinates":[{lon},{lat}]}},"properties":{{"observed_at":"{at}","sensor":"WV-3","finding":"vehicle_activity"}}}}"#
+                    )
+                })
+                .collect();
+            let body = format!(
+                r#"{{"type":"FeatureCollection","features":[{}]}}"#,
+                features.join(",")
+            );
+            let report = cat
+                .import_observations(body.as_bytes(), "t", &ImportOptions::default(), |_, _| {})
+                .unwrap();
+            assert_eq!(report.rejected, 0, "{report:?}");
+        };
+        let t = |s: &str| Timestamp::parse("t", s).unwrap();
+        let before = cat.observation_stats();
+        batch(&[
+            (&yongbyon, "2026-10-01T00:00:00Z"),
+            (&sohae, "2026-10-15T00:00:00Z"),
+        ]);
+        let stats = cat.observation_stats();
+        assert_eq!(stats[&yongbyon].last_observed_at, t("2026-10-01T00:00:00Z"));
+        let first = before.get(&yongbyon).map_or(0, |s| s.count);
+        assert_eq!(stats[&yongbyon].count, first + 1);
+        let (start, end) = cat.observed_span().unwrap();
+        assert!(start <= t("2026-10-01T00:00:00Z"));
+        assert_eq!(
+            end,
+            stats.values().map(|s| s.last_observed_at).max().unwrap()
+        );
+
+        batch(&[(&yongbyon, "2026-11-15T00:00:00Z")]);
+        let later = cat.observation_stats();
+        assert_eq!(later[&yongbyon].last_observed_at, t("2026-11-15T00:00:00Z"));
+        assert_eq!(later[&yongbyon].count, first + 2);
+        // The stats the first batch published are unchanged by the second.
+        assert_eq!(stats[&yongbyon].count, first + 1);
+        let (start, end) = cat.observed_span().unwrap();
+        let truth_start = later.values().map(|s| s.last_observed_at).min().unwrap();
+        assert!(start <= truth_start, "the span never starts too late");
+        assert_eq!(end, t("2026-11-15T00:00:00Z"));
     }
 
     #[test]

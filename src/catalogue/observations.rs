@@ -3,9 +3,9 @@
 
 use super::Catalogue;
 use crate::import::{ImportOptions, ImportReport, RunError, run_import};
+use crate::model::SiteStats;
 use crate::model::{Candidate, CandidateState, ObservationStats, SiteId, Timestamp};
 use crate::store::{BatchRecord, StoreError};
-use std::collections::HashMap;
 use std::io::Read;
 use std::sync::Arc;
 
@@ -71,7 +71,7 @@ impl Catalogue {
                 &report_json,
             )?;
             if !outcome.site_stats.is_empty() {
-                let mut stats: HashMap<SiteId, ObservationStats> = (**self.stats.load()).clone();
+                let mut stats: SiteStats = (**self.stats.load()).clone();
                 let observed: Vec<SiteId> = outcome.site_stats.keys().cloned().collect();
                 for (site, s) in outcome.site_stats {
                     let e = stats.entry(site).or_insert(ObservationStats {
@@ -101,7 +101,7 @@ impl Catalogue {
     }
 
     /// Per site: when it was last observed, and how many observations it has.
-    pub fn observation_stats(&self) -> Arc<HashMap<SiteId, ObservationStats>> {
+    pub fn observation_stats(&self) -> Arc<SiteStats> {
         self.stats.load_full()
     }
 
@@ -244,7 +244,7 @@ impl Catalogue {
             );
         }
         self.publish(vec![(site.id.clone(), Some(Arc::new(site.clone())))]);
-        let mut stats: HashMap<SiteId, ObservationStats> = (**self.stats.load()).clone();
+        let mut stats: SiteStats = (**self.stats.load()).clone();
         if let (Some(last), false) = (c.last_observed_at, members.is_empty()) {
             stats.insert(
                 site.id.clone(),

@@ -4,11 +4,10 @@
 //! proportional to the sites it observed, and readers keep their snapshot.
 
 use crate::index::SiteIndex;
-use crate::model::ObservationStats;
+use crate::model::SiteStats;
 use crate::model::{Site, SiteId, Timestamp};
 use arc_swap::ArcSwapOption;
 use imbl::OrdSet;
-use std::collections::HashMap;
 use std::ops::Bound;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -25,7 +24,7 @@ pub struct Observed {
 }
 
 impl Observed {
-    pub fn new(stats: &HashMap<SiteId, ObservationStats>, index: &SiteIndex) -> Self {
+    pub fn new(stats: &SiteStats, index: &SiteIndex) -> Self {
         let mut by_time: Vec<(Timestamp, SiteId)> = stats
             .iter()
             .map(|(id, s)| (s.last_observed_at, id.clone()))
@@ -47,8 +46,8 @@ impl Observed {
     pub fn with_batch<'a>(
         &self,
         observed: impl IntoIterator<Item = &'a SiteId>,
-        before: &HashMap<SiteId, ObservationStats>,
-        after: &HashMap<SiteId, ObservationStats>,
+        before: &SiteStats,
+        after: &SiteStats,
     ) -> Self {
         let mut next = self.clone();
         for id in observed {
@@ -68,7 +67,7 @@ impl Observed {
     pub fn with_sites<'a>(
         &self,
         changes: impl IntoIterator<Item = (&'a SiteId, bool)>,
-        stats: &HashMap<SiteId, ObservationStats>,
+        stats: &SiteStats,
     ) -> Self {
         let mut next = self.clone();
         for (id, live) in changes {
@@ -129,12 +128,12 @@ impl Observed {
 enum Update {
     Batch {
         sites: Vec<SiteId>,
-        before: Arc<HashMap<SiteId, ObservationStats>>,
-        after: Arc<HashMap<SiteId, ObservationStats>>,
+        before: Arc<SiteStats>,
+        after: Arc<SiteStats>,
     },
     Sites {
         changes: Vec<(SiteId, bool)>,
-        stats: Arc<HashMap<SiteId, ObservationStats>>,
+        stats: Arc<SiteStats>,
     },
 }
 
@@ -164,10 +163,7 @@ pub struct ObservedKeeper {
 
 impl ObservedKeeper {
     /// Starts making the sites by time from this state of the catalogue.
-    pub fn start(
-        stats: Arc<HashMap<SiteId, ObservationStats>>,
-        index: Arc<SiteIndex>,
-    ) -> Arc<Self> {
+    pub fn start(stats: Arc<SiteStats>, index: Arc<SiteIndex>) -> Arc<Self> {
         let keeper = Arc::new(Self {
             pending: Mutex::new(Some(Vec::new())),
             ready: ArcSwapOption::empty(),
@@ -207,12 +203,7 @@ impl ObservedKeeper {
     }
 
     /// After a batch that observed `sites`.
-    pub fn batch(
-        &self,
-        sites: Vec<SiteId>,
-        before: Arc<HashMap<SiteId, ObservationStats>>,
-        after: Arc<HashMap<SiteId, ObservationStats>>,
-    ) {
+    pub fn batch(&self, sites: Vec<SiteId>, before: Arc<SiteStats>, after: Arc<SiteStats>) {
         self.update(Update::Batch {
             sites,
             before,
@@ -221,11 +212,7 @@ impl ObservedKeeper {
     }
 
     /// After a commit that made sites live (`true`) or took them out.
-    pub fn sites(
-        &self,
-        changes: Vec<(SiteId, bool)>,
-        stats: Arc<HashMap<SiteId, ObservationStats>>,
-    ) {
+    pub fn sites(&self, changes: Vec<(SiteId, bool)>, stats: Arc<SiteStats>) {
         self.update(Update::Sites { changes, stats });
     }
 }
@@ -233,6 +220,7 @@ impl ObservedKeeper {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::ObservationStats;
     use proptest::prelude::*;
 
     fn day(d: i64) -> Timestamp {
@@ -242,7 +230,7 @@ mod tests {
     /// What a scan of the live catalogue answers.
     fn scan(
         index: &SiteIndex,
-        stats: &HashMap<SiteId, ObservationStats>,
+        stats: &SiteStats,
         before: Option<Timestamp>,
         since: Option<Timestamp>,
     ) -> Vec<SiteId> {
@@ -268,7 +256,7 @@ mod tests {
         ) {
             let sites: Vec<Arc<Site>> = crate::synth::sites(60, seed).into_iter().map(Arc::new).collect();
             let mut index = SiteIndex::build(sites[..40].to_vec());
-            let mut stats: HashMap<SiteId, ObservationStats> = HashMap::new();
+            let mut stats: SiteStats = SiteStats::new();
             let mut observed = Observed::new(&stats, &index);
             // Sites come and go, and batches observe live and retired ones alike.
             let added: Vec<(SiteId, Option<Arc<Site>>)> =
@@ -306,9 +294,9 @@ mod tests {
             .map(Arc::new)
             .collect();
         let index = Arc::new(SiteIndex::build(sites[..40].to_vec()));
-        let keeper = ObservedKeeper::start(Arc::new(HashMap::new()), index.clone());
+        let keeper = ObservedKeeper::start(Arc::new(SiteStats::new()), index.clone());
         // Commits land whether or not the thread is done; either way they count.
-        let mut stats: Arc<HashMap<SiteId, ObservationStats>> = Arc::new(HashMap::new());
+        let mut stats: Arc<SiteStats> = Arc::new(SiteStats::new());
         for (k, site) in sites[..40].iter().enumerate().step_by(3) {
             let mut next = (*stats).clone();
             next.insert(

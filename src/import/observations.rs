@@ -8,12 +8,12 @@ use super::matching::match_place;
 use super::stream::{StreamError, for_each_feature};
 use crate::index::SiteIndex;
 use crate::model::ObservationStats;
-use crate::model::{Meters, Observation, SiteId};
+use crate::model::SiteStats;
+use crate::model::{Meters, Observation};
 use crate::store::{ImportUnit, StoreError};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::cell::Cell;
-use std::collections::HashMap;
 use std::io::Read;
 
 /// All or nothing, or whatever is valid.
@@ -106,7 +106,7 @@ pub struct ImportOutcome {
     pub commit: bool,
     /// Per site, the batch's latest observation time and count, to merge into
     /// the live statistics after commit.
-    pub site_stats: HashMap<SiteId, ObservationStats>,
+    pub site_stats: SiteStats,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -180,7 +180,7 @@ pub fn run_import<R: Read>(
         lists_truncated: false,
         summary: String::new(),
     };
-    let mut site_stats: HashMap<SiteId, ObservationStats> = HashMap::new();
+    let mut site_stats: SiteStats = SiteStats::new();
     let mut clustering = Clustering::new(tx, opts.cluster_radius.get(), opts.cluster_min_days);
     let streamed = for_each_feature(&mut hashing, |i, feature| -> Result<(), RunError> {
         r.features = i + 1;

@@ -73,6 +73,11 @@ pub struct Candidate {
     pub last_observed_at: Option<Timestamp>,
 }
 
+/// Per site with observations, its [`ObservationStats`]. A persistent map, so
+/// that a batch makes the next version by changing the sites it observed, not
+/// by copying a million entries.
+pub type SiteStats = imbl::HashMap<SiteId, ObservationStats>;
+
 /// When a site was last observed and how often.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct ObservationStats {

@@ -670,7 +670,7 @@ mod tests {
     fn site_feature() -> Value {
         let site = Arc::new(crate::synth::sites(1, 7).remove(0));
         let mut f = site.to_feature();
-        let mut stats = std::collections::HashMap::new();
+        let mut stats = crate::model::SiteStats::new();
         stats.insert(
             site.id.clone(),
             ObservationStats {

@@ -5,13 +5,13 @@
 
 pub mod sqlite;
 
+use crate::model::SiteStats;
 use crate::model::{
-    Candidate, CandidateState, FieldChange, LonLat, Observation, ObservationStats, Site, SiteId,
-    SiteLink, StoredObservation, Timestamp,
+    Candidate, CandidateState, FieldChange, LonLat, Observation, Site, SiteId, SiteLink,
+    StoredObservation, Timestamp,
 };
 use serde::Serialize;
 use serde_json::Value;
-use std::collections::HashMap;
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 
@@ -402,7 +402,7 @@ pub trait ObservationReads {
     /// Import attempts, newest first, strictly before the batch id `before`.
     fn batches(&self, limit: usize, before: Option<&str>) -> Result<Vec<BatchRecord>, StoreError>;
     /// When each site was last observed and how often.
-    fn observation_stats(&self) -> Result<HashMap<SiteId, ObservationStats>, StoreError>;
+    fn observation_stats(&self) -> Result<SiteStats, StoreError>;
     fn observation(&self, id: &str) -> Result<Option<StoredObservation>, StoreError>;
     /// The first observation and the first revision times.
     fn first_event_times(&self) -> Result<(Option<Timestamp>, Option<Timestamp>), StoreError>;

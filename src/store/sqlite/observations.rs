@@ -4,6 +4,7 @@
 
 use super::SqliteStore;
 use super::schema::{TIME_UNIT_S, tree_time};
+use crate::model::SiteStats;
 use crate::model::{
     Candidate, CandidateState, Confidence, FieldError, Finding, LinkHow, LonLat, Observation,
     ObservationStats, Place, SiteId, SiteLink, StoredObservation, Timestamp,
@@ -320,7 +321,7 @@ impl ObservationReads for SqliteStore {
     }
 
     /// Per site: the latest observation time and the number of observations.
-    fn observation_stats(&self) -> Result<HashMap<SiteId, ObservationStats>, StoreError> {
+    fn observation_stats(&self) -> Result<SiteStats, StoreError> {
         let mut stmt = self
             .conn
             .prepare("SELECT site_id, last_observed_at, count FROM site_observation_stats")?;
@@ -331,7 +332,7 @@ impl ObservationReads for SqliteStore {
                 r.get::<_, i64>(2)?,
             ))
         })?;
-        let mut out = HashMap::new();
+        let mut out = SiteStats::new();
         for row in rows {
             let (id, last, count) = row?;
             let corrupt = |reason: String| StoreError::Corrupt {
