@@ -241,6 +241,12 @@ fn live_page(
         && selector.datetime.is_none()
         && observed_before.is_none()
         && observed_since.is_none();
+    // What the filter requires of enumerated properties is tested by the
+    // index's cheap filter first.
+    let filter = &selector.filter.as_ref().map_or_else(
+        || filter.clone(),
+        |f| cql::narrowed_filter(f, filter.clone()),
+    );
     let item = |site: &Arc<Site>| SiteRecord {
         stats: stats.get(site.id.as_str()).copied(),
         site: site.clone(),

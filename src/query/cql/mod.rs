@@ -17,7 +17,7 @@ pub use guard::{
     GuardError, MAX_JSON_NESTING, MAX_PARSE_WORK, MAX_TERMS, MAX_TEXT_NESTING, TextCost, check_text,
 };
 pub use parse::{MAX_DWITHIN_METRES, MAX_FILTER_VERTICES, parse};
-pub use pushdown::{SpatialNeed, required_place, required_text, sites_for};
+pub use pushdown::{SpatialNeed, narrowed_filter, required_place, required_text, sites_for};
 pub use spatial::{Geom, distance, geom_meets_bbox, intersects, within};
 
 /// Why a filter was refused.

@@ -7,7 +7,10 @@
 use super::{Expr, Operand, Scalar, Shape};
 use crate::geodesy::{max_distance_for_angle, to_lonlat};
 use crate::index::{Filter, SiteIndex};
-use crate::model::{LonLat, Meters, Place, Site};
+use crate::model::{
+    CountryCode, Declaration, FieldError, LonLat, Meters, Place, PositionQuality, Site, SiteKind,
+    Status,
+};
 use std::sync::Arc;
 
 /// A spatial conjunct of a filter: the geometry must meet the shape, or come
@@ -118,6 +121,94 @@ pub fn required_text(expr: &Expr, property: &str) -> Option<String> {
     }
 }
 
+/// `filter` narrowed by what `expr` requires of the enumerated properties
+/// (`declaration`, `kind`, `status`, `country`, `position_quality`): from
+/// conjuncts `p = 'v'` and `p IN ('v', ...)`. The index tests these on each
+/// site for a small part of what evaluating the filter costs, so a walk
+/// that the filter would reject site by site passes over them instead.
+pub fn narrowed_filter(expr: &Expr, mut filter: Filter) -> Filter {
+    narrow_by(expr, &mut filter);
+    filter
+}
+
+fn narrow_by(expr: &Expr, filter: &mut Filter) {
+    let (name, values): (&str, Vec<&str>) = match expr {
+        Expr::And(parts) => {
+            for part in parts {
+                narrow_by(part, filter);
+            }
+            return;
+        }
+        Expr::Compare(
+            super::Cmp::Eq,
+            Operand::Property(name, _),
+            Operand::Literal(Scalar::Str(v)),
+        )
+        | Expr::Compare(
+            super::Cmp::Eq,
+            Operand::Literal(Scalar::Str(v)),
+            Operand::Property(name, _),
+        ) => (name, vec![v.as_str()]),
+        Expr::In(Operand::Property(name, _), list) => {
+            let Some(values) = list
+                .iter()
+                .map(|o| match o {
+                    Operand::Literal(Scalar::Str(v)) => Some(v.as_str()),
+                    _ => None,
+                })
+                .collect::<Option<Vec<_>>>()
+            else {
+                return;
+            };
+            (name, values)
+        }
+        _ => return,
+    };
+    // A value no site can have is left out: no site then passes by it.
+    fn allowed<T>(
+        name: &str,
+        values: &[&str],
+        parse: impl Fn(&str, &str) -> Result<T, FieldError>,
+    ) -> Vec<T> {
+        values.iter().filter_map(|v| parse(name, v).ok()).collect()
+    }
+    match name {
+        "declaration" => narrow(
+            &mut filter.declaration,
+            allowed(name, &values, Declaration::parse),
+        ),
+        "kind" => narrow(&mut filter.kind, allowed(name, &values, SiteKind::parse)),
+        "status" => narrow(&mut filter.status, allowed(name, &values, Status::parse)),
+        "country" => narrow(
+            &mut filter.country,
+            allowed(name, &values, CountryCode::parse),
+        ),
+        "position_quality" => narrow(
+            &mut filter.position_quality,
+            allowed(name, &values, PositionQuality::parse),
+        ),
+        _ => {}
+    }
+}
+
+/// Restricts `have` (empty: any value) to `allowed` as well. Where the two
+/// share no value, or nothing is allowed, `have` is kept as it is: an empty
+/// list would mean any value, and the filter's own evaluation refuses every
+/// site anyway.
+fn narrow<T: PartialEq>(have: &mut Vec<T>, allowed: Vec<T>) {
+    if allowed.is_empty() {
+        return;
+    }
+    if have.is_empty() {
+        *have = allowed;
+        return;
+    }
+    let both: Vec<T> = allowed.into_iter().filter(|v| have.contains(v)).collect();
+    if !both.is_empty() {
+        *have = both;
+    }
+}
+
 /// The longest run of a LIKE pattern with no wildcard in it, lowercased.
 fn longest_literal(pattern: &str) -> Option<String> {
     let mut runs = vec![String::new()];
@@ -165,6 +256,77 @@ mod tests {
             Some("sohae".into())
         );
         assert_eq!(needed("name = 'Sohae'"), Some("sohae".into()));
+    }
+
+    fn narrowed(filter: &str) -> Filter {
+        let expr = parse(filter, Lang::Text, CollectionId::Sites.properties()).unwrap();
+        narrowed_filter(&expr, Filter::default())
+    }
+
+    #[test]
+    fn equalities_and_lists_of_enumerated_properties_narrow_the_index_filter() {
+        let f = narrowed(
+            "declaration = 'undeclared' AND kind IN ('reactor', 'enrichment', 'no-such-kind') \
+             AND 'active' = status AND position_quality = 'verified'",
+        );
+        assert_eq!(f.declaration, [Declaration::Undeclared]);
+        assert_eq!(f.kind, [SiteKind::Reactor, SiteKind::Enrichment]);
+        assert_eq!(f.status, [Status::Active]);
+        assert_eq!(f.position_quality, [PositionQuality::Verified]);
+        for loose in [
+            "declaration = 'undeclared' OR kind = 'reactor'",
+            "NOT declaration = 'undeclared'",
+            "declaration <> 'undeclared'",
+            "CASEI(declaration) = CASEI('UNDECLARED')",
+            "declaration = 'no-such-declaration'",
+        ] {
+            assert_eq!(narrowed(loose), Filter::default(), "{loose}");
+        }
+    }
+
+    #[test]
+    fn every_site_a_filter_accepts_passes_its_narrowed_index_filter() {
+        let sites = crate::import::parse_sites(
+            crate::catalogue::SEED_SITES,
+            crate::model::IdPolicy::Required,
+        )
+        .unwrap();
+        let asked = Filter {
+            country: vec![CountryCode::parse("c", "PRK").unwrap()],
+            ..Filter::default()
+        };
+        for (text, some) in [
+            ("declaration = 'declared' AND status = 'active'", true),
+            (
+                "kind IN ('launch_site', 'missile_base') AND declaration = 'undeclared'",
+                true,
+            ),
+            (
+                "position_quality IN ('verified', 'single_source') AND name LIKE '%a%'",
+                true,
+            ),
+            ("country = 'PRK' AND kind = 'reactor'", true),
+            (
+                "declaration = 'declared' AND declaration = 'undeclared'",
+                false,
+            ),
+        ] {
+            let expr = parse(text, Lang::Text, CollectionId::Sites.properties()).unwrap();
+            let narrowed = narrowed_filter(&expr, asked.clone());
+            let mut accepted = 0;
+            for site in &sites {
+                let record = crate::query::SiteRecord {
+                    site: Arc::new(site.clone()),
+                    stats: None,
+                    retired: false,
+                };
+                if expr.matches(&record) && asked.matches(site) {
+                    accepted += 1;
+                    assert!(narrowed.matches(site), "{text}: {}", site.id);
+                }
+            }
+            assert_eq!(accepted > 0, some, "{text}");
+        }
     }
 
     #[test]
