@@ -942,6 +942,21 @@ fn rooted(mut doc: serde_json::Value) -> serde_json::Value {
                 *p = json!({"$ref": format!("#/components/parameters/{name}")});
             }
         }
+        // The Host check stands before every route (see `host::check`).
+        for method in ["get", "put", "post", "patch", "delete"] {
+            let responses = item
+                .get_mut(method)
+                .and_then(|op| op.get_mut("responses"))
+                .and_then(Value::as_object_mut);
+            if let Some(responses) = responses {
+                responses.entry("421").or_insert_with(|| {
+                    json!({
+                        "description": "The request names a host this server does not answer to (see --public-url)",
+                        "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}},
+                    })
+                });
+            }
+        }
         paths.insert(rest.to_owned(), item);
     }
     doc["paths"] = Value::Object(paths);
@@ -1161,6 +1176,26 @@ pub async fn reject_undocumented(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_operation_documents_the_421_a_foreign_host_gets() {
+        let mut operations = 0;
+        for (path, item) in document()["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                let Some(responses) = op.get("responses") else {
+                    continue;
+                };
+                operations += 1;
+                let misdirected = &responses["421"];
+                assert_eq!(
+                    misdirected["content"]["application/problem+json"]["schema"]["$ref"],
+                    "#/components/schemas/Problem",
+                    "{method} {path}"
+                );
+            }
+        }
+        assert!(operations > 20, "{operations}");
+    }
 
     #[test]
     fn the_document_is_openapi_3_0_and_lists_every_endpoint_relative_to_its_server() {
