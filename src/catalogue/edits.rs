@@ -62,11 +62,7 @@ impl Catalogue {
     ) -> Result<Arc<Site>, EditError> {
         let site = replacement(id, feature)?;
         let mut store = self.store();
-        match store.replace_site_if(&site, by, tags)? {
-            Conditional::Written(_) => {}
-            Conditional::NotFound => return Err(EditError::NotFound(site.id)),
-            Conditional::Stale => return Err(EditError::Stale(site.id)),
-        }
+        written(store.replace_site_if(&site, by, tags)?, &site.id)?;
         let site = Arc::new(site);
         self.publish(vec![(site.id.clone(), Some(site.clone()))]);
         Ok(site)
@@ -104,11 +100,7 @@ impl Catalogue {
         let mut feature = current.to_feature();
         merge_patch(&mut feature, patch);
         let site = replacement(id, &feature)?;
-        match store.replace_site_if(&site, by, Some(&read))? {
-            Conditional::Written(_) => {}
-            Conditional::NotFound => return Err(EditError::NotFound(site.id)),
-            Conditional::Stale => return Err(EditError::Stale(site.id)),
-        }
+        written(store.replace_site_if(&site, by, Some(&read))?, &site.id)?;
         let site = Arc::new(site);
         self.publish(vec![(site.id.clone(), Some(site.clone()))]);
         Ok(site)
@@ -129,11 +121,7 @@ impl Catalogue {
         tags: Option<&[String]>,
     ) -> Result<Revision, EditError> {
         let mut store = self.store();
-        let revision = match store.retire_site_if(id, by, tags)? {
-            Conditional::Written(r) => r,
-            Conditional::NotFound => return Err(EditError::NotFound(id.clone())),
-            Conditional::Stale => return Err(EditError::Stale(id.clone())),
-        };
+        let revision = written(store.retire_site_if(id, by, tags)?, id)?;
         self.publish(vec![(id.clone(), None)]);
         Ok(revision)
     }
@@ -256,6 +244,15 @@ fn replacement(id: &SiteId, feature: &Value) -> Result<Site, EditError> {
         Some(_) => {}
     }
     Ok(site)
+}
+
+/// The revision a conditional write of site `id` made, or why it made none.
+fn written(outcome: Conditional, id: &SiteId) -> Result<Revision, EditError> {
+    match outcome {
+        Conditional::Written(revision) => Ok(revision),
+        Conditional::NotFound => Err(EditError::NotFound(id.clone())),
+        Conditional::Stale => Err(EditError::Stale(id.clone())),
+    }
 }
 
 #[cfg(test)]

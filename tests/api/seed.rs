@@ -121,10 +121,9 @@ fn the_seed_site_count_the_tests_assume_is_the_built_in_seeds() {
     assert_eq!(seed()["features"].as_array().unwrap().len(), SEED_SITES);
 }
 
-#[test]
-fn the_new_binary_corrects_a_database_the_old_one_made_and_check_passes() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("old.db");
+/// A copy in `dir` of the database the build before the audit made.
+fn old_database(dir: &std::path::Path) -> std::path::PathBuf {
+    let db = dir.join("old.db");
     std::fs::copy(
         concat!(
             env!("CARGO_MANIFEST_DIR"),
@@ -133,6 +132,13 @@ fn the_new_binary_corrects_a_database_the_old_one_made_and_check_passes() {
         &db,
     )
     .unwrap();
+    db
+}
+
+#[test]
+fn the_new_binary_corrects_a_database_the_old_one_made_and_check_passes() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = old_database(dir.path());
     let before = sitewatch(&db, &["check"]);
     assert!(String::from_utf8_lossy(&before.stdout).contains("35 sites"));
 
@@ -180,15 +186,7 @@ fn the_new_binary_corrects_a_database_the_old_one_made_and_check_passes() {
 fn an_old_database_that_cannot_be_written_is_read_as_it_is_and_corrected_once_it_can() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("old.db");
-    std::fs::copy(
-        concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/db/seeded-before-audit.db"
-        ),
-        &db,
-    )
-    .unwrap();
+    let db = old_database(dir.path());
     let count = |out: std::process::Output| {
         let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         doc["features"].as_array().unwrap().len()
