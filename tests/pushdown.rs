@@ -9,7 +9,7 @@ use sitewatch::catalogue::{Catalogue, ChangesQuery, EventKind};
 use sitewatch::import::{ImportMode, ImportOptions};
 use sitewatch::index::{Filter, footprint_meets_bbox};
 use sitewatch::model::{BBox, Finding, IdPolicy, Site, SiteId, Timestamp};
-use sitewatch::store::{Provenance, SqliteStore};
+use sitewatch::store::{Before, Provenance, SqliteStore};
 use sitewatch::synth::{ObservationPlan, ObservationStream, SiteStream};
 use std::sync::{Arc, LazyLock};
 
@@ -221,7 +221,7 @@ proptest! {
     }
 
     #[test]
-    fn observation_pages_in_id_order_are_the_scan_sorted_by_id(
+    fn observation_pages_newest_first_are_the_scan_sorted_newest_first(
         w in -180.0f64..180.0, s in -60.0f64..60.0, dw in 1.0f64..120.0, dh in 1.0f64..80.0,
         limit in 1usize..200, boxed in any::<bool>(), windowed in any::<bool>(),
     ) {
@@ -232,14 +232,14 @@ proptest! {
         let since = windowed.then(|| Timestamp::parse("t", "2017-03-01T00:00:00Z").unwrap());
         let until = windowed.then(|| Timestamp::parse("t", "2023-01-31T00:00:00Z").unwrap());
         let mut want = f.cat.observations_matching(rects, since, until, &[]).unwrap();
-        want.sort_by(|a, b| a.id.cmp(&b.id));
+        want.sort_by(|a, b| (b.observed_at, &b.id).cmp(&(a.observed_at, &a.id)));
         let mut got = Vec::new();
-        let mut after: Option<String> = None;
+        let mut before: Option<Before> = None;
         loop {
-            let page = f.cat.observations_page(rects, since, until, &[], after.as_deref(), limit).unwrap();
+            let page = f.cat.observations_newest(rects, since, until, &[], before.as_ref(), limit).unwrap();
             prop_assert!(page.len() <= limit);
             let done = page.len() < limit;
-            after = page.last().map(|o| o.id.clone());
+            before = page.last().map(|o| Before { time: o.observed_at.to_rfc3339(), id: o.id.clone() });
             got.extend(page);
             if done {
                 break;

@@ -17,6 +17,7 @@ use crate::query::{
     SortKey, csv, select,
 };
 use crate::render::{candidate_feature, observation_feature};
+use crate::store::Before;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Serialize;
@@ -793,7 +794,8 @@ fn observation_with_links(o: &StoredObservation, base: &str) -> Value {
     f
 }
 
-/// Observations.
+/// Observations, newest observed first (ties by id, descending) unless
+/// `sortby` names another order.
 #[utoipa::path(
     get,
     path = "/api/collections/observations/items",
@@ -834,21 +836,29 @@ pub async fn observation_items(
         // SQL matched the bounds; the exact test is on the geometry itself.
         bbox.is_none_or(|b| cql::geom_meets_bbox((&i.o.place).into(), &b))
     };
-    if sel.sortby.is_empty() && sel.filter.is_none() && sel.before.is_none() && sensors.is_empty() {
-        // Id order, the bounds, the window and the findings are all answered
-        // by the store's indexes: read one page, not the collection.
-        let after = match sel.after.as_deref() {
-            Some([Scalar::Str(id)]) => Some(id.clone()),
+    if sel.newest_observed_first()
+        && sel.filter.is_none()
+        && sel.before.is_none()
+        && sensors.is_empty()
+    {
+        // The collection's own order, the bounds, the window and the findings
+        // are all answered by the store's indexes: read one page, not the
+        // observations in the window.
+        let before = match sel.after.as_deref() {
+            Some([Scalar::Time(t), Scalar::Str(id)]) => Some(Before {
+                time: t.to_rfc3339(),
+                id: id.clone(),
+            }),
             _ => None,
         };
         let limit = sel.limit;
         let (rows, matched) = blocking(&cat, move |c| {
-            let rows = c.observations_page(
+            let rows = c.observations_newest(
                 rects.as_deref(),
                 since,
                 until,
                 &findings,
-                after.as_deref(),
+                before.as_ref(),
                 limit + 1,
             )?;
             // With a box the exact geometry test runs on the page only, so
@@ -861,20 +871,19 @@ pub async fn observation_items(
         })
         .await?;
         let more = rows.len() > limit;
-        let last_read = rows
-            .get(limit.min(rows.len()).wrapping_sub(1))
-            .map(|o| o.id.clone());
-        let page: Vec<ObservationRecord> = rows
+        let rows: Vec<ObservationRecord> = rows
             .into_iter()
             .take(limit)
             .map(ObservationRecord::new)
-            .filter(exact)
             .collect();
+        // The cursor is the last row read, which the exact test may drop.
+        let next = rows.last().filter(|_| more).map(|r| sel.cursor_of(r));
+        let page: Vec<ObservationRecord> = rows.into_iter().filter(exact).collect();
         let sel = Selection {
             // A box is tested exactly only on the page, so its count is known
             // only without one.
             matched,
-            next: last_read.filter(|_| more),
+            next,
             prev: None,
             page,
         };

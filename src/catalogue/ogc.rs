@@ -4,7 +4,7 @@
 use super::Catalogue;
 use crate::model::StoredObservation;
 use crate::model::Timestamp;
-use crate::store::StoreError;
+use crate::store::{Before, StoreError};
 
 impl Catalogue {
     /// Observations whose bounds meet any of the lon/lat rectangles (`west <=
@@ -39,29 +39,31 @@ impl Catalogue {
 
     /// Observations whose bounds meet any of the rectangles (everywhere if
     /// `None`), observed within `[since, until]`, with one of `findings` if any
-    /// are given, in id order after `after`, at most `limit`: one page, read by
-    /// index.
-    pub fn observations_page(
+    /// are given, newest observed first (ties by id, descending), strictly
+    /// after `before` in that order, at most `limit`: one page, read through
+    /// the time index or the area's R*Tree.
+    pub fn observations_newest(
         &self,
         rects: Option<&[[f64; 4]]>,
         since: Option<Timestamp>,
         until: Option<Timestamp>,
         findings: &[String],
-        after: Option<&str>,
+        before: Option<&Before>,
         limit: usize,
     ) -> Result<Vec<StoredObservation>, StoreError> {
         let store = self.reader()?;
         let mut out: Vec<StoredObservation> = Vec::new();
         for rect in rects.map_or(vec![None], |r| r.iter().copied().map(Some).collect()) {
-            out.extend(store.observations_by_id(rect, since, until, findings, after, limit)?);
+            out.extend(store.observations_in(rect, since, until, findings, before, limit)?);
         }
-        out.sort_by(|a, b| a.id.cmp(&b.id));
+        out.sort_by(|a, b| (b.observed_at, &b.id).cmp(&(a.observed_at, &a.id)));
+        // Either side of the antimeridian may hold one that spans both.
         out.dedup_by(|a, b| a.id == b.id);
         out.truncate(limit);
         Ok(out)
     }
 
-    /// How many observations [`Catalogue::observations_page`] would page
+    /// How many observations [`Catalogue::observations_newest`] would page
     /// through, or `None` if more than `cap`.
     pub fn count_observations(
         &self,

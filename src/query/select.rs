@@ -60,6 +60,27 @@ impl SortKey {
     }
 }
 
+/// The order of a collection's items when `sortby` does not name one: sites
+/// and candidates by id; observations newest observed first, ties by id
+/// descending, which is the order the time and area indexes read them in, so
+/// that a page costs what it holds rather than the observations in its window.
+fn default_order(collection: CollectionId) -> (Vec<SortKey>, bool) {
+    match collection {
+        CollectionId::Observations => (
+            collection
+                .property("observed_at")
+                .map(|property| SortKey {
+                    property,
+                    descending: true,
+                })
+                .into_iter()
+                .collect(),
+            true,
+        ),
+        CollectionId::Sites | CollectionId::Candidates => (Vec::new(), false),
+    }
+}
+
 /// The cursors a page may start after or end before, as a client sent them.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Cursors<'a> {
@@ -74,6 +95,9 @@ pub struct Selector {
     pub datetime: Option<Interval>,
     pub filter: Option<Expr>,
     pub sortby: Vec<SortKey>,
+    /// Whether ties of the sort keys go by id descending rather than
+    /// ascending: so in a collection's own order when `sortby` is not given.
+    pub ids_descending: bool,
     pub after: Option<Vec<Scalar>>,
     pub before: Option<Vec<Scalar>>,
 }
@@ -98,12 +122,18 @@ impl Selector {
         sortby: Vec<SortKey>,
         cursors: Cursors<'_>,
     ) -> Result<Self, QueryError> {
+        let (sortby, ids_descending) = if sortby.is_empty() {
+            default_order(collection)
+        } else {
+            (sortby, false)
+        };
         let mut s = Self {
             collection,
             limit,
             datetime,
             filter,
             sortby,
+            ids_descending,
             after: None,
             before: None,
         };
@@ -132,7 +162,10 @@ impl Selector {
 
     fn compare(&self, a: &[Scalar], b: &[Scalar]) -> Ordering {
         for (i, (x, y)) in a.iter().zip(b).enumerate() {
-            let desc = self.sortby.get(i).is_some_and(|k| k.descending);
+            let desc = self
+                .sortby
+                .get(i)
+                .map_or(self.ids_descending, |k| k.descending);
             let o = x.sort_cmp(y);
             let o = if desc { o.reverse() } else { o };
             if o != Ordering::Equal {
@@ -219,6 +252,18 @@ impl Selector {
             next,
             prev,
         }
+    }
+
+    /// Whether the items are in the observations' own order: newest observed
+    /// first, ties by id descending.
+    pub fn newest_observed_first(&self) -> bool {
+        self.ids_descending
+            && matches!(self.sortby.as_slice(), [k] if k.property.name == "observed_at" && k.descending)
+    }
+
+    /// The cursor of a page that ends with `r`.
+    pub fn cursor_of(&self, r: &dyn Record) -> String {
+        self.encode_cursor(&self.key(r))
     }
 
     /// Whether [`Selector::select_in_id_order`] can answer this query: items

@@ -426,16 +426,6 @@ pub trait ObservationReads {
         before: Option<&Before>,
         limit: usize,
     ) -> Result<Vec<StoredObservation>, StoreError>;
-    /// Observations in a box and window, in id order, strictly after `after`.
-    fn observations_by_id(
-        &self,
-        rect: Option<[f64; 4]>,
-        since: Option<Timestamp>,
-        until: Option<Timestamp>,
-        findings: &[String],
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<StoredObservation>, StoreError>;
     /// How many observations match, counting no further than `cap`.
     fn count_observations(
         &self,

@@ -421,6 +421,12 @@ fn observation_filters_bbox_datetime_and_sorting_match_a_brute_force_filter() {
     let c = Catalogue::start(&[]);
     let (all, _) = c.all_pages("/api/collections/observations/items?limit=10000");
     assert!(all.len() > 300, "{}", all.len());
+    // Without sortby, newest observed first, ties by id descending.
+    let key = |f: &Value| (time(&f["properties"]["observed_at"]).unwrap(), id_of(f));
+    assert!(
+        all.windows(2).all(|w| key(&w[0]) > key(&w[1])),
+        "not newest first"
+    );
     let b = [-100.0, -60.0, 100.0, 30.0];
     let (t0, t1) = ("2017-01-01T00:00:00Z", "2022-12-31T23:59:59Z");
     let (t0v, t1v) = (
@@ -454,6 +460,52 @@ fn observation_filters_bbox_datetime_and_sorting_match_a_brute_force_filter() {
         .map(|f| time(&f["properties"]["observed_at"]).unwrap())
         .collect();
     assert!(times.windows(2).all(|w| w[0] >= w[1]), "not newest first");
+    // The collection's own order, paged through its indexes: the same
+    // observations as the filter over every page, in the same order.
+    let (t0, t1) = ("2018-01-01T00:00:00Z", "2022-12-31T23:59:59Z");
+    for query in [
+        format!("bbox=-100,-60,100,30&datetime={t0}/{t1}&limit=4"),
+        format!("datetime={t0}/{t1}&finding=excavation&limit=5"),
+        "bbox=170,-60,-170,60&limit=3".to_owned(),
+        "limit=50".to_owned(),
+    ] {
+        // A box is tested exactly on the page only, so it has no count:
+        // the `next` links are followed here without one.
+        let mut got: Vec<Value> = Vec::new();
+        let mut url = format!("/api/collections/observations/items?{query}");
+        loop {
+            let page = c.json(&url);
+            got.extend(page["features"].as_array().unwrap().iter().cloned());
+            match link(&page, "next") {
+                Some(next) => url = next,
+                None => break,
+            }
+        }
+        let from = |k: &str| query.contains(k);
+        let want: Vec<String> = all
+            .iter()
+            .filter(|f| {
+                let pr = &f["properties"];
+                let pt = vertices(f)[0];
+                let t = time(&pr["observed_at"]).unwrap();
+                let boxed = if from("bbox=170") {
+                    pt[0] >= 170.0 || pt[0] <= -170.0
+                } else {
+                    !from("bbox") || in_box(pt, b)
+                };
+                boxed
+                    && (!from("datetime")
+                        || (Timestamp::parse("t", t0).unwrap() <= t
+                            && t <= Timestamp::parse("t", t1).unwrap()))
+                    && (!from("finding") || pr["finding"] == "excavation")
+            })
+            .map(id_of)
+            .collect();
+        assert_eq!(got.iter().map(id_of).collect::<Vec<_>>(), want, "{query}");
+        if !from("bbox=170") {
+            assert!(want.len() > 5, "{query}: {}", want.len());
+        }
+    }
     let one = &got[0];
     let single = c.json(&format!(
         "/api/collections/observations/items/{}",

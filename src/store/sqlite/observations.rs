@@ -200,13 +200,11 @@ impl SqliteStore {
                AND b.west <= ?5 AND b.east >= ?4 AND b.south <= ?7 AND b.north >= ?6
                AND b.t_from <= ?9 AND b.t_until >= ?8";
         match rect {
-            // Ids follow import order, not observation time: a window is read
-            // from the time index and its rows sorted, at the cost of the
-            // window, rather than found by walking every id before it.
+            // A window is counted through the time index.
             None if since.is_some() || until.is_some() => {
                 ("observations o INDEXED BY observations_by_time", ROW, args)
             }
-            // Without one, the id index gives the order, from the cursor on.
+            // Without one, the id index is the narrowest to count through.
             None => (
                 "observations o INDEXED BY sqlite_autoindex_observations_1",
                 ROW,
@@ -465,68 +463,44 @@ impl ObservationReads for SqliteStore {
         }
         // Open ends as bounds that admit everything, so that the time index is
         // searched from the newest time that can qualify, not scanned to it.
-        let after_every = super::history::AFTER_EVERY_TIME;
-        let upper = [until.as_deref(), bt.as_deref()]
-            .into_iter()
-            .flatten()
-            .min()
-            .unwrap_or(after_every)
-            .to_owned();
+        // One upper bound, as a row value: the end of the window or the
+        // cursor, whichever comes first. With an OR for the cursor, or a
+        // second bound beside it, SQLite may start the backward walk at the
+        // end of time and read every row after the window.
+        let after_every = super::history::AFTER_EVERY_TIME.to_owned();
+        let end = (
+            until.unwrap_or_else(|| after_every.clone()),
+            after_every.clone(),
+        );
+        let cursor = (
+            bt.unwrap_or_else(|| after_every.clone()),
+            bid.unwrap_or(after_every),
+        );
+        let (upper_time, upper_id) = end.min(cursor);
         self.read_observations(
             &format!(
                 "SELECT {OBS_COLUMNS} FROM observations o
                  WHERE o.east >= ?1 AND o.west <= ?3 AND o.north >= ?2 AND o.south <= ?4
-                   AND o.observed_at >= ?5 AND o.observed_at <= ?6
-                   AND (json_array_length(?7) = 0 OR o.finding IN (SELECT value FROM json_each(?7)))
-                   AND (o.observed_at < ?8 OR (o.observed_at = ?8 AND o.id < ?9))
-                 ORDER BY o.observed_at DESC, o.id DESC LIMIT ?10"
+                   AND o.observed_at >= ?5
+                   AND (json_array_length(?6) = 0 OR o.finding IN (SELECT value FROM json_each(?6)))
+                   AND (o.observed_at, o.id) < (?7, ?8)
+                 ORDER BY o.observed_at DESC, o.id DESC LIMIT ?9"
             ),
             &[
                 &w,
                 &s,
                 &e,
                 &n,
-                &since.clone().unwrap_or_default(),
-                &upper,
+                &since.unwrap_or_default(),
                 &findings,
-                &bt.clone().unwrap_or_else(|| after_every.to_owned()),
-                &bid.clone().unwrap_or_else(|| after_every.to_owned()),
+                &upper_time,
+                &upper_id,
                 &(limit as i64),
             ],
         )
     }
 
-    /// Observations in id order after `after`, at most `limit`, whose bounds
-    /// meet the rectangle (`west <= east`; everywhere if `None`), observed
-    /// within `[since, until]`, with one of `findings` if any are given.
-    fn observations_by_id(
-        &self,
-        rect: Option<[f64; 4]>,
-        since: Option<Timestamp>,
-        until: Option<Timestamp>,
-        findings: &[String],
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<StoredObservation>, StoreError> {
-        let (from, cond, mut args) = Self::observation_conditions(rect, since, until, findings);
-        let n = args.len();
-        args.push(Box::new(after.unwrap_or_default().to_owned()));
-        args.push(Box::new(limit as i64));
-        // The page's rows are picked by key first and read whole after, so that
-        // the sort holds keys, not every candidate row's columns and links.
-        let sql = format!(
-            "SELECT {OBS_COLUMNS} FROM observations o WHERE o.rowid IN (
-               SELECT o.rowid FROM {from} WHERE {cond} AND o.id > ?{a}
-               ORDER BY o.id LIMIT ?{l})
-             ORDER BY o.id",
-            a = n + 1,
-            l = n + 2
-        );
-        let refs: Vec<&dyn rusqlite::ToSql> = args.iter().map(|a| a.as_ref()).collect();
-        self.read_observations(&sql, &refs)
-    }
-
-    /// How many observations [`SqliteStore::observations_by_id`] pages through, up to
+    /// How many observations [`SqliteStore::observations_in`] pages through, up to
     /// `cap`: the count stops there, so it never costs more than `cap` rows.
     fn count_observations(
         &self,
