@@ -236,11 +236,10 @@ fn live_page(
     // The live index is in id order: the page is read from the cursor on,
     // filtered one site at a time, and only it is collected.
     let index = cat.index();
-    let unfiltered = *filter == crate::index::Filter::default()
+    let unfiltered_but_time = *filter == crate::index::Filter::default()
         && selector.filter.is_none()
-        && selector.datetime.is_none()
-        && observed_before.is_none()
-        && observed_since.is_none();
+        && selector.datetime.is_none();
+    let unfiltered = unfiltered_but_time && observed_before.is_none() && observed_since.is_none();
     // What the filter requires of enumerated properties is tested by the
     // index's cheap filter first.
     let filter = &selector.filter.as_ref().map_or_else(
@@ -265,9 +264,38 @@ fn live_page(
     let by_time_sets = (observed_before.is_some() || observed_since.is_some())
         .then(|| cat.observed())
         .flatten();
-    let by_time = by_time_sets
-        .as_ref()
-        .and_then(|o| o.ids(observed_before, observed_since));
+    // The sites by time are live and match exactly: with nothing else
+    // asked, they give the page after the cursor (and one more, to know
+    // there are more) and the count, at the cost of the matches.
+    let mut time_total = None;
+    // Whether the matches are too many to list and too few to count by
+    // those that do not: the page is walked to, and not counted.
+    let mut uncounted = false;
+    let by_time = by_time_sets.as_ref().and_then(|o| {
+        if unfiltered_but_time {
+            match o.page(
+                observed_before,
+                observed_since,
+                after.as_ref(),
+                selector.limit + 1,
+            ) {
+                Some((page, total)) => {
+                    time_total = Some(total);
+                    Some(page)
+                }
+                // So many match that walking the catalogue in id order
+                // fills the page soon; the count comes from those that
+                // do not match.
+                None => {
+                    time_total = o.count_dense(observed_before, observed_since);
+                    uncounted = time_total.is_none();
+                    None
+                }
+            }
+        } else {
+            o.ids(observed_before, observed_since)
+        }
+    });
     let named = selector
         .filter
         .as_ref()
@@ -316,8 +344,9 @@ fn live_page(
     };
     let before = before.map(item).filter(observed);
     let items = items.map(item).filter(observed);
-    let total = unfiltered.then(|| index.len());
-    selector.select_in_id_order(before, items, COUNT_CAP, total)
+    let total = unfiltered.then(|| index.len()).or(time_total);
+    let cap = if uncounted { 0 } else { COUNT_CAP };
+    selector.select_in_id_order(before, items, cap, total)
 }
 
 /// How far past a page of the past its matches are counted: each is a read.

@@ -323,7 +323,12 @@ impl Catalogue {
             });
         self.observed_span.store(Arc::new(span));
         self.stats.store(after.clone());
-        self.observed.batch(sites.to_vec(), before, after);
+        let index = self.index.load();
+        let sites = sites
+            .iter()
+            .map(|id| (id.clone(), index.get(id).is_some()))
+            .collect();
+        self.observed.batch(sites, before, after);
     }
 
     /// The sites by when they were last observed, once made (see

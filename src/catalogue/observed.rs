@@ -8,6 +8,7 @@ use crate::model::SiteStats;
 use crate::model::{Site, SiteId, Timestamp};
 use arc_swap::ArcSwapOption;
 use imbl::OrdSet;
+use std::collections::BinaryHeap;
 use std::ops::Bound;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -15,11 +16,15 @@ use std::sync::{Arc, Mutex, PoisonError};
 /// catalogue in id order, where matches are then at least this dense.
 pub const DENSE: usize = 100_000;
 
-/// Every site with observations, by its last observation time, and the live
-/// sites never observed.
+/// A site by its last observation time.
+type TimeKey = (Timestamp, SiteId);
+
+/// Every live site with observations, by its last observation time, and the
+/// live sites never observed: so the sites that match a time are exactly
+/// those listed, and counting them needs no look-up.
 #[derive(Debug, Clone, Default)]
 pub struct Observed {
-    by_time: OrdSet<(Timestamp, SiteId)>,
+    by_time: OrdSet<TimeKey>,
     never: OrdSet<SiteId>,
 }
 
@@ -27,6 +32,7 @@ impl Observed {
     pub fn new(stats: &SiteStats, index: &SiteIndex) -> Self {
         let mut by_time: Vec<(Timestamp, SiteId)> = stats
             .iter()
+            .filter(|(id, _)| index.get(id).is_some())
             .map(|(id, s)| (s.last_observed_at, id.clone()))
             .collect();
         by_time.sort_unstable();
@@ -41,20 +47,20 @@ impl Observed {
         }
     }
 
-    /// This with a batch's sites observed: `before` holds their statistics
-    /// before the batch, `after` after it.
+    /// This with a batch's sites observed, each with whether it is live:
+    /// `before` holds their statistics before the batch, `after` after it.
     pub fn with_batch<'a>(
         &self,
-        observed: impl IntoIterator<Item = &'a SiteId>,
+        observed: impl IntoIterator<Item = (&'a SiteId, bool)>,
         before: &SiteStats,
         after: &SiteStats,
     ) -> Self {
         let mut next = self.clone();
-        for id in observed {
+        for (id, live) in observed {
             if let Some(old) = before.get(id) {
                 next.by_time.remove(&(old.last_observed_at, id.clone()));
             }
-            if let Some(new) = after.get(id) {
+            if let Some(new) = after.get(id).filter(|_| live) {
                 next.by_time.insert((new.last_observed_at, id.clone()));
             }
             next.never.remove(id);
@@ -62,8 +68,9 @@ impl Observed {
         next
     }
 
-    /// This with a commit's site changes: a site that became live with no
-    /// observation is never observed; a site that left is no longer live.
+    /// This with a commit's site changes: a site that is live is listed by
+    /// its last observation, or as never observed; a site that left is not
+    /// listed at all.
     pub fn with_sites<'a>(
         &self,
         changes: impl IntoIterator<Item = (&'a SiteId, bool)>,
@@ -71,30 +78,29 @@ impl Observed {
     ) -> Self {
         let mut next = self.clone();
         for (id, live) in changes {
-            if live && !stats.contains_key(id) {
-                next.never.insert(id.clone());
-            } else {
-                next.never.remove(id);
+            match stats.get(id) {
+                Some(s) if live => {
+                    next.by_time.insert((s.last_observed_at, id.clone()));
+                }
+                Some(s) => {
+                    next.by_time.remove(&(s.last_observed_at, id.clone()));
+                }
+                None if live => {
+                    next.never.insert(id.clone());
+                }
+                None => {
+                    next.never.remove(id);
+                }
             }
         }
         next
     }
 
-    /// The ids of the sites last observed before `before` (or never, if
-    /// live) and at or after `since`, in id order; `None` when more than
-    /// [`DENSE`] may match. Some may no longer be live: the caller's index
-    /// decides, for only as many as it reads.
+    /// The ids of the live sites last observed before `before` (or never)
+    /// and at or after `since`, in id order; `None` when more than [`DENSE`]
+    /// match.
     pub fn ids(&self, before: Option<Timestamp>, since: Option<Timestamp>) -> Option<Vec<&SiteId>> {
-        // "0" is the least id there can be, so `(t, "0")` sorts before every
-        // site observed at `t`.
-        let least = |t: Timestamp| {
-            (
-                t,
-                SiteId::parse("id", "0").unwrap_or_else(|_| unreachable!()),
-            )
-        };
-        let lower = since.map_or(Bound::Unbounded, |t| Bound::Included(least(t)));
-        let upper = before.map_or(Bound::Unbounded, |t| Bound::Excluded(least(t)));
+        let (lower, upper) = Self::bounds(before, since);
         let mut ids: Vec<&SiteId> = self
             .by_time
             .range((lower, upper))
@@ -112,6 +118,120 @@ impl Observed {
         Some(ids)
     }
 
+    /// How many live sites were last observed before `before` (or never)
+    /// and at or after `since`, and the first `n` of them in id order after
+    /// `after`; `None` when more than [`DENSE`] match. One pass over the
+    /// matches and none over the catalogue: the page is picked with a heap of
+    /// `n`, not by sorting every match, and the count is exact.
+    pub fn page(
+        &self,
+        before: Option<Timestamp>,
+        since: Option<Timestamp>,
+        after: Option<&SiteId>,
+        n: usize,
+    ) -> Option<(Vec<&SiteId>, usize)> {
+        let never = if since.is_none() { self.never.len() } else { 0 };
+        let (lower, upper) = Self::bounds(before, since);
+        let mut total = 0;
+        let mut heap: BinaryHeap<&SiteId> = BinaryHeap::with_capacity(n + 1);
+        for (_, id) in self.by_time.range((lower, upper)) {
+            total += 1;
+            if total + never > DENSE {
+                return None;
+            }
+            if after.is_some_and(|a| id <= a) {
+                continue;
+            }
+            if heap.len() < n {
+                heap.push(id);
+            } else if heap.peek().is_some_and(|top| id < *top) {
+                heap.pop();
+                heap.push(id);
+            }
+        }
+        if since.is_none() {
+            total += self.never.len();
+            let from: Bound<&SiteId> = after.map_or(Bound::Unbounded, Bound::Excluded);
+            for id in self
+                .never
+                .range::<_, SiteId>((from, Bound::<&SiteId>::Unbounded))
+                .take(n)
+            {
+                if heap.len() < n {
+                    heap.push(id);
+                } else if heap.peek().is_some_and(|top| id < *top) {
+                    heap.pop();
+                    heap.push(id);
+                } else {
+                    break;
+                }
+            }
+        }
+        Some((heap.into_sorted_vec(), total))
+    }
+
+    /// How many live sites [`Observed::page`] counts, found where more than
+    /// [`DENSE`] match by counting those that do not; `None` when both are
+    /// more than that.
+    pub fn count(&self, before: Option<Timestamp>, since: Option<Timestamp>) -> Option<usize> {
+        self.count_within(before, since, DENSE, false)
+    }
+
+    /// [`Observed::count`] where more than [`DENSE`] are known to match:
+    /// only those that do not are counted.
+    pub fn count_dense(
+        &self,
+        before: Option<Timestamp>,
+        since: Option<Timestamp>,
+    ) -> Option<usize> {
+        self.count_within(before, since, DENSE, true)
+    }
+
+    fn count_within(
+        &self,
+        before: Option<Timestamp>,
+        since: Option<Timestamp>,
+        dense: usize,
+        many: bool,
+    ) -> Option<usize> {
+        let never = if since.is_none() { self.never.len() } else { 0 };
+        let (lower, upper) = Self::bounds(before, since);
+        let counted = |r: imbl::ordset::RangedIter<'_, TimeKey, _>| {
+            let n = r.take(dense + 1).count();
+            (n <= dense).then_some(n)
+        };
+        if !many && let Some(inside) = counted(self.by_time.range((lower.clone(), upper.clone()))) {
+            return Some(inside + never);
+        }
+        let below = match lower {
+            Bound::Included(t) => counted(self.by_time.range(..t))?,
+            _ => 0,
+        };
+        let above = match upper {
+            Bound::Excluded(t) => counted(self.by_time.range(t..))?,
+            _ => 0,
+        };
+        (below + above <= dense).then(|| self.by_time.len() - below - above + never)
+    }
+
+    fn bounds(
+        before: Option<Timestamp>,
+        since: Option<Timestamp>,
+    ) -> (Bound<TimeKey>, Bound<TimeKey>) {
+        // "0" is the least id there can be, so `(t, "0")` sorts before every
+        // site observed at `t`.
+        let least = |t: Timestamp| {
+            (
+                t,
+                SiteId::parse("id", "0").unwrap_or_else(|_| unreachable!()),
+            )
+        };
+        (
+            since.map_or(Bound::Unbounded, |t| Bound::Included(least(t))),
+            before.map_or(Bound::Unbounded, |t| Bound::Excluded(least(t))),
+        )
+    }
+
     /// The live sites of [`Observed::ids`].
     pub fn sites<'a>(
         &self,
@@ -127,7 +247,7 @@ impl Observed {
 /// A change to keep the sites by time up to date with.
 enum Update {
     Batch {
-        sites: Vec<SiteId>,
+        sites: Vec<(SiteId, bool)>,
         before: Arc<SiteStats>,
         after: Arc<SiteStats>,
     },
@@ -144,7 +264,7 @@ impl Update {
                 sites,
                 before,
                 after,
-            } => to.with_batch(sites, before, after),
+            } => to.with_batch(sites.iter().map(|(id, live)| (id, *live)), before, after),
             Update::Sites { changes, stats } => {
                 to.with_sites(changes.iter().map(|(id, live)| (id, *live)), stats)
             }
@@ -202,8 +322,8 @@ impl ObservedKeeper {
         }
     }
 
-    /// After a batch that observed `sites`.
-    pub fn batch(&self, sites: Vec<SiteId>, before: Arc<SiteStats>, after: Arc<SiteStats>) {
+    /// After a batch that observed `sites`, each with whether it is live.
+    pub fn batch(&self, sites: Vec<(SiteId, bool)>, before: Arc<SiteStats>, after: Arc<SiteStats>) {
         self.update(Update::Batch {
             sites,
             before,
@@ -271,17 +391,55 @@ mod tests {
                     e.count += 1;
                     e.last_observed_at = e.last_observed_at.max(day(*d));
                 }
-                observed = observed.with_batch(&ids, &stats, &next);
+                observed = observed.with_batch(ids.iter().map(|id| (id, index.get(id).is_some())), &stats, &next);
                 stats = next;
             }
             let gone: Vec<(SiteId, Option<Arc<Site>>)> = retire.iter().map(|i| (sites[*i].id.clone(), None)).collect();
             observed = observed.with_sites(gone.iter().map(|(id, s)| (id, s.is_some())), &stats);
             index = index.with_changes(gone);
+            // Retired sites observed again stay out; restored ones come back
+            // with their last observation.
+            let mut next = stats.clone();
+            for (k, i) in retire.iter().enumerate() {
+                let e = next.entry(sites[*i].id.clone()).or_insert(ObservationStats { last_observed_at: day(k as i64), count: 0 });
+                e.count += 1;
+                e.last_observed_at = e.last_observed_at.max(day(3 * k as i64));
+            }
+            let ids: Vec<SiteId> = retire.iter().map(|i| sites[*i].id.clone()).collect();
+            observed = observed.with_batch(ids.iter().map(|id| (id, index.get(id).is_some())), &stats, &next);
+            stats = next;
+            let back: Vec<(SiteId, Option<Arc<Site>>)> = retire.iter().step_by(2).map(|i| (sites[*i].id.clone(), Some(sites[*i].clone()))).collect();
+            observed = observed.with_sites(back.iter().map(|(id, s)| (id, s.is_some())), &stats);
+            index = index.with_changes(back);
 
             let (before, since) = (before.map(day), since.map(day));
             let want = scan(&index, &stats, before, since);
             let got: Vec<SiteId> = observed.sites(&index, before, since).unwrap().iter().map(|s| s.id.clone()).collect();
             prop_assert_eq!(&got, &want);
+            // Page by page, with the count, as the items are read.
+            let mut paged: Vec<SiteId> = Vec::new();
+            loop {
+                let (page, total) = observed.page(before, since, paged.last(), 7).unwrap();
+                prop_assert_eq!(total, want.len());
+                let done = page.len() < 7;
+                paged.extend(page.into_iter().cloned());
+                if done {
+                    break;
+                }
+            }
+            prop_assert_eq!(&paged, &want);
+            prop_assert_eq!(observed.count(before, since), Some(want.len()));
+            // Where most match, the count comes from those that do not.
+            let observed_live = index.all(&crate::index::Filter::default()).filter(|s| stats.contains_key(&s.id)).count();
+            let never = index.len() - observed_live;
+            let matching_observed = want.len() - if since.is_none() { never } else { 0 };
+            let small = 4;
+            let got = observed.count_within(before, since, small, false);
+            prop_assert!(got.is_none_or(|c| c == want.len()), "{:?} against {}", got, want.len());
+            if matching_observed > small && observed_live - matching_observed <= small {
+                prop_assert_eq!(got, Some(want.len()));
+                prop_assert_eq!(observed.count_within(before, since, small, true), Some(want.len()));
+            }
             let fresh: Vec<SiteId> = Observed::new(&stats, &index).sites(&index, before, since).unwrap().iter().map(|s| s.id.clone()).collect();
             prop_assert_eq!(fresh, want);
         }
@@ -307,7 +465,7 @@ mod tests {
                 },
             );
             let next = Arc::new(next);
-            keeper.batch(vec![site.id.clone()], stats.clone(), next.clone());
+            keeper.batch(vec![(site.id.clone(), true)], stats.clone(), next.clone());
             stats = next;
         }
         let added: Vec<(SiteId, Option<Arc<Site>>)> = sites[40..]

@@ -322,6 +322,11 @@ impl Selector {
         let mut seen_after_page = 0;
         for r in items {
             if page.len() >= self.limit {
+                // With the count known, one match past the page says there
+                // are more.
+                if total.is_some() && matched > earlier + page.len() {
+                    break;
+                }
                 seen_after_page += 1;
                 if seen_after_page > COUNT_VISITS {
                     counted_all = false;

@@ -457,6 +457,29 @@ fn sites_carry_when_they_were_last_observed_and_can_be_filtered_by_staleness() {
         .map(|f| f["id"].as_str().unwrap())
         .collect();
     assert!(!stale_ids.contains(&"punggye-ri"));
+    // Three at a time, following `next`: the same sites in the same order,
+    // and the same count on every page.
+    let mut paged: Vec<String> = Vec::new();
+    let mut url =
+        "/api/collections/sites/items?observed_before=2024-01-01T00:00:00Z&limit=3".to_owned();
+    loop {
+        let page = s.geojson(&url);
+        assert_eq!(page["numberMatched"], stale["numberMatched"], "{url}");
+        for f in page["features"].as_array().unwrap() {
+            paged.push(f["id"].as_str().unwrap().to_owned());
+        }
+        let next = page["links"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["rel"] == "next");
+        match next {
+            Some(l) => url = l["href"].as_str().unwrap().replace(&s.base, ""),
+            None => break,
+        }
+    }
+    assert_eq!(paged, stale_ids);
+    assert!(stale_ids.len() > 3);
     assert!(
         stale["features"]
             .as_array()
@@ -477,6 +500,38 @@ fn sites_carry_when_they_were_last_observed_and_can_be_filtered_by_staleness() {
         stale["numberMatched"].as_u64().unwrap() + fresh["numberMatched"].as_u64().unwrap(),
         SEED_SITES as u64
     );
+    // A retired site leaves the count of those it matched, and comes back
+    // to it when restored.
+    let gone = fresh_ids.iter().find(|id| **id != "punggye-ri").unwrap();
+    let matched = |q: &str| {
+        s.geojson(&format!("/api/collections/sites/items?{q}"))["numberMatched"]
+            .as_u64()
+            .unwrap()
+    };
+    let since = "observed_since=2024-01-01T00:00:00Z";
+    let was = matched(since);
+    let items = format!("{}/api/collections/sites/items", s.base);
+    let feature = s.geojson(&format!("/api/collections/sites/items/{gone}"));
+    let http = reqwest::blocking::Client::new();
+    // Every write declares JSON, as a cross-site form cannot.
+    let retired = http
+        .delete(format!("{items}/{gone}"))
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .unwrap();
+    assert_eq!(retired.status(), 204);
+    assert_eq!(matched(since), was - 1);
+    // Posting a retired site's id again restores it.
+    let restored = http
+        .post(&items)
+        .header("content-type", "application/geo+json")
+        .body(serde_json::to_string(&feature).unwrap())
+        .send()
+        .unwrap()
+        .status();
+    assert_eq!(restored, 201);
+    assert_eq!(matched(since), was);
 }
 
 #[test]
