@@ -290,12 +290,15 @@ impl Catalogue {
             // read in chunks and filtered here until the page is full.
             let mut cursor = bound(EventKind::Revision);
             let mut taken = 0;
+            // No more rows per read than the page can take: each carries its
+            // footprint, and most pages fill from the first read.
+            let chunk_len = fetch.clamp(16, 256);
             loop {
                 // With an area, each rectangle is read by index; the chunk is
                 // newest first over all of them, so the cursor stays sound.
                 let chunk = match &q.bbox {
                     None => {
-                        store.revisions_between(None, q.since, q.until, cursor.as_ref(), 256)?
+                        store.revisions_between(None, q.since, q.until, cursor.as_ref(), chunk_len)?
                     }
                     Some(b) => {
                         let mut rows = Vec::new();
@@ -305,7 +308,7 @@ impl Catalogue {
                                 q.since,
                                 q.until,
                                 cursor.as_ref(),
-                                256,
+                                chunk_len,
                             )?);
                         }
                         rows.sort_by(|a, b| {
@@ -316,11 +319,11 @@ impl Catalogue {
                             ))
                         });
                         rows.dedup_by(|a, b| a.site_id == b.site_id && a.revision == b.revision);
-                        rows.truncate(256);
+                        rows.truncate(chunk_len);
                         rows
                     }
                 };
-                let exhausted = chunk.len() < 256;
+                let exhausted = chunk.len() < chunk_len;
                 for r in &chunk {
                     cursor = Some(Before {
                         time: r.recorded_at.to_rfc3339(),
