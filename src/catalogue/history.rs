@@ -297,9 +297,13 @@ impl Catalogue {
                 // With an area, each rectangle is read by index; the chunk is
                 // newest first over all of them, so the cursor stays sound.
                 let chunk = match &q.bbox {
-                    None => {
-                        store.revisions_between(None, q.since, q.until, cursor.as_ref(), chunk_len)?
-                    }
+                    None => store.revisions_between(
+                        None,
+                        q.since,
+                        q.until,
+                        cursor.as_ref(),
+                        chunk_len,
+                    )?,
                     Some(b) => {
                         let mut rows = Vec::new();
                         for rect in b.pieces() {

@@ -8,8 +8,10 @@ use std::fmt;
 
 /// A site's stable id: 1-64 characters of ASCII letters, digits, `-`, `_` and `.`,
 /// starting with a letter or digit, so that it is safe in a URL path and a file name.
+// Held inline up to 24 bytes, as most ids are: a million of them live in the
+// index, the statistics and the sites by time, and cloning one allocates nothing.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-pub struct SiteId(String);
+pub struct SiteId(compact_str::CompactString);
 
 impl SiteId {
     pub fn parse(field: &str, raw: &str) -> Result<Self, FieldError> {
@@ -25,12 +27,12 @@ impl SiteId {
                 ),
             ));
         }
-        Ok(Self(raw.to_owned()))
+        Ok(Self(raw.into()))
     }
 
     /// A new unique id for a site that arrived without one.
     pub fn generate() -> Self {
-        Self(format!(
+        Self(compact_str::format_compact!(
             "site-{}",
             ulid::Ulid::generate().to_string().to_ascii_lowercase()
         ))
