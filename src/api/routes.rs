@@ -287,7 +287,7 @@ fn live_page(
                 // fills the page soon; the count comes from those that
                 // do not match.
                 None => {
-                    time_total = o.count_dense(observed_before, observed_since);
+                    time_total = o.count(observed_before, observed_since);
                     uncounted = time_total.is_none();
                     None
                 }
