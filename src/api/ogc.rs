@@ -675,6 +675,33 @@ impl ItemQuery {
         sel: &Selection<T>,
         features: Vec<Value>,
     ) -> Result<HttpResponse, ApiError> {
+        let page = self.page_of(req, sel)?;
+        let mut head = page.head();
+        let (content_type, body) = page.body(features)?;
+        Ok(head.content_type(content_type).body(body))
+    }
+
+    /// [`ItemQuery::respond`] for a page whose features are many: they are
+    /// built and written on a thread of the blocking pool, so that the worker
+    /// that took the request goes on answering others (`/healthz` among them)
+    /// while a page of ten thousand is rendered.
+    pub async fn respond_off_thread<T>(
+        &self,
+        req: &HttpRequest,
+        sel: &Selection<T>,
+        build: impl FnOnce() -> Vec<Value> + Send + 'static,
+    ) -> Result<HttpResponse, ApiError> {
+        let page = self.page_of(req, sel)?;
+        let mut head = page.head();
+        let (content_type, body) = web::block(move || page.body(build()))
+            .await
+            .map_err(ApiError::internal)??;
+        Ok(head.content_type(content_type).body(body))
+    }
+
+    /// Everything of a page's answer but its features: the links, worked out
+    /// from the request, and what the body says about the page.
+    fn page_of<T>(&self, req: &HttpRequest, sel: &Selection<T>) -> Result<PageOut, ApiError> {
         let base = base_url(req);
         let here = |drop: &[&str], add: &[(&str, &str)]| -> Result<String, ApiError> {
             let pairs: Vec<(String, String)> =
@@ -731,52 +758,85 @@ impl ItemQuery {
                 "The previous page",
             ));
         }
+        Ok(PageOut {
+            format: self.format,
+            collection: self.selector.collection,
+            limit: self.selector.limit,
+            clamped_from: self.clamped_from,
+            matched: sel.matched,
+            links,
+        })
+    }
+}
+
+/// A page's answer but for its features: owned, so that the body can be
+/// written on another thread.
+struct PageOut {
+    format: Format,
+    collection: CollectionId,
+    limit: usize,
+    clamped_from: Option<u64>,
+    matched: Option<usize>,
+    links: Vec<Link>,
+}
+
+impl PageOut {
+    /// The status and headers: the clamped limit, and for CSV the links and
+    /// the count, which its body cannot carry.
+    fn head(&self) -> actix_web::HttpResponseBuilder {
         let mut resp = HttpResponse::Ok();
         if let Some(asked) = self.clamped_from {
             resp.insert_header((
                 "Sitewatch-Limit-Clamped",
-                format!("{asked} -> {}", self.selector.limit),
+                format!("{asked} -> {}", self.limit),
             ));
         }
-        match self.format {
-            Format::Csv => {
-                let link_header = links
-                    .iter()
-                    .filter(|l| matches!(l.rel.as_str(), "next" | "prev" | "alternate"))
-                    .map(|l| format!("<{}>; rel=\"{}\"", l.href, l.rel))
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                if !link_header.is_empty() {
-                    resp.insert_header((header::LINK, link_header));
-                }
-                if let Some(m) = sel.matched {
-                    resp.insert_header(("OGC-NumberMatched", m.to_string()));
-                }
-                Ok(resp.content_type(CSV).body(csv::features(
-                    &self.selector.collection.csv_columns(),
-                    &features,
-                )))
+        if self.format == Format::Csv {
+            let link_header = self
+                .links
+                .iter()
+                .filter(|l| matches!(l.rel.as_str(), "next" | "prev" | "alternate"))
+                .map(|l| format!("<{}>; rel=\"{}\"", l.href, l.rel))
+                .collect::<Vec<_>>()
+                .join(", ");
+            if !link_header.is_empty() {
+                resp.insert_header((header::LINK, link_header));
             }
+            if let Some(m) = self.matched {
+                resp.insert_header(("OGC-NumberMatched", m.to_string()));
+            }
+        }
+        resp
+    }
+
+    /// The body's media type and bytes.
+    fn body(self, features: Vec<Value>) -> Result<(&'static str, Vec<u8>), ApiError> {
+        match self.format {
+            Format::Csv => Ok((
+                CSV,
+                csv::features(&self.collection.csv_columns(), &features).into_bytes(),
+            )),
             Format::GeoJson => {
                 let mut doc = Map::new();
                 doc.insert("type".into(), json!("FeatureCollection"));
                 doc.insert("timeStamp".into(), json!(Timestamp::now()));
-                if let Some(m) = sel.matched {
+                if let Some(m) = self.matched {
                     doc.insert("numberMatched".into(), json!(m));
                 }
                 doc.insert("numberReturned".into(), json!(features.len()));
                 if let Some(asked) = self.clamped_from {
                     doc.insert(
                         "limitClamped".into(),
-                        json!({"requested": asked, "applied": self.selector.limit}),
+                        json!({"requested": asked, "applied": self.limit}),
                     );
                 }
                 doc.insert(
                     "links".into(),
-                    serde_json::to_value(&links).map_err(ApiError::internal)?,
+                    serde_json::to_value(&self.links).map_err(ApiError::internal)?,
                 );
                 doc.insert("features".into(), Value::Array(features));
-                Ok(resp.content_type(GEOJSON).json(Value::Object(doc)))
+                let bytes = serde_json::to_vec(&Value::Object(doc)).map_err(ApiError::internal)?;
+                Ok((GEOJSON, bytes))
             }
         }
     }
@@ -887,13 +947,7 @@ pub async fn observation_items(
             prev: None,
             page,
         };
-        let base = base_url(&req);
-        let features = sel
-            .page
-            .iter()
-            .map(|i| observation_with_links(&i.o, &base))
-            .collect();
-        return query.respond(&req, &sel, features);
+        return respond_observations(&req, &query, sel).await;
     }
     let stored = blocking(&cat, move |c| {
         c.observations_matching(rects.as_deref(), since, until, &findings)
@@ -906,13 +960,25 @@ pub async fn observation_items(
         .filter(exact)
         .collect();
     let sel = query.selector.select(items);
-    let base = base_url(&req);
-    let features = sel
-        .page
-        .iter()
-        .map(|i| observation_with_links(&i.o, &base))
-        .collect();
-    query.respond(&req, &sel, features)
+    respond_observations(&req, &query, sel).await
+}
+
+/// A page of observations, each with a link to itself, built and written
+/// off the worker (a page may hold ten thousand).
+async fn respond_observations(
+    req: &HttpRequest,
+    query: &ItemQuery,
+    sel: Selection<ObservationRecord>,
+) -> Result<HttpResponse, ApiError> {
+    let base = base_url(req);
+    let (page, sel) = sel.take_page();
+    query
+        .respond_off_thread(req, &sel, move || {
+            page.iter()
+                .map(|i| observation_with_links(&i.o, &base))
+                .collect()
+        })
+        .await
 }
 
 /// A single-item response may only be asked for in JSON.

@@ -657,7 +657,12 @@ async fn view_sites(
         }))
     })
     .await?;
-    Ok(HttpResponse::Ok().content_type(GEOJSON).json(doc))
+    // Written off the worker too: a view may be megabytes.
+    let body = web::block(move || serde_json::to_vec(&doc))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?;
+    Ok(HttpResponse::Ok().content_type(GEOJSON).body(body))
 }
 
 /// `GET /api/map/search?q=&limit=&as_of=`: sites whose name or an alternate

@@ -129,7 +129,7 @@ pub async fn site_items(
             Ok::<_, ApiError>((query, sel))
         })
         .await?;
-        return respond_sites(&req, &query, &view, &stats, sel);
+        return respond_sites(&req, &query, &view, &stats, sel).await;
     }
     if let (Some(t), Some(after)) = (view.past_and_live(), after_site.clone())
         && bbox.is_none()
@@ -178,7 +178,7 @@ pub async fn site_items(
         })
         .await?;
         let stats = cat.observation_stats();
-        return respond_sites(&req, &query, &view, &stats, sel);
+        return respond_sites(&req, &query, &view, &stats, sel).await;
     }
     // The lon/lat rectangles that hold every answer, so that the past is read
     // from that area only.
@@ -215,7 +215,7 @@ pub async fn site_items(
         })
         .collect();
     let sel = query.selector.select(items);
-    respond_sites(&req, &query, &view, &stats, sel)
+    respond_sites(&req, &query, &view, &stats, sel).await
 }
 
 /// A page of the live sites in id order from the cursor: the walk covers
@@ -371,8 +371,9 @@ fn both<'a>(a: Vec<&'a SiteId>, b: Vec<&'a SiteId>) -> Vec<&'a SiteId> {
 }
 
 /// A page of sites as GeoJSON or CSV, each with its observation statistics,
-/// its retired flag when asked for, and a link to itself.
-fn respond_sites(
+/// its retired flag when asked for, and a link to itself; the features are
+/// built and written off the worker (a page may hold ten thousand).
+async fn respond_sites(
     req: &HttpRequest,
     query: &ItemQuery,
     view: &RecordView,
@@ -380,23 +381,29 @@ fn respond_sites(
     sel: Selection<SiteRecord>,
 ) -> Result<HttpResponse, ApiError> {
     let base = base_url(req);
-    let mut doc = render::sites_collection(sel.page.iter().map(|i| &i.site), Map::new());
-    view.mark_retired(&mut doc, sel.page.iter().map(|i| i.retired));
-    render::add_observation_stats(&mut doc, stats);
-    let mut features = match doc["features"].take() {
-        Value::Array(f) => f,
-        _ => Vec::new(),
-    };
-    for f in &mut features {
-        let id = f["id"].as_str().unwrap_or_default().to_owned();
-        f["links"] = json!([Link::new(
-            format!("{base}/api/collections/sites/items/{id}"),
-            "self",
-            GEOJSON,
-            ""
-        )]);
-    }
-    query.respond(req, &sel, features)
+    let (view, stats) = (*view, stats.clone());
+    let (page, sel) = sel.take_page();
+    query
+        .respond_off_thread(req, &sel, move || {
+            let mut doc = render::sites_collection(page.iter().map(|i| &i.site), Map::new());
+            view.mark_retired(&mut doc, page.iter().map(|i| i.retired));
+            render::add_observation_stats(&mut doc, &stats);
+            let mut features = match doc["features"].take() {
+                Value::Array(f) => f,
+                _ => Vec::new(),
+            };
+            for f in &mut features {
+                let id = f["id"].as_str().unwrap_or_default().to_owned();
+                f["links"] = json!([Link::new(
+                    format!("{base}/api/collections/sites/items/{id}"),
+                    "self",
+                    GEOJSON,
+                    ""
+                )]);
+            }
+            features
+        })
+        .await
 }
 
 /// One site.

@@ -112,6 +112,20 @@ pub struct Selection<T> {
     pub prev: Option<String>,
 }
 
+impl<T> Selection<T> {
+    /// The page, and the rest of the selection without it: what its links
+    /// and count are written from.
+    pub fn take_page(self) -> (Vec<T>, Selection<T>) {
+        let rest = Selection {
+            page: Vec::new(),
+            matched: self.matched,
+            next: self.next,
+            prev: self.prev,
+        };
+        (self.page, rest)
+    }
+}
+
 impl Selector {
     /// A selector; the cursors are read against the sort order, `after` first.
     pub fn new(
