@@ -668,23 +668,10 @@ impl ItemQuery {
     }
 
     /// Writes a page as a GeoJSON FeatureCollection or CSV, with `self`,
-    /// `alternate`, `next` and `prev` links (in a `Link` header for CSV).
-    pub fn respond<T>(
-        &self,
-        req: &HttpRequest,
-        sel: &Selection<T>,
-        features: Vec<Value>,
-    ) -> Result<HttpResponse, ApiError> {
-        let page = self.page_of(req, sel)?;
-        let mut head = page.head();
-        let (content_type, body) = page.body(features)?;
-        Ok(head.content_type(content_type).body(body))
-    }
-
-    /// [`ItemQuery::respond`] for a page whose features are many: they are
-    /// built and written on a thread of the blocking pool, so that the worker
-    /// that took the request goes on answering others (`/healthz` among them)
-    /// while a page of ten thousand is rendered.
+    /// `alternate`, `next` and `prev` links (in a `Link` header for CSV). The
+    /// features are built and written on a thread of the blocking pool, so
+    /// that the worker that took the request goes on answering others
+    /// (`/healthz` among them) while a page of ten thousand is rendered.
     pub async fn respond_off_thread<T>(
         &self,
         req: &HttpRequest,
@@ -1082,12 +1069,14 @@ pub async fn candidate_items(
         .collect();
     let sel = query.selector.select(items);
     let base = base_url(&req);
-    let features = sel
-        .page
-        .iter()
-        .map(|i| candidate_with_links(&i.c, &base))
-        .collect();
-    query.respond(&req, &sel, features)
+    let (page, sel) = sel.take_page();
+    query
+        .respond_off_thread(&req, &sel, move || {
+            page.iter()
+                .map(|i| candidate_with_links(&i.c, &base))
+                .collect()
+        })
+        .await
 }
 
 /// One candidate.
