@@ -73,6 +73,54 @@ pub struct Candidate {
     pub last_observed_at: Option<Timestamp>,
 }
 
+/// A cube of a fixed grid over the unit sphere's 3-D space, about 125 m on a
+/// side, that the members of a candidate are grouped by. Each candidate keeps
+/// one member per cube as its representative, so that an import can learn
+/// which candidates lie near a point from a few rows per area, however many
+/// observations the candidates have gathered, and read a cube's other members
+/// only where the representatives leave the answer open. Fixed, not derived
+/// from the clustering radius, because the grouping is stored with the rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ClusterCell(i64);
+
+impl ClusterCell {
+    /// The cube's side as a chord of the unit sphere (125 m on a sphere of
+    /// the Earth's mean radius).
+    pub const SIDE: f64 = 125.0 / 6_371_008.8;
+    /// Bits per axis in the packed key: enough for the unit sphere's
+    /// `2 / SIDE` cubes across, with room to spare.
+    const BITS: u32 = 21;
+
+    /// The cube that holds `at`.
+    pub fn of(at: LonLat) -> Self {
+        Self::of_unit(crate::geodesy::to_unit(at.to_array()))
+    }
+
+    /// The cube that holds a unit vector.
+    pub fn of_unit(v: [f64; 3]) -> Self {
+        let offset = 1i64 << (Self::BITS - 1);
+        let mask = (1i64 << Self::BITS) - 1;
+        let axis = |x: f64| ((x / Self::SIDE).floor() as i64 + offset) & mask;
+        Self((axis(v[0]) << (2 * Self::BITS)) | (axis(v[1]) << Self::BITS) | axis(v[2]))
+    }
+
+    /// The longest geodesic, in metres, between two points of one cube.
+    pub fn diameter_m() -> f64 {
+        use crate::geodesy::{angle_of_chord, max_distance_for_angle};
+        max_distance_for_angle(angle_of_chord(Self::SIDE * 3f64.sqrt()))
+    }
+
+    /// The key as stored.
+    pub fn key(self) -> i64 {
+        self.0
+    }
+
+    /// A key read back from storage.
+    pub fn from_key(key: i64) -> Self {
+        Self(key)
+    }
+}
+
 /// Per site with observations, its [`ObservationStats`]. A persistent map, so
 /// that a batch makes the next version by changing the sites it observed, not
 /// by copying a million entries.

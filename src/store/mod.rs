@@ -7,8 +7,8 @@ pub mod sqlite;
 
 use crate::model::SiteStats;
 use crate::model::{
-    Candidate, CandidateState, FieldChange, LonLat, Observation, Site, SiteId, SiteLink,
-    StoredObservation, Timestamp,
+    Candidate, CandidateState, ClusterCell, FieldChange, LonLat, Observation, Site, SiteId,
+    SiteLink, StoredObservation, Timestamp,
 };
 use serde::Serialize;
 use serde_json::Value;
@@ -250,6 +250,8 @@ pub struct Unmatched {
     pub candidate_id: Option<String>,
     /// Whether the candidate it belongs to is still open.
     pub candidate_open: bool,
+    /// The cube it was grouped in when it joined its candidate.
+    pub cell: Option<ClusterCell>,
 }
 
 /// Sites as they are now and as they were: the current state, every revision,
@@ -506,10 +508,29 @@ pub trait ImportUnit {
         obs: &Observation,
         links: &[SiteLink],
     ) -> Result<String, StoreError>;
-    /// Unmatched observations within `radius_m` of `p`.
+    /// The unmatched observations that may lie within `radius_m` of `p`:
+    /// every free one, and of each candidate's members there only the
+    /// representative of each cube (see [`ClusterCell`]).
     fn unmatched_near(&self, p: LonLat, radius_m: f64) -> Result<Vec<Unmatched>, StoreError>;
-    fn create_candidate(&self, at: LonLat, members: &[String]) -> Result<String, StoreError>;
-    fn add_to_candidate(&self, candidate: &str, members: &[String]) -> Result<(), StoreError>;
+    /// Every member of `candidate` grouped in `cell`.
+    fn candidate_members_in(
+        &self,
+        candidate: &str,
+        cell: ClusterCell,
+    ) -> Result<Vec<Unmatched>, StoreError>;
+    /// Creates a candidate of the given observations, each with its cube.
+    fn create_candidate(
+        &self,
+        at: LonLat,
+        members: &[(String, ClusterCell)],
+    ) -> Result<String, StoreError>;
+    /// Adds observations, each with its cube, to a stored candidate; the
+    /// first of a cube becomes its representative.
+    fn add_to_candidate(
+        &self,
+        candidate: &str,
+        members: &[(String, ClusterCell)],
+    ) -> Result<(), StoreError>;
     /// Makes everything written through the unit durable, with the batch's record.
     fn commit(
         self: Box<Self>,

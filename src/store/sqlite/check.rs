@@ -124,6 +124,9 @@ pub fn inspect(path: &Path) -> Result<Inspection, CheckError> {
         if out.schema_version >= 6 {
             run(packed_forms, &mut out);
         }
+        if out.schema_version >= 7 {
+            run(candidate_cubes, &mut out);
+        }
     }
     Ok(out)
 }
@@ -197,6 +200,54 @@ fn site_observation_stats(conn: &Connection, out: &mut Inspection) -> rusqlite::
                 kept_n.unwrap_or(0),
                 kept_last.as_deref().unwrap_or("never"),
                 last.as_deref().unwrap_or("never"),
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Each member of a candidate is grouped in the cube its position lies in,
+/// and each cube of a candidate has one representative: the clustering of
+/// later imports reads a candidate through them.
+fn candidate_cubes(conn: &Connection, out: &mut Inspection) -> rusqlite::Result<()> {
+    let mut members =
+        conn.prepare("SELECT id, lon, lat, cell FROM observations WHERE candidate_id IS NOT NULL")?;
+    let mut rows = members.query([])?;
+    let mut listed = 0;
+    while let Some(r) = rows.next()? {
+        let at = crate::model::LonLat::from_computed(r.get(1)?, r.get(2)?);
+        let want = crate::model::ClusterCell::of(at).key();
+        let kept: Option<i64> = r.get(3)?;
+        if kept != Some(want) && listed < LISTED_PER_KIND {
+            listed += 1;
+            out.problems.push(Problem::Observation {
+                id: r.get(0)?,
+                reason: format!(
+                    "kept in cube {}, but its position is in cube {want}",
+                    kept.map_or("none".to_owned(), |k| k.to_string())
+                ),
+            });
+        }
+    }
+    let mut cubes = conn.prepare(
+        "SELECT candidate_id, cell, sum(frontier) FROM observations
+          WHERE candidate_id IS NOT NULL GROUP BY candidate_id, cell
+         HAVING sum(frontier) != 1 LIMIT ?1",
+    )?;
+    let rows = cubes.query_map([LISTED_PER_KIND as i64], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, Option<i64>>(1)?,
+            r.get::<_, i64>(2)?,
+        ))
+    })?;
+    for row in rows {
+        let (candidate, cell, reps) = row?;
+        out.problems.push(Problem::Aggregate {
+            name: "candidate representatives".to_owned(),
+            reason: format!(
+                "candidate {candidate} has {reps} representatives in cube {}, not one",
+                cell.map_or("none".to_owned(), |k| k.to_string())
             ),
         });
     }
@@ -1130,7 +1181,43 @@ mod tests {
         batch
             .commit("t", "h", "atomic", &serde_json::json!({}))
             .unwrap();
+        // Two unmatched observations a metre apart, made a candidate.
+        let batch = s.begin_batch("batch-2", received).unwrap();
+        let mut members = Vec::new();
+        for (i, lon) in [30.0, 30.00001].into_iter().enumerate() {
+            let o = Observation::from_feature(&serde_json::json!({
+                "type": "Feature",
+                "geometry": {"type": "Point", "coordinates": [lon, 10.0]},
+                "properties": {"observed_at": "2025-01-01T00:00:00Z", "sensor": "s", "finding": "other"}
+            }))
+            .unwrap();
+            let id = batch.insert_observation(i, &o, &[]).unwrap();
+            members.push((id, crate::model::ClusterCell::of(o.place.anchor())));
+        }
+        batch
+            .create_candidate(crate::model::LonLat::from_computed(30.0, 10.0), &members)
+            .unwrap();
+        batch
+            .commit("t", "h2", "atomic", &serde_json::json!({}))
+            .unwrap();
         (dir, path)
+    }
+
+    #[test]
+    fn a_candidate_member_out_of_its_cube_or_a_cube_without_one_representative_is_reported() {
+        let problems = damaged("UPDATE observations SET cell = 5 WHERE candidate_id IS NOT NULL");
+        assert!(
+            problems.iter().any(|p| matches!(p,
+                Problem::Observation { reason, .. } if reason.contains("kept in cube 5"))),
+            "{problems:?}"
+        );
+        let problems =
+            damaged("UPDATE observations SET frontier = 1 WHERE candidate_id IS NOT NULL");
+        assert!(
+            problems.iter().any(|p| matches!(p,
+                Problem::Aggregate { reason, .. } if reason.contains("has 2 representatives"))),
+            "{problems:?}"
+        );
     }
 
     /// The rowid of a revision, as SQL, which the R*Tree names it by.
@@ -1182,7 +1269,7 @@ mod tests {
         assert_eq!(found.problems, vec![]);
         assert_eq!((found.sites, found.revisions), (2, 5));
         assert_eq!(found.live_sites.len(), 1);
-        assert_eq!(found.observations, 1);
+        assert_eq!(found.observations, 3);
     }
 
     #[test]
@@ -1615,6 +1702,12 @@ mod tests {
             "DROP TABLE site_revision_boxes; DROP TABLE observation_boxes;
              DROP TABLE change_log; DROP TABLE aggregates; DROP TABLE site_observation_stats;
              DROP TABLE site_packed;
+             DROP INDEX observations_frontier; DROP INDEX observations_by_candidate;
+             ALTER TABLE observations DROP COLUMN cell;
+             ALTER TABLE observations DROP COLUMN frontier;
+             CREATE INDEX observations_unmatched ON observations(lat, lon) WHERE matched = 0;
+             CREATE INDEX observations_by_candidate ON observations(candidate_id)
+                 WHERE candidate_id IS NOT NULL;
              ALTER TABLE site_revisions DROP COLUMN valid_until;
              PRAGMA user_version = 3;",
         );
@@ -1629,6 +1722,12 @@ mod tests {
             "DROP TABLE site_revision_boxes; DROP TABLE observation_boxes;
              DROP TABLE change_log; DROP TABLE aggregates; DROP TABLE site_observation_stats;
              DROP TABLE site_packed;
+             DROP INDEX observations_frontier; DROP INDEX observations_by_candidate;
+             ALTER TABLE observations DROP COLUMN cell;
+             ALTER TABLE observations DROP COLUMN frontier;
+             CREATE INDEX observations_unmatched ON observations(lat, lon) WHERE matched = 0;
+             CREATE INDEX observations_by_candidate ON observations(candidate_id)
+                 WHERE candidate_id IS NOT NULL;
              ALTER TABLE site_revisions DROP COLUMN valid_until;
              PRAGMA user_version = 3;",
         )

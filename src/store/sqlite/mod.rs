@@ -133,8 +133,10 @@ impl SqliteStore {
     }
 
     /// Opens an existing catalogue only to read it, even one that is
-    /// read-only. Nothing is created, and a schema that needs upgrading is an
-    /// error, as the upgrade could not be written.
+    /// read-only. Nothing is created. A schema from
+    /// `schema::READABLE_FROM` on is read as it is, with a warning, and
+    /// upgraded when next opened to write; an older one is an error, as the
+    /// upgrade could not be written.
     pub fn open_to_read(path: &Path) -> Result<Self, StoreError> {
         refuse_empty(path)?;
         // Read-write and query-only, as `open_reader`: SQLite falls back to
@@ -145,7 +147,16 @@ impl SqliteStore {
         )?;
         conn.pragma_update(None, "query_only", true)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        schema::migrate(&mut conn)?;
+        let found: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if (schema::READABLE_FROM..schema::CURRENT_VERSION).contains(&found) {
+            tracing::warn!(
+                found,
+                current = schema::CURRENT_VERSION,
+                "the database's schema is read as it is; it is upgraded when next opened to write"
+            );
+        } else {
+            schema::migrate(&mut conn)?;
+        }
         interrupt_when_late(&mut conn)?;
         Ok(Self { conn })
     }
@@ -291,6 +302,35 @@ mod tests {
             std::fs::read(dir.path().join("c.db-wal")).unwrap(),
             [1u8; 32]
         );
+    }
+
+    #[test]
+    fn a_read_only_file_of_a_recent_older_schema_is_read_as_it_is_and_an_old_one_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let version = |path: &Path| -> i64 {
+            Connection::open(path)
+                .unwrap()
+                .pragma_query_value(None, "user_version", |r| r.get(0))
+                .unwrap()
+        };
+        for (schema, readable) in [
+            (schema::READABLE_FROM, true),
+            (schema::READABLE_FROM - 1, false),
+        ] {
+            let path = dir.path().join(format!("v{schema}.db"));
+            schema::migrate_to(&mut Connection::open(&path).unwrap(), schema).unwrap();
+            set_read_only(&path, true);
+            let read = SqliteStore::open_to_read(&path).map(|s| s.site_count());
+            set_read_only(&path, false);
+            match read {
+                Ok(count) => {
+                    assert!(readable, "schema {schema} was read");
+                    assert_eq!(count.unwrap(), 0);
+                }
+                Err(e) => assert!(!readable, "schema {schema}: {e}"),
+            }
+            assert_eq!(version(&path), schema, "nothing was written");
+        }
     }
 
     #[test]

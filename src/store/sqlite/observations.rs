@@ -6,8 +6,8 @@ use super::SqliteStore;
 use super::schema::{TIME_UNIT_S, tree_time};
 use crate::model::SiteStats;
 use crate::model::{
-    Candidate, CandidateState, Confidence, FieldError, Finding, LinkHow, LonLat, Observation,
-    ObservationStats, Place, SiteId, SiteLink, StoredObservation, Timestamp,
+    Candidate, CandidateState, ClusterCell, Confidence, FieldError, Finding, LinkHow, LonLat,
+    Observation, ObservationStats, Place, SiteId, SiteLink, StoredObservation, Timestamp,
 };
 use crate::store::{
     BatchRecord, Before, CandidateReads, CandidateWrites, ImportUnit, ObservationReads,
@@ -46,6 +46,19 @@ fn site_id(field: &str, raw: Option<String>) -> rusqlite::Result<Option<SiteId>>
 
 /// Metres per degree of latitude, at least; used to widen SQL range prefilters.
 const MIN_METRES_PER_DEGREE: f64 = 110_500.0;
+
+/// An unmatched observation from the columns `id, lon, lat, observed_at,
+/// candidate_id, state of the candidate, cell`.
+fn unmatched_row(r: &rusqlite::Row) -> rusqlite::Result<Unmatched> {
+    Ok(Unmatched {
+        id: r.get(0)?,
+        anchor: LonLat::from_computed(r.get(1)?, r.get(2)?),
+        observed_at: ts("observed_at", r.get(3)?)?,
+        candidate_id: r.get(4)?,
+        candidate_open: r.get::<_, Option<String>>(5)?.as_deref() == Some("open"),
+        cell: r.get::<_, Option<i64>>(6)?.map(ClusterCell::from_key),
+    })
+}
 
 /// The lon/lat ranges (one, or two across the antimeridian) that hold every
 /// point within `radius_m` of `p`.
@@ -323,23 +336,19 @@ impl ObservationReads for SqliteStore {
         let mut stmt = self
             .conn
             .prepare("SELECT site_id, last_observed_at, count FROM site_observation_stats")?;
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, i64>(2)?,
-            ))
-        })?;
+        // Read in place, as a million rows are: no text is copied out.
+        let mut rows = stmt.query([])?;
         let mut out = SiteStats::new();
-        for row in rows {
-            let (id, last, count) = row?;
+        while let Some(r) = rows.next()? {
+            let id = r.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?;
+            let last = r.get_ref(1)?.as_str().map_err(rusqlite::Error::from)?;
+            let count: i64 = r.get(2)?;
             let corrupt = |reason: String| StoreError::Corrupt {
-                id: id.clone(),
+                id: id.to_owned(),
                 reason,
             };
-            let site = SiteId::parse("site_id", &id).map_err(|e| corrupt(e.to_string()))?;
-            let last =
-                Timestamp::parse("observed_at", &last).map_err(|e| corrupt(e.to_string()))?;
+            let site = SiteId::parse("site_id", id).map_err(|e| corrupt(e.to_string()))?;
+            let last = Timestamp::parse("observed_at", last).map_err(|e| corrupt(e.to_string()))?;
             out.insert(
                 site,
                 ObservationStats {
@@ -904,21 +913,14 @@ impl ImportUnit for BatchTx<'_> {
     fn unmatched_near(&self, p: LonLat, radius_m: f64) -> Result<Vec<Unmatched>, StoreError> {
         let (south, north, ranges) = search_ranges(p, radius_m);
         let mut stmt = self.tx.prepare_cached(
-            "SELECT o.id, o.lon, o.lat, o.observed_at, o.candidate_id, c.state FROM observations o
+            "SELECT o.id, o.lon, o.lat, o.observed_at, o.candidate_id, c.state, o.cell FROM observations o
              LEFT JOIN candidates c ON c.id = o.candidate_id
-             WHERE o.matched = 0 AND o.lat BETWEEN ?1 AND ?2 AND o.lon BETWEEN ?3 AND ?4",
+             WHERE o.matched = 0 AND o.frontier = 1
+               AND o.lat BETWEEN ?1 AND ?2 AND o.lon BETWEEN ?3 AND ?4",
         )?;
         let mut out = Vec::new();
         for (w, e) in ranges {
-            let rows = stmt.query_map(params![south, north, w, e], |r| {
-                Ok(Unmatched {
-                    id: r.get(0)?,
-                    anchor: LonLat::from_computed(r.get(1)?, r.get(2)?),
-                    observed_at: ts("observed_at", r.get(3)?)?,
-                    candidate_id: r.get(4)?,
-                    candidate_open: r.get::<_, Option<String>>(5)?.as_deref() == Some("open"),
-                })
-            })?;
+            let rows = stmt.query_map(params![south, north, w, e], unmatched_row)?;
             for row in rows {
                 out.push(row?);
             }
@@ -926,8 +928,26 @@ impl ImportUnit for BatchTx<'_> {
         Ok(out)
     }
 
+    fn candidate_members_in(
+        &self,
+        candidate: &str,
+        cell: ClusterCell,
+    ) -> Result<Vec<Unmatched>, StoreError> {
+        let mut stmt = self.tx.prepare_cached(
+            "SELECT o.id, o.lon, o.lat, o.observed_at, o.candidate_id, c.state, o.cell FROM observations o
+             JOIN candidates c ON c.id = o.candidate_id
+             WHERE o.candidate_id = ?1 AND o.cell = ?2 AND o.matched = 0",
+        )?;
+        let rows = stmt.query_map(params![candidate, cell.key()], unmatched_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Creates a candidate at `at` holding the given observations.
-    fn create_candidate(&self, at: LonLat, members: &[String]) -> Result<String, StoreError> {
+    fn create_candidate(
+        &self,
+        at: LonLat,
+        members: &[(String, ClusterCell)],
+    ) -> Result<String, StoreError> {
         let id = format!(
             "cand-{}",
             ulid::Ulid::generate().to_string().to_ascii_lowercase()
@@ -940,12 +960,21 @@ impl ImportUnit for BatchTx<'_> {
         Ok(id)
     }
 
-    fn add_to_candidate(&self, candidate: &str, members: &[String]) -> Result<(), StoreError> {
-        let mut stmt = self
-            .tx
-            .prepare_cached("UPDATE observations SET candidate_id = ?1 WHERE id = ?2")?;
-        for m in members {
-            stmt.execute(params![candidate, m])?;
+    fn add_to_candidate(
+        &self,
+        candidate: &str,
+        members: &[(String, ClusterCell)],
+    ) -> Result<(), StoreError> {
+        // The first member of a cube represents it; the subquery sees the
+        // rows as they were before this one joined.
+        let mut stmt = self.tx.prepare_cached(
+            "UPDATE observations SET candidate_id = ?1, cell = ?3,
+                 frontier = NOT EXISTS (SELECT 1 FROM observations
+                     WHERE candidate_id = ?1 AND cell = ?3 AND frontier = 1)
+             WHERE id = ?2",
+        )?;
+        for (m, cell) in members {
+            stmt.execute(params![candidate, m, cell.key()])?;
         }
         Ok(())
     }

@@ -152,6 +152,18 @@ const MIGRATIONS: &[&str] = &[
         id     TEXT PRIMARY KEY,
         packed BLOB NOT NULL
     ) STRICT, WITHOUT ROWID;",
+    // 7: a candidate's members grouped by cube (see `ClusterCell`), one of
+    // each cube its representative. The unmatched observations an import
+    // reads around a point are the free ones and the representatives
+    // (`frontier = 1`), so that an area's hundredth batch reads about as much
+    // as its first. Filled by `fill_cells`.
+    "ALTER TABLE observations ADD COLUMN cell INTEGER;
+    ALTER TABLE observations ADD COLUMN frontier INTEGER NOT NULL DEFAULT 1 CHECK (frontier IN (0, 1));
+    DROP INDEX observations_unmatched;
+    CREATE INDEX observations_frontier ON observations(lat, lon) WHERE matched = 0 AND frontier = 1;
+    DROP INDEX observations_by_candidate;
+    CREATE INDEX observations_by_candidate ON observations(candidate_id, cell, frontier)
+        WHERE candidate_id IS NOT NULL;",
 ];
 
 /// Seconds in one unit of time in the observations' R*Tree: ten days. The
@@ -176,6 +188,10 @@ pub fn tree_time_of(rfc3339: &str) -> Option<f64> {
 /// The schema version this build writes.
 pub const CURRENT_VERSION: i64 = MIGRATIONS.len() as i64;
 
+/// The oldest schema this build reads without upgrading it: what later
+/// versions added (7: the candidates' cubes) only imports and `check` use.
+pub const READABLE_FROM: i64 = 6;
+
 #[derive(Debug, thiserror::Error)]
 pub enum MigrationError {
     #[error(
@@ -192,7 +208,7 @@ pub fn migrate(conn: &mut Connection) -> Result<(), MigrationError> {
 }
 
 /// Brings the schema up to `target`, which is at most [`CURRENT_VERSION`].
-fn migrate_to(conn: &mut Connection, target: i64) -> Result<(), MigrationError> {
+pub(super) fn migrate_to(conn: &mut Connection, target: i64) -> Result<(), MigrationError> {
     let found: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     if found > CURRENT_VERSION {
         return Err(MigrationError::TooNew {
@@ -202,6 +218,9 @@ fn migrate_to(conn: &mut Connection, target: i64) -> Result<(), MigrationError> 
     }
     let steps = MIGRATIONS.iter().take(target as usize);
     for (i, sql) in steps.enumerate().skip(found as usize) {
+        // Some steps rebuild an index over every observation: minutes on a
+        // large archive, so say what is happening.
+        tracing::info!(from = i, to = i + 1, "migrating the database schema");
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
         if i + 1 == 4 {
@@ -209,6 +228,9 @@ fn migrate_to(conn: &mut Connection, target: i64) -> Result<(), MigrationError> 
         }
         if i + 1 == 6 {
             fill_packed(&tx)?;
+        }
+        if i + 1 == 7 {
+            fill_cells(&tx)?;
         }
         tx.pragma_update(None, "user_version", (i + 1) as i64)?;
         tx.commit()?;
@@ -263,6 +285,34 @@ fn fill_boxes(tx: &rusqlite::Transaction) -> Result<(), MigrationError> {
          FROM observations HAVING count(*) > 0",
         [],
     )?;
+    Ok(())
+}
+
+/// Version 7's cube and representative of every member of a candidate: the
+/// first member (in storage order) of each cube of a candidate represents it.
+fn fill_cells(tx: &rusqlite::Transaction) -> Result<(), MigrationError> {
+    let mut read = tx.prepare(
+        "SELECT rowid, candidate_id, lon, lat FROM observations
+         WHERE candidate_id IS NOT NULL ORDER BY candidate_id, rowid",
+    )?;
+    let mut write =
+        tx.prepare("UPDATE observations SET cell = ?2, frontier = ?3 WHERE rowid = ?1")?;
+    let mut rows = read.query([])?;
+    let mut candidate = String::new();
+    let mut seen = std::collections::HashSet::new();
+    while let Some(row) = rows.next()? {
+        let rowid: i64 = row.get(0)?;
+        let of: String = row.get(1)?;
+        if of != candidate {
+            candidate = of;
+            seen.clear();
+        }
+        let cell = crate::model::ClusterCell::of(crate::model::LonLat::from_computed(
+            row.get(2)?,
+            row.get(3)?,
+        ));
+        write.execute(rusqlite::params![rowid, cell.key(), seen.insert(cell)])?;
+    }
     Ok(())
 }
 
@@ -356,6 +406,77 @@ mod tests {
             .map(|s| (**s).clone())
             .collect();
         assert_eq!(read, [sites[0].clone(), sites[2].clone()]);
+    }
+
+    #[test]
+    fn a_version_6_database_gets_each_members_cube_and_one_representative_per_cube() {
+        use crate::model::{ClusterCell, LonLat};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v6.db");
+        // Two candidates; the first has three members in one cube and one in
+        // another, the second one member in the first's crowded cube.
+        let members = [
+            ("o1", "c1", 10.0, 0.0),
+            ("o2", "c1", 10.0000001, 0.0),
+            ("o3", "c1", 10.0000002, 0.0),
+            ("o4", "c1", 10.01, 0.0),
+            ("o5", "c2", 10.0000003, 0.0),
+            ("o6", "", 10.0000004, 0.0),
+        ];
+        {
+            let mut c = Connection::open(&path).unwrap();
+            migrate_to(&mut c, 6).unwrap();
+            let t = "2025-01-01T00:00:00.000000Z";
+            c.execute(
+                "INSERT INTO batches VALUES ('b', ?1, 'o', 'h', 'atomic', 1, '{}')",
+                [t],
+            )
+            .unwrap();
+            for cand in ["c1", "c2"] {
+                c.execute(
+                    "INSERT INTO candidates (id, created_at, batch_id, lon, lat) VALUES (?1, ?2, 'b', 10, 0)",
+                    [cand, t],
+                )
+                .unwrap();
+            }
+            for (i, (id, cand, lon, lat)) in members.iter().enumerate() {
+                c.execute(
+                    "INSERT INTO observations (id, batch_id, feature_index, observed_at, recorded_at,
+                         sensor, finding, confidence, geometry, lon, lat, west, south, east, north,
+                         matched, candidate_id)
+                     VALUES (?1, 'b', ?2, ?3, ?3, 's', 'other', 'medium', '{}', ?4, ?5, ?4, ?5, ?4, ?5, 0, ?6)",
+                    rusqlite::params![id, i as i64, t, lon, lat, (!cand.is_empty()).then_some(*cand)],
+                )
+                .unwrap();
+            }
+        }
+        drop(crate::store::SqliteStore::open(&path).unwrap());
+        let c = Connection::open(&path).unwrap();
+        let row = |id: &str| -> (Option<i64>, i64) {
+            c.query_row(
+                "SELECT cell, frontier FROM observations WHERE id = ?1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap()
+        };
+        let cube = |lon: f64| Some(ClusterCell::of(LonLat::from_computed(lon, 0.0)).key());
+        assert_eq!(
+            cube(10.0),
+            cube(10.0000003),
+            "the test's points share a cube"
+        );
+        assert_ne!(cube(10.0), cube(10.01));
+        assert_eq!(row("o1"), (cube(10.0), 1));
+        assert_eq!(row("o2"), (cube(10.0), 0));
+        assert_eq!(row("o3"), (cube(10.0), 0));
+        assert_eq!(row("o4"), (cube(10.01), 1));
+        assert_eq!(row("o5"), (cube(10.0), 1), "each candidate has its own");
+        assert_eq!(
+            row("o6"),
+            (None, 1),
+            "a free observation is on the frontier"
+        );
     }
 
     #[test]
