@@ -9,7 +9,6 @@ use crate::import::{
     ImportError, ImportMode, ImportOptions, ImportReport, StreamError, for_each_feature,
     parse_sites,
 };
-use crate::model::ObservationStats;
 use crate::model::SiteStats;
 use crate::model::{FieldError, IdPolicy, LonLat, Observation, Site, Timestamp};
 use crate::query::cql::{self, Geom, Record, Scalar};
@@ -201,12 +200,7 @@ fn snapshot(cat: &Catalogue) -> Snapshot {
     let mut stats: SiteStats = SiteStats::new();
     for o in &observations {
         for s in &o.sites {
-            let e = stats.entry(s.site_id.clone()).or_insert(ObservationStats {
-                last_observed_at: o.observed_at,
-                count: 0,
-            });
-            e.count += 1;
-            e.last_observed_at = e.last_observed_at.max(o.observed_at);
+            stats.record(s.site_id.clone(), o.observed_at, 1);
         }
     }
     assert_eq!(

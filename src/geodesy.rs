@@ -268,6 +268,10 @@ impl SphericalShape {
             return Err(ShapeError::TooLarge);
         }
         tangent_basis(centre).ok_or(ShapeError::TooLarge)?;
+        // A million shapes are held at once; the room left by growing the
+        // vectors would be a tenth of the catalogue's memory.
+        coords.shrink_to_fit();
+        rings.shrink_to_fit();
         Ok(Self {
             coords,
             rings,

@@ -73,13 +73,8 @@ impl Catalogue {
             if !outcome.site_stats.is_empty() {
                 let mut stats: SiteStats = (**self.stats.load()).clone();
                 let observed: Vec<SiteId> = outcome.site_stats.keys().cloned().collect();
-                for (site, s) in outcome.site_stats {
-                    let e = stats.entry(site).or_insert(ObservationStats {
-                        last_observed_at: s.last_observed_at,
-                        count: 0,
-                    });
-                    e.count += s.count;
-                    e.last_observed_at = e.last_observed_at.max(s.last_observed_at);
+                for (site, s) in outcome.site_stats.iter() {
+                    stats.record(site.clone(), s.last_observed_at, s.count);
                 }
                 self.set_stats(&observed, stats);
             }

@@ -377,9 +377,7 @@ mod tests {
                 let mut next = stats.clone();
                 let ids: Vec<SiteId> = batch.iter().map(|(i, _)| sites[*i].id.clone()).collect();
                 for (i, d) in batch {
-                    let e = next.entry(sites[*i].id.clone()).or_insert(ObservationStats { last_observed_at: day(*d), count: 0 });
-                    e.count += 1;
-                    e.last_observed_at = e.last_observed_at.max(day(*d));
+                    next.record(sites[*i].id.clone(), day(*d), 1);
                 }
                 observed = observed.with_batch(ids.iter().map(|id| (id, index.get(id).is_some())), &stats, &next);
                 stats = next;
@@ -391,9 +389,7 @@ mod tests {
             // with their last observation.
             let mut next = stats.clone();
             for (k, i) in retire.iter().enumerate() {
-                let e = next.entry(sites[*i].id.clone()).or_insert(ObservationStats { last_observed_at: day(k as i64), count: 0 });
-                e.count += 1;
-                e.last_observed_at = e.last_observed_at.max(day(3 * k as i64));
+                next.record(sites[*i].id.clone(), day(3 * k as i64), 1);
             }
             let ids: Vec<SiteId> = retire.iter().map(|i| sites[*i].id.clone()).collect();
             observed = observed.with_batch(ids.iter().map(|id| (id, index.get(id).is_some())), &stats, &next);

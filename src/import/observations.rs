@@ -7,7 +7,6 @@ use super::cluster::Clustering;
 use super::matching::match_place;
 use super::stream::{StreamError, for_each_feature};
 use crate::index::SiteIndex;
-use crate::model::ObservationStats;
 use crate::model::SiteStats;
 use crate::model::{Meters, Observation};
 use crate::store::{ImportUnit, StoreError};
@@ -226,12 +225,7 @@ pub fn run_import<R: Read>(
         } else {
             r.matched += 1;
             for l in links {
-                let e = site_stats.entry(l.site_id).or_insert(ObservationStats {
-                    last_observed_at: obs.observed_at,
-                    count: 0,
-                });
-                e.count += 1;
-                e.last_observed_at = e.last_observed_at.max(obs.observed_at);
+                site_stats.record(l.site_id, obs.observed_at, 1);
             }
         }
         Ok(())
@@ -253,7 +247,7 @@ pub fn run_import<R: Read>(
         r.matched = 0;
         r.unmatched = 0;
         r.candidates_created.clear();
-        site_stats.clear();
+        site_stats = SiteStats::new();
         commit = false;
     }
     r.stored = commit;

@@ -338,7 +338,7 @@ impl ObservationReads for SqliteStore {
             .prepare("SELECT site_id, last_observed_at, count FROM site_observation_stats")?;
         // Read in place, as a million rows are: no text is copied out.
         let mut rows = stmt.query([])?;
-        let mut out = SiteStats::new();
+        let mut out = Vec::new();
         while let Some(r) = rows.next()? {
             let id = r.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?;
             let last = r.get_ref(1)?.as_str().map_err(rusqlite::Error::from)?;
@@ -349,15 +349,15 @@ impl ObservationReads for SqliteStore {
             };
             let site = SiteId::parse("site_id", id).map_err(|e| corrupt(e.to_string()))?;
             let last = Timestamp::parse("observed_at", last).map_err(|e| corrupt(e.to_string()))?;
-            out.insert(
+            out.push((
                 site,
                 ObservationStats {
                     last_observed_at: last,
                     count: count as u64,
                 },
-            );
+            ));
         }
-        Ok(out)
+        Ok(out.into_iter().collect())
     }
 
     /// One observation by id.
