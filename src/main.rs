@@ -138,6 +138,18 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Move a SQLite catalogue, with its whole history, into an empty
+    /// PostgreSQL/PostGIS database: in one transaction there, checked table by
+    /// table; the SQLite file is read as of one moment and left as it is.
+    Migrate {
+        /// The SQLite catalogue to move (never created).
+        #[arg(long, env = "SITEWATCH_DB", default_value = "sitewatch.db")]
+        from: PathBuf,
+        /// The PostgreSQL database: a URL (`postgres://user:password@host/dbname`)
+        /// or a `key=value` connection string. PostGIS is created there if missing.
+        #[arg(long, env = "SITEWATCH_PG", hide_env_values = true)]
+        to: String,
+    },
     /// Verify a database: SQLite integrity and foreign keys, revision chains,
     /// observations, and the index against the store. Exits 1 if anything is wrong.
     Check {
@@ -312,7 +324,22 @@ enum Format {
 /// Opens the catalogue for a command that writes; a database it could not
 /// write is refused here, not at the first write.
 fn open(db: &DbArg) -> Result<Catalogue> {
+    refuse_postgres(&db.db)?;
     opened(db, Catalogue::open(&db.db))
+}
+
+/// A PostgreSQL URL given where a catalogue is opened: said plainly, rather
+/// than taken for a file name.
+fn refuse_postgres(db: &std::path::Path) -> Result<()> {
+    let db = db.to_string_lossy();
+    if sitewatch::store::postgres::is_postgres_url(&db) {
+        bail!(
+            "{} names a PostgreSQL database; sitewatch serves and imports from SQLite files so far, \
+             and `sitewatch migrate --from FILE --to URL` moves a catalogue into PostgreSQL",
+            sitewatch::store::postgres::redacted(&db)
+        );
+    }
+    Ok(())
 }
 
 fn opened(db: &DbArg, result: Result<(Catalogue, Opened), CatalogueError>) -> Result<Catalogue> {
@@ -336,6 +363,7 @@ fn opened(db: &DbArg, result: Result<(Catalogue, Opened), CatalogueError>) -> Re
 /// Opens the catalogue for a command that only reads: as [`open`], but an
 /// existing database that cannot be written is read as it is.
 fn open_to_read(db: &DbArg) -> Result<Catalogue> {
+    refuse_postgres(&db.db)?;
     match Catalogue::open(&db.db) {
         Err(CatalogueError::Store(StoreError::ReadOnly { .. })) if db.db.is_file() => {
             let store = SqliteStore::open_to_read(&db.db)
@@ -609,7 +637,32 @@ fn run(cli: Cli) -> Result<()> {
                 report.bytes
             );
         }
+        Command::Migrate { from, to } => {
+            if !from.is_file() {
+                bail!("{} does not exist", from.display());
+            }
+            let started = std::time::Instant::now();
+            let mut client = sitewatch::store::postgres::connect(&to)?;
+            let moved =
+                sitewatch::store::postgres::transfer(&from, &mut client).with_context(|| {
+                    format!(
+                        "moving {} into {}",
+                        from.display(),
+                        sitewatch::store::postgres::redacted(&to)
+                    )
+                })?;
+            println!(
+                "moved {} into {} in {:.1} s; each table holds what SQLite did:",
+                from.display(),
+                sitewatch::store::postgres::redacted(&to),
+                started.elapsed().as_secs_f64()
+            );
+            for (table, rows) in moved.tables {
+                println!("  {table:<24} {rows:>12}");
+            }
+        }
         Command::Check { db } => {
+            refuse_postgres(&db)?;
             let report =
                 sitewatch::catalogue::check_database(&db).context("checking the database")?;
             print!("{}", report.summary());

@@ -179,6 +179,11 @@ impl SqliteStore {
         Ok(Self { conn })
     }
 
+    /// The connection itself, for moving the catalogue to another backend.
+    pub(in crate::store) fn connection(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
+
     /// The file this store reads and writes; `None` in memory.
     pub fn file(&self) -> Option<String> {
         self.conn
