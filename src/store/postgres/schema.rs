@@ -157,7 +157,9 @@ pub fn migrate(client: &mut Client) -> Result<(), PgError> {
         });
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
-        tracing::info!(from = i, to = i + 1, "migrating the PostgreSQL schema");
+        if found > 0 {
+            tracing::info!(from = i, to = i + 1, "migrating the PostgreSQL schema");
+        }
         tx.batch_execute(sql)?;
     }
     tx.execute(

@@ -31,10 +31,12 @@ const MOVES: &[Move] = &[
         table: "sites",
         read: "SELECT id, revision, retired, feature, created_at, updated_at FROM sites",
         columns: 6,
+        // The feature is parsed once (`OFFSET 0` keeps the planner from
+        // folding the subquery, and the cast, into each use).
         write: "INSERT INTO sites (id, revision, retired, feature, footprint, created_at, updated_at)
-                SELECT c1, c2::bigint, c3 = '1', c4::jsonb,
-                       ST_GeomFromGeoJSON(c4::jsonb -> 'geometry')::geography,
-                       c5::timestamptz, c6::timestamptz FROM stage",
+                SELECT c1, c2::bigint, c3 = '1', f, ST_GeomFromGeoJSON(f -> 'geometry')::geography,
+                       c5::timestamptz, c6::timestamptz
+                FROM (SELECT *, c4::jsonb AS f FROM stage OFFSET 0) s",
     },
     Move {
         table: "site_revisions",
@@ -43,8 +45,9 @@ const MOVES: &[Move] = &[
         columns: 9,
         write: "INSERT INTO site_revisions (site_id, revision, recorded_at, valid_until, actor, reason,
                     change, feature, diff, footprint)
-                SELECT c1, c2::bigint, c3::timestamptz, c4::timestamptz, c5, c6, c7, c8::jsonb,
-                       c9::jsonb, ST_GeomFromGeoJSON(c8::jsonb -> 'geometry')::geography FROM stage",
+                SELECT c1, c2::bigint, c3::timestamptz, c4::timestamptz, c5, c6, c7, f,
+                       c9::jsonb, ST_GeomFromGeoJSON(f -> 'geometry')::geography
+                FROM (SELECT *, c8::jsonb AS f FROM stage OFFSET 0) s",
     },
     Move {
         table: "batches",
@@ -79,9 +82,13 @@ const MOVES: &[Move] = &[
     },
     Move {
         table: "observation_sites",
+        // Links written before they carried their time (schema 5) take the
+        // observation's; looked up only for those.
         read: "SELECT s.observation_id, s.site_id, s.how, s.distance_m,
-                      coalesce(nullif(s.observed_at, ''), o.observed_at)
-               FROM observation_sites s JOIN observations o ON o.id = s.observation_id",
+                      CASE WHEN s.observed_at = ''
+                           THEN (SELECT o.observed_at FROM observations o WHERE o.id = s.observation_id)
+                           ELSE s.observed_at END
+               FROM observation_sites s",
         columns: 5,
         write: "INSERT INTO observation_sites (observation_id, site_id, how, distance_m, observed_at)
                 SELECT c1, c2, c3, c4::float8, c5::timestamptz FROM stage",
@@ -144,6 +151,10 @@ pub fn transfer(from: &Path, client: &mut Client) -> Result<Transferred, PgError
             sites: tx.query_one("SELECT count(*) FROM sites", &[])?.get(0),
         });
     }
+    // Rows are checked against foreign keys and added to indexes one at a
+    // time; into empty tables it is several times faster to load first and
+    // then add the keys (checked in one pass each) and build the indexes.
+    let deferred = set_aside_keys_and_indexes(&mut tx)?;
     let mut tables = Vec::new();
     for m in MOVES {
         let started = std::time::Instant::now();
@@ -192,6 +203,15 @@ pub fn transfer(from: &Path, client: &mut Client) -> Result<Transferred, PgError
         );
         tables.push((m.table, moved));
     }
+    let started = std::time::Instant::now();
+    for definition in &deferred {
+        tx.batch_execute(definition)?;
+    }
+    tracing::info!(
+        statements = deferred.len(),
+        ms = started.elapsed().as_millis() as u64,
+        "foreign keys checked and indexes built"
+    );
     // New entries continue the log where SQLite's left it.
     tx.batch_execute(
         "SELECT setval(pg_get_serial_sequence('change_log', 'seq'), max(seq))
@@ -200,6 +220,42 @@ pub fn transfer(from: &Path, client: &mut Client) -> Result<Transferred, PgError
     tx.commit()?;
     drop(source);
     Ok(Transferred { tables })
+}
+
+/// Drops the foreign keys and the indexes (other than primary keys) of the
+/// tables moved into, and returns the statements that make them again:
+/// indexes first, then keys, which then find their indexes.
+fn set_aside_keys_and_indexes(tx: &mut postgres::Transaction<'_>) -> Result<Vec<String>, PgError> {
+    let tables: Vec<String> = MOVES.iter().map(|m| m.table.to_owned()).collect();
+    let keys = tx.query(
+        "SELECT c.conrelid::regclass::text, c.conname, pg_get_constraintdef(c.oid)
+           FROM pg_constraint c
+          WHERE c.contype = 'f' AND c.conrelid::regclass::text = ANY($1)",
+        &[&tables],
+    )?;
+    let indexes = tx.query(
+        "SELECT i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid)
+           FROM pg_index i
+          WHERE NOT i.indisprimary AND i.indrelid::regclass::text = ANY($1)",
+        &[&tables],
+    )?;
+    let mut again = Vec::new();
+    for k in &keys {
+        let (table, name): (String, String) = (k.get(0), k.get(1));
+        tx.batch_execute(&format!("ALTER TABLE {table} DROP CONSTRAINT \"{name}\""))?;
+    }
+    for i in &indexes {
+        let (name, definition): (String, String) = (i.get(0), i.get(1));
+        tx.batch_execute(&format!("DROP INDEX {name}"))?;
+        again.push(definition);
+    }
+    for k in &keys {
+        let (table, name, definition): (String, String, String) = (k.get(0), k.get(1), k.get(2));
+        again.push(format!(
+            "ALTER TABLE {table} ADD CONSTRAINT \"{name}\" {definition}"
+        ));
+    }
+    Ok(again)
 }
 
 /// A SQLite value as the text PostgreSQL reads it back exactly from: reals in

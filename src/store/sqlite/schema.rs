@@ -219,8 +219,10 @@ pub(super) fn migrate_to(conn: &mut Connection, target: i64) -> Result<(), Migra
     let steps = MIGRATIONS.iter().take(target as usize);
     for (i, sql) in steps.enumerate().skip(found as usize) {
         // Some steps rebuild an index over every observation: minutes on a
-        // large archive, so say what is happening.
-        tracing::info!(from = i, to = i + 1, "migrating the database schema");
+        // large archive, so say what is happening to a database that has one.
+        if found > 0 {
+            tracing::info!(from = i, to = i + 1, "migrating the database schema");
+        }
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
         if i + 1 == 4 {
