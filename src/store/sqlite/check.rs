@@ -210,47 +210,50 @@ fn site_observation_stats(conn: &Connection, out: &mut Inspection) -> rusqlite::
 /// and each cube of a candidate has one representative: the clustering of
 /// later imports reads a candidate through them.
 fn candidate_cubes(conn: &Connection, out: &mut Inspection) -> rusqlite::Result<()> {
-    let mut members =
-        conn.prepare("SELECT id, lon, lat, cell FROM observations WHERE candidate_id IS NOT NULL")?;
-    let mut rows = members.query([])?;
-    let mut listed = 0;
-    while let Some(r) = rows.next()? {
-        let at = crate::model::LonLat::from_computed(r.get(1)?, r.get(2)?);
-        let want = crate::model::ClusterCell::of(at).key();
-        let kept: Option<i64> = r.get(3)?;
-        if kept != Some(want) && listed < LISTED_PER_KIND {
-            listed += 1;
-            out.problems.push(Problem::Observation {
-                id: r.get(0)?,
-                reason: format!(
-                    "kept in cube {}, but its position is in cube {want}",
-                    kept.map_or("none".to_owned(), |k| k.to_string())
-                ),
-            });
+    let mut list = Listing::default();
+    {
+        let mut members = conn.prepare(
+            "SELECT id, lon, lat, cell FROM observations WHERE candidate_id IS NOT NULL",
+        )?;
+        let mut rows = members.query([])?;
+        while let Some(r) = rows.next()? {
+            let at = crate::model::LonLat::from_computed(r.get(1)?, r.get(2)?);
+            let want = crate::model::ClusterCell::of(at).key();
+            let kept: Option<i64> = r.get(3)?;
+            if kept != Some(want) {
+                let id: String = r.get(0)?;
+                list.add("candidate members out of their cube", || {
+                    Problem::Observation {
+                        id,
+                        reason: format!(
+                            "kept in cube {}, but its position is in cube {want}",
+                            kept.map_or("none".to_owned(), |k| k.to_string())
+                        ),
+                    }
+                });
+            }
         }
     }
-    let mut cubes = conn.prepare(
+    list.rows(
+        conn,
+        "candidate cubes without one representative",
         "SELECT candidate_id, cell, sum(frontier) FROM observations
           WHERE candidate_id IS NOT NULL GROUP BY candidate_id, cell
-         HAVING sum(frontier) != 1 LIMIT ?1",
+         HAVING sum(frontier) != 1",
+        [],
+        |r| {
+            let (candidate, cell, reps): (String, Option<i64>, i64) =
+                (r.get(0)?, r.get(1)?, r.get(2)?);
+            Ok(Problem::Aggregate {
+                name: "candidate representatives".to_owned(),
+                reason: format!(
+                    "candidate {candidate} has {reps} representatives in cube {}, not one",
+                    cell.map_or("none".to_owned(), |k| k.to_string())
+                ),
+            })
+        },
     )?;
-    let rows = cubes.query_map([LISTED_PER_KIND as i64], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, Option<i64>>(1)?,
-            r.get::<_, i64>(2)?,
-        ))
-    })?;
-    for row in rows {
-        let (candidate, cell, reps) = row?;
-        out.problems.push(Problem::Aggregate {
-            name: "candidate representatives".to_owned(),
-            reason: format!(
-                "candidate {candidate} has {reps} representatives in cube {}, not one",
-                cell.map_or("none".to_owned(), |k| k.to_string())
-            ),
-        });
-    }
+    list.finish(out);
     Ok(())
 }
 
