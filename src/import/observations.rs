@@ -7,7 +7,7 @@ use super::cluster::Clustering;
 use super::matching::match_place;
 use super::stream::{StreamError, for_each_feature};
 use crate::index::SiteIndex;
-use crate::model::SiteStats;
+use crate::model::{BatchStats, ObservationStats};
 use crate::model::{Meters, Observation};
 use crate::store::{ImportUnit, StoreError};
 use serde::Serialize;
@@ -105,7 +105,7 @@ pub struct ImportOutcome {
     pub commit: bool,
     /// Per site, the batch's latest observation time and count, to merge into
     /// the live statistics after commit.
-    pub site_stats: SiteStats,
+    pub site_stats: BatchStats,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -179,7 +179,7 @@ pub fn run_import<R: Read>(
         lists_truncated: false,
         summary: String::new(),
     };
-    let mut site_stats: SiteStats = SiteStats::new();
+    let mut site_stats = BatchStats::new();
     let mut clustering = Clustering::new(tx, opts.cluster_radius.get(), opts.cluster_min_days);
     let streamed = for_each_feature(&mut hashing, |i, feature| -> Result<(), RunError> {
         r.features = i + 1;
@@ -225,7 +225,9 @@ pub fn run_import<R: Read>(
         } else {
             r.matched += 1;
             for l in links {
-                site_stats.record(l.site_id, obs.observed_at, 1);
+                let before = site_stats.get(&l.site_id);
+                let next = ObservationStats::of(before, obs.observed_at, 1);
+                site_stats.insert(l.site_id, next);
             }
         }
         Ok(())
@@ -247,7 +249,7 @@ pub fn run_import<R: Read>(
         r.matched = 0;
         r.unmatched = 0;
         r.candidates_created.clear();
-        site_stats = SiteStats::new();
+        site_stats.clear();
         commit = false;
     }
     r.stored = commit;

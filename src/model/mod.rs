@@ -54,8 +54,8 @@ pub use error::FieldError;
 pub use footprint::{Footprint, MAX_FOOTPRINT_VERTICES, bounds_of, geojson_bounds};
 pub use observation::{Finding, Observation, Place};
 pub use record::{
-    Candidate, CandidateState, ClusterCell, LinkHow, ObservationStats, SiteLink, SiteStats,
-    StoredObservation,
+    BatchStats, Candidate, CandidateState, ClusterCell, LinkHow, ObservationStats, SiteLink,
+    SiteStats, StoredObservation,
 };
 pub use site::{
     Confidence, Declaration, FieldChange, IdPolicy, PositionQuality, Site, SiteKind, Source,

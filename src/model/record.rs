@@ -174,16 +174,7 @@ impl SiteStats {
 
     /// Adds `count` observations, the latest at `last`, to a site's statistics.
     pub fn record(&mut self, id: SiteId, last: Timestamp, count: u64) {
-        let next = match self.get(&id) {
-            Some(s) => ObservationStats {
-                last_observed_at: s.last_observed_at.max(last),
-                count: s.count + count,
-            },
-            None => ObservationStats {
-                last_observed_at: last,
-                count,
-            },
-        };
+        let next = ObservationStats::of(self.get(&id), last, count);
         self.insert(id, next);
     }
 
@@ -254,6 +245,27 @@ pub struct ObservationStats {
     pub last_observed_at: Timestamp,
     pub count: u64,
 }
+
+impl ObservationStats {
+    /// `before` (none for a site not observed yet) with `count` more
+    /// observations, the latest at `last`.
+    pub fn of(before: Option<&Self>, last: Timestamp, count: u64) -> Self {
+        match before {
+            Some(s) => Self {
+                last_observed_at: s.last_observed_at.max(last),
+                count: s.count + count,
+            },
+            None => Self {
+                last_observed_at: last,
+                count,
+            },
+        }
+    }
+}
+
+/// Per site a batch observed, what it adds to the site's statistics: built
+/// once and read once, so a plain map, not the shared [`SiteStats`].
+pub type BatchStats = std::collections::HashMap<SiteId, ObservationStats>;
 
 impl CandidateState {
     /// Parses a list of states as a request gives them, naming the field.
