@@ -638,23 +638,14 @@ fn run(cli: Cli) -> Result<()> {
             );
         }
         Command::Migrate { from, to } => {
-            if !from.is_file() {
-                bail!("{} does not exist", from.display());
-            }
             let started = std::time::Instant::now();
+            let target = sitewatch::store::postgres::redacted(&to);
             let mut client = sitewatch::store::postgres::connect(&to)?;
-            let moved =
-                sitewatch::store::postgres::transfer(&from, &mut client).with_context(|| {
-                    format!(
-                        "moving {} into {}",
-                        from.display(),
-                        sitewatch::store::postgres::redacted(&to)
-                    )
-                })?;
+            let moved = sitewatch::store::postgres::transfer(&from, &mut client)
+                .with_context(|| format!("moving {} into {target}", from.display()))?;
             println!(
-                "moved {} into {} in {:.1} s; each table holds what SQLite did:",
+                "moved {} into {target} in {:.1} s; each table holds what SQLite did:",
                 from.display(),
-                sitewatch::store::postgres::redacted(&to),
                 started.elapsed().as_secs_f64()
             );
             for (table, rows) in moved.tables {

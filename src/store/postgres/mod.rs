@@ -31,6 +31,8 @@ pub enum PgError {
         "the PostgreSQL database already holds a catalogue ({sites} sites); move into an empty one"
     )]
     NotEmpty { sites: i64 },
+    #[error("{0} does not exist")]
+    NoSource(std::path::PathBuf),
     #[error("the SQLite catalogue: {0}")]
     Source(#[from] crate::store::StoreError),
     #[error("the SQLite catalogue: {0}")]

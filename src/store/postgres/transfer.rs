@@ -21,7 +21,6 @@ use std::path::Path;
 struct Move {
     table: &'static str,
     read: &'static str,
-    columns: usize,
     write: &'static str,
 }
 
@@ -30,7 +29,6 @@ const MOVES: &[Move] = &[
     Move {
         table: "sites",
         read: "SELECT id, revision, retired, feature, created_at, updated_at FROM sites",
-        columns: 6,
         // The feature is parsed once (`OFFSET 0` keeps the planner from
         // folding the subquery, and the cast, into each use).
         write: "INSERT INTO sites (id, revision, retired, feature, footprint, created_at, updated_at)
@@ -42,7 +40,6 @@ const MOVES: &[Move] = &[
         table: "site_revisions",
         read: "SELECT site_id, revision, recorded_at, valid_until, actor, reason, change, feature, diff
                FROM site_revisions",
-        columns: 9,
         write: "INSERT INTO site_revisions (site_id, revision, recorded_at, valid_until, actor, reason,
                     change, feature, diff, footprint)
                 SELECT c1, c2::bigint, c3::timestamptz, c4::timestamptz, c5, c6, c7, f,
@@ -52,14 +49,12 @@ const MOVES: &[Move] = &[
     Move {
         table: "batches",
         read: "SELECT id, received_at, origin, content_hash, mode, stored, report FROM batches",
-        columns: 7,
         write: "INSERT INTO batches (id, received_at, origin, content_hash, mode, stored, report)
                 SELECT c1, c2::timestamptz, c3, c4, c5, c6 = '1', c7::jsonb FROM stage",
     },
     Move {
         table: "candidates",
         read: "SELECT id, created_at, batch_id, lon, lat, state, decided_at, site_id, note FROM candidates",
-        columns: 9,
         write: "INSERT INTO candidates (id, created_at, batch_id, position, state, decided_at, site_id, note)
                 SELECT c1, c2::timestamptz, c3,
                        ST_SetSRID(ST_MakePoint(c4::float8, c5::float8), 4326)::geography,
@@ -71,7 +66,6 @@ const MOVES: &[Move] = &[
                       geometry, lon, lat, site_id, description, image_ref, source, external_id, matched,
                       candidate_id, cell, frontier
                FROM observations",
-        columns: 20,
         write: "INSERT INTO observations (id, batch_id, feature_index, observed_at, recorded_at, sensor,
                     finding, confidence, geometry, anchor, site_id, description, image_ref, source,
                     external_id, matched, candidate_id, cell, frontier)
@@ -89,14 +83,12 @@ const MOVES: &[Move] = &[
                            THEN (SELECT o.observed_at FROM observations o WHERE o.id = s.observation_id)
                            ELSE s.observed_at END
                FROM observation_sites s",
-        columns: 5,
         write: "INSERT INTO observation_sites (observation_id, site_id, how, distance_m, observed_at)
                 SELECT c1, c2, c3, c4::float8, c5::timestamptz FROM stage",
     },
     Move {
         table: "site_observation_stats",
         read: "SELECT site_id, last_observed_at, count FROM site_observation_stats",
-        columns: 3,
         write: "INSERT INTO site_observation_stats (site_id, last_observed_at, count)
                 SELECT c1, c2::timestamptz, c3::bigint FROM stage",
     },
@@ -104,7 +96,6 @@ const MOVES: &[Move] = &[
         table: "change_log",
         read: "SELECT seq, at, kind, site_id, revision, batch_id, candidate_id, west, south, east, north
                FROM change_log",
-        columns: 11,
         write: "INSERT INTO change_log (seq, at, kind, site_id, revision, batch_id, candidate_id,
                     west, south, east, north)
                 SELECT c1::bigint, c2::timestamptz, c3, c4, c5::bigint, c6, c7, c8::float8,
@@ -113,7 +104,6 @@ const MOVES: &[Move] = &[
     Move {
         table: "catalogue_meta",
         read: "SELECT key, value FROM meta",
-        columns: 2,
         write: "INSERT INTO catalogue_meta (key, value) SELECT c1, c2 FROM stage",
     },
 ];
@@ -127,6 +117,10 @@ pub struct Transferred {
 /// Moves the SQLite catalogue at `from` into the PostgreSQL database `client`
 /// is connected to, which must hold no catalogue yet.
 pub fn transfer(from: &Path, client: &mut Client) -> Result<Transferred, PgError> {
+    // Opening to write would create a missing file, and move an empty catalogue.
+    if !from.is_file() {
+        return Err(PgError::NoSource(from.to_owned()));
+    }
     let mut store = match SqliteStore::open(from) {
         Err(StoreError::ReadOnly { .. }) => SqliteStore::open_to_read(from)?,
         other => other?,
@@ -158,19 +152,21 @@ pub fn transfer(from: &Path, client: &mut Client) -> Result<Transferred, PgError
     let mut tables = Vec::new();
     for m in MOVES {
         let started = std::time::Instant::now();
-        let staged: Vec<String> = (1..=m.columns).map(|i| format!("c{i} text")).collect();
+        // The staging table has a text column per column read.
+        let mut stmt = source.prepare(m.read)?;
+        let columns = stmt.column_count();
+        let staged: Vec<String> = (1..=columns).map(|i| format!("c{i} text")).collect();
         tx.batch_execute(&format!(
             "CREATE TEMP TABLE stage ({}) ON COMMIT DROP",
             staged.join(", ")
         ))?;
         let read = {
             let sink = tx.copy_in("COPY stage FROM STDIN (FORMAT binary)")?;
-            let types = vec![Type::TEXT; m.columns];
+            let types = vec![Type::TEXT; columns];
             let mut writer = BinaryCopyInWriter::new(sink, &types);
-            let mut stmt = source.prepare(m.read)?;
             let mut rows = stmt.query([])?;
             let mut n = 0i64;
-            let mut cells: Vec<Option<String>> = vec![None; m.columns];
+            let mut cells: Vec<Option<String>> = vec![None; columns];
             while let Some(row) = rows.next()? {
                 for (i, cell) in cells.iter_mut().enumerate() {
                     *cell = as_text(row.get_ref(i)?);
