@@ -240,11 +240,18 @@ impl SphericalShape {
     /// (exterior first). Rings must already be closed and valid.
     pub fn new<'a, P, R>(parts: P) -> Result<Self, ShapeError>
     where
-        P: IntoIterator<Item = R>,
+        P: IntoIterator<Item = R> + Clone,
         R: IntoIterator<Item = &'a [[f64; 2]]>,
     {
-        let mut coords = Vec::new();
-        let mut rings = Vec::new();
+        // A million shapes are made at start-up: sized once, the vectors are
+        // neither grown through a series of copies nor trimmed after.
+        let (positions, ring_count) = parts
+            .clone()
+            .into_iter()
+            .flatten()
+            .fold((0, 0), |(p, r), ring| (p + ring.len(), r + 1));
+        let mut coords = Vec::with_capacity(positions);
+        let mut rings = Vec::with_capacity(ring_count);
         let mut sum = [0.0; 3];
         for (part, part_rings) in parts.into_iter().enumerate() {
             for (r, ring) in part_rings.into_iter().enumerate() {
@@ -268,10 +275,6 @@ impl SphericalShape {
             return Err(ShapeError::TooLarge);
         }
         tangent_basis(centre).ok_or(ShapeError::TooLarge)?;
-        // A million shapes are held at once; the room left by growing the
-        // vectors would be a tenth of the catalogue's memory.
-        coords.shrink_to_fit();
-        rings.shrink_to_fit();
         Ok(Self {
             coords,
             rings,

@@ -71,9 +71,7 @@ pub fn decode(id: &str, blob: &[u8]) -> Option<Site> {
         return None;
     }
     let name = r.string()?;
-    let alt_names = (0..r.count(4)?)
-        .map(|_| r.string())
-        .collect::<Option<_>>()?;
+    let alt_names = exactly(r.count(4)?, || r.string())?;
     let country = CountryCode::parse("country", std::str::from_utf8(r.take(3)?).ok()?).ok()?;
     let kind = *SiteKind::ALL.get(usize::from(r.byte()?))?;
     let declaration = *Declaration::ALL.get(usize::from(r.byte()?))?;
@@ -84,29 +82,23 @@ pub fn decode(id: &str, blob: &[u8]) -> Option<Site> {
     } else {
         PositionQuality::Unknown
     };
-    let sources = (0..r.count(6)?)
-        .map(|_| {
-            Some(Source {
-                title: r.string()?,
-                url: r.optional()?,
-                date: r.optional()?,
-            })
+    let sources = exactly(r.count(6)?, || {
+        Some(Source {
+            title: r.string()?,
+            url: r.optional()?,
+            date: r.optional()?,
         })
-        .collect::<Option<_>>()?;
+    })?;
     let notes = r.optional()?;
     let multi = match r.byte()? {
         0 => false,
         1 => true,
         _ => return None,
     };
-    let parts: Vec<Vec<Vec<[f64; 2]>>> = (0..r.count(8)?)
-        .map(|_| {
-            (0..r.count(4)?)
-                .map(|_| r.ring())
-                .collect::<Option<Vec<_>>>()
-                .filter(|rings| !rings.is_empty())
-        })
-        .collect::<Option<_>>()?;
+    let parts: Vec<Vec<Vec<[f64; 2]>>> = exactly(r.count(8)?, || {
+        let n = r.count(4)?;
+        exactly(n, || r.ring()).filter(|rings| !rings.is_empty())
+    })?;
     if parts.is_empty() || (!multi && parts.len() != 1) || !r.0.is_empty() {
         return None;
     }
@@ -124,6 +116,17 @@ pub fn decode(id: &str, blob: &[u8]) -> Option<Site> {
         sources,
         notes,
     })
+}
+
+/// `n` values read by `next`, or `None` at the first it cannot read. The vector
+/// is sized once: collecting through `Option` would start it at four and grow
+/// it, and a million sites hold several each.
+fn exactly<T>(n: usize, mut next: impl FnMut() -> Option<T>) -> Option<Vec<T>> {
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        out.push(next()?);
+    }
+    Some(out)
 }
 
 /// Where `value` stands in its type's list of values.
