@@ -501,7 +501,7 @@ fn run(cli: Cli) -> Result<()> {
                 actor: format!("cli import {}", file.display()),
                 reason,
             };
-            match cat.import_sites_from(reader, &by) {
+            match cat.import_sites_and_close(reader, &by) {
                 Ok(report) => println!("{}", serde_json::to_string_pretty(&report)?),
                 Err(ImportSitesError::Invalid(ImportError::Invalid(problems))) => {
                     println!(

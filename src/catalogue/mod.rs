@@ -240,6 +240,18 @@ impl Catalogue {
         self.apply_sites(sites, by)
     }
 
+    /// [`Catalogue::import_sites_from`] as the last thing a command does: the
+    /// index is not brought up to date, since nothing will read it again. At a
+    /// million sites that saves rebuilding it, several seconds.
+    pub fn import_sites_and_close<R: std::io::Read>(
+        self,
+        reader: R,
+        by: &Provenance,
+    ) -> Result<ApplyReport, ImportSitesError> {
+        let sites = crate::import::read_sites(reader, IdPolicy::Required)?;
+        Ok(self.store().apply_sites(&sites, by)?)
+    }
+
     /// Stores parsed sites in one transaction, then brings the index up to date
     /// with the sites that were created or changed.
     fn apply_sites(

@@ -59,6 +59,6 @@ pub use record::{
 };
 pub use site::{
     Confidence, Declaration, FieldChange, IdPolicy, PositionQuality, Site, SiteKind, Source,
-    Status, diff_sites,
+    Status, creation_diff, diff_sites,
 };
 pub use values::{BBox, CountryCode, LonLat, Meters, SiteId, Timestamp};

@@ -424,9 +424,36 @@ pub fn diff_sites(old: Option<&Site>, new: &Site) -> Vec<FieldChange> {
     changes
 }
 
+/// The difference that created a site, read from the feature it was created
+/// with: every property, then the footprint, each from nothing. It equals
+/// `diff_sites(None, site)` for the site the feature was written from, so a
+/// store need not keep it beside the feature.
+pub fn creation_diff(feature: &Value) -> Vec<FieldChange> {
+    let from_nothing = |field: &str, new: &Value| FieldChange {
+        field: field.to_owned(),
+        old: Value::Null,
+        new: new.clone(),
+    };
+    let mut changes: Vec<FieldChange> = feature["properties"]
+        .as_object()
+        .map(|props| props.iter().map(|(k, v)| from_nothing(k, v)).collect())
+        .unwrap_or_default();
+    changes.push(from_nothing("geometry", &feature["geometry"]));
+    changes
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_diff_read_from_a_created_feature_is_the_diff_of_creating_the_site() {
+        let mut sites = crate::synth::sites(20, 8);
+        sites.push(Site::from_feature(&feature(), IdPolicy::Required).unwrap());
+        for site in &sites {
+            assert_eq!(creation_diff(&site.to_feature()), diff_sites(None, site));
+        }
+    }
 
     fn feature() -> Value {
         json!({

@@ -148,6 +148,13 @@ pub struct SitePage<'a> {
     pub limit: usize,
 }
 
+/// The diff a store keeps for a revision that created its site. That diff is
+/// every field of the feature from nothing ([`crate::model::creation_diff`]),
+/// which the revision's feature already holds: kept in full it was the largest
+/// column of a catalogue that is mostly first revisions. JSON `null`, so that a
+/// backend that types the column as JSON takes it as it is.
+pub const CREATION_DIFF: &str = "null";
+
 /// A revision as an event: the site's id, revision number, when and by whom,
 /// the change and diff, and the feature as recorded.
 #[derive(Debug, Clone)]

@@ -2,14 +2,20 @@
 //! window, paged by keyset so that pages stay stable while new writes land.
 
 use super::SqliteStore;
-use crate::model::{Site, SiteId, Timestamp};
-use crate::store::{Before, HistoryReads, RevisionRow, StoreError};
+use crate::model::{Site, SiteId, Timestamp, creation_diff};
+use crate::store::{Before, CREATION_DIFF, HistoryReads, RevisionRow, StoreError};
 use rusqlite::params;
+use serde_json::Value;
 use std::sync::Arc;
 
 impl RevisionRow {
     /// Reads `site_id, revision, recorded_at, actor, reason, change, diff, feature`.
     fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        let feature: Value = serde_json::from_str(&r.get::<_, String>(7)?).map_err(conversion)?;
+        let diff = match r.get_ref(6)?.as_str()? {
+            CREATION_DIFF => serde_json::to_value(creation_diff(&feature)).map_err(conversion)?,
+            text => serde_json::from_str(text).map_err(conversion)?,
+        };
         Ok(RevisionRow {
             site_id: r.get(0)?,
             revision: r.get(1)?,
@@ -18,8 +24,8 @@ impl RevisionRow {
             actor: r.get(3)?,
             reason: r.get(4)?,
             change: r.get(5)?,
-            diff: serde_json::from_str(&r.get::<_, String>(6)?).map_err(conversion)?,
-            feature: serde_json::from_str(&r.get::<_, String>(7)?).map_err(conversion)?,
+            diff,
+            feature,
         })
     }
 }

@@ -2,9 +2,11 @@
 //! ever recorded, and the catalogue as it stood at any recorded moment.
 
 use super::SqliteStore;
-use crate::model::{FieldChange, IdPolicy, Site, SiteId, Timestamp, diff_sites};
+use crate::model::{FieldChange, IdPolicy, Site, SiteId, Timestamp, creation_diff, diff_sites};
 use crate::store::Conditional;
-use crate::store::{ApplyReport, Change, Provenance, Revision, SiteReads, SiteWrites, StoreError};
+use crate::store::{
+    ApplyReport, CREATION_DIFF, Change, Provenance, Revision, SiteReads, SiteWrites, StoreError,
+};
 use rusqlite::{OptionalExtension, Transaction, params};
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -88,10 +90,14 @@ fn write_revision(
     by: &Provenance,
 ) -> Result<Revision, StoreError> {
     let revision = w.previous.map_or(1, |r| r + 1);
-    let diff_json = serde_json::to_string(&w.diff).map_err(|e| StoreError::Corrupt {
-        id: w.id.to_string(),
-        reason: e.to_string(),
-    })?;
+    let diff_json = if w.change == Change::Created {
+        CREATION_DIFF.to_owned()
+    } else {
+        serde_json::to_string(&w.diff).map_err(|e| StoreError::Corrupt {
+            id: w.id.to_string(),
+            reason: e.to_string(),
+        })?
+    };
     if let Some(previous) = w.previous {
         // The previous revision's validity ends now.
         tx.prepare_cached(
@@ -198,8 +204,9 @@ pub(super) fn write_site(
 /// The latest revision of a site, read back for a write that changed nothing.
 fn latest_revision(tx: &Transaction, id: &SiteId) -> Result<Option<Revision>, StoreError> {
     let mut stmt = tx.prepare(
-        "SELECT revision, recorded_at, actor, reason, change, diff FROM site_revisions
-         WHERE site_id = ?1 ORDER BY revision DESC LIMIT 1",
+        "SELECT revision, recorded_at, actor, reason, change, diff,
+                CASE WHEN diff = 'null' THEN feature END
+         FROM site_revisions WHERE site_id = ?1 ORDER BY revision DESC LIMIT 1",
     )?;
     let mut rows = stmt.query_map([id.as_str()], RawRevision::from_row)?;
     rows.next()
@@ -216,10 +223,13 @@ struct RawRevision {
     reason: Option<String>,
     change: String,
     diff: String,
+    /// The feature, read only when the diff is [`CREATION_DIFF`].
+    created_from: Option<String>,
 }
 
 impl RawRevision {
-    /// Reads the columns `revision, recorded_at, actor, reason, change, diff`.
+    /// Reads the columns `revision, recorded_at, actor, reason, change, diff`,
+    /// and the feature where the diff is [`CREATION_DIFF`].
     fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
         Ok(Self {
             revision: r.get(0)?,
@@ -228,6 +238,7 @@ impl RawRevision {
             reason: r.get(3)?,
             change: r.get(4)?,
             diff: r.get(5)?,
+            created_from: r.get(6)?,
         })
     }
 
@@ -245,15 +256,20 @@ impl RawRevision {
             reason: self.reason,
             change: Change::parse(&self.change)
                 .ok_or_else(|| corrupt(format!("unknown change {:?}", self.change)))?,
-            diff: serde_json::from_str::<Vec<Value>>(&self.diff)
-                .map_err(|e| corrupt(e.to_string()))?
-                .into_iter()
-                .map(|c| FieldChange {
-                    field: c["field"].as_str().unwrap_or_default().to_owned(),
-                    old: c["old"].clone(),
-                    new: c["new"].clone(),
-                })
-                .collect(),
+            diff: match self.created_from {
+                Some(feature) => creation_diff(
+                    &serde_json::from_str(&feature).map_err(|e| corrupt(e.to_string()))?,
+                ),
+                None => serde_json::from_str::<Vec<Value>>(&self.diff)
+                    .map_err(|e| corrupt(e.to_string()))?
+                    .into_iter()
+                    .map(|c| FieldChange {
+                        field: c["field"].as_str().unwrap_or_default().to_owned(),
+                        old: c["old"].clone(),
+                        new: c["new"].clone(),
+                    })
+                    .collect(),
+            },
         })
     }
 }
@@ -427,7 +443,9 @@ impl SiteReads for SqliteStore {
     /// Every revision of a site, oldest first.
     fn revisions(&self, id: &SiteId) -> Result<Vec<Revision>, StoreError> {
         let mut stmt = self.conn.prepare(
-            "SELECT revision, recorded_at, actor, reason, change, diff FROM site_revisions WHERE site_id = ?1 ORDER BY revision",
+            "SELECT revision, recorded_at, actor, reason, change, diff,
+                    CASE WHEN diff = 'null' THEN feature END
+             FROM site_revisions WHERE site_id = ?1 ORDER BY revision",
         )?;
         let rows = stmt.query_map([id.as_str()], RawRevision::from_row)?;
         rows.map(|row| row?.into_revision(id)).collect()
@@ -604,20 +622,13 @@ mod bulk {
     struct Prepared {
         feature: String,
         packed: Vec<u8>,
-        diff: String,
         bounds: [f64; 4],
     }
 
     fn prepare(site: &Site) -> Result<Prepared, StoreError> {
-        let diff =
-            serde_json::to_string(&diff_sites(None, site)).map_err(|e| StoreError::Corrupt {
-                id: site.id.to_string(),
-                reason: e.to_string(),
-            })?;
         Ok(Prepared {
             feature: site.to_feature().to_string(),
             packed: super::super::packed::encode(site),
-            diff,
             bounds: site.footprint.lonlat_bounds(),
         })
     }
@@ -688,7 +699,7 @@ mod bulk {
                 by.actor,
                 by.reason,
                 prepared.feature,
-                prepared.diff
+                CREATION_DIFF
             ])?;
             boxes.push((tx.last_insert_rowid(), prepared.bounds));
             let [west, south, east, north] = prepared.bounds;
@@ -808,7 +819,7 @@ mod bulk {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::SqliteStore;
+    use crate::store::{HistoryReads, SqliteStore};
     use serde_json::json;
 
     fn site(id: &str, status: &str) -> Site {
@@ -860,6 +871,35 @@ mod tests {
         assert_eq!(revs[1].diff[0].old, json!("active"));
         assert_eq!(revs[1].actor, "test");
         assert_eq!(s.live_sites().unwrap()[0].status.as_str(), "inactive");
+    }
+
+    #[test]
+    fn a_created_revision_stores_no_copy_of_its_feature_as_its_diff_yet_reads_back_whole() {
+        let mut s = SqliteStore::open_in_memory().unwrap();
+        let one = site("a", "active");
+        let many = crate::synth::sites(BULK, 4);
+        s.apply_sites(std::slice::from_ref(&one), &by()).unwrap();
+        s.apply_sites(&many, &by()).unwrap();
+        for site in [&one, &many[BULK / 2]] {
+            let stored: String = s
+                .conn
+                .query_row(
+                    "SELECT diff FROM site_revisions WHERE site_id = ?1",
+                    [site.id.as_str()],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            assert_eq!(stored, CREATION_DIFF);
+            let revs = s.revisions(&site.id).unwrap();
+            assert_eq!(revs[0].diff, diff_sites(None, site));
+            let events = s
+                .revisions_between(Some(site.id.as_str()), None, None, None, 10)
+                .unwrap();
+            assert_eq!(
+                events[0].diff,
+                serde_json::to_value(diff_sites(None, site)).unwrap()
+            );
+        }
     }
 
     #[test]
