@@ -156,6 +156,11 @@ enum Command {
         /// The database to check (opened read-only, never created).
         #[arg(long, env = "SITEWATCH_DB", default_value = "sitewatch.db")]
         db: PathBuf,
+        /// Instead, compare the catalogue with the one moved into this
+        /// PostgreSQL database (`sitewatch migrate`): every table, row by row,
+        /// value by value, and the PostGIS footprints against their GeoJSON.
+        #[arg(long, value_name = "POSTGRES_URL")]
+        against: Option<String>,
     },
 }
 
@@ -652,7 +657,25 @@ fn run(cli: Cli) -> Result<()> {
                 println!("  {table:<24} {rows:>12}");
             }
         }
-        Command::Check { db } => {
+        Command::Check {
+            db,
+            against: Some(url),
+        } => {
+            refuse_postgres(&db)?;
+            let target = sitewatch::store::postgres::redacted(&url);
+            let mut client = sitewatch::store::postgres::connect(&url)?;
+            let comparison = sitewatch::store::postgres::compare(&db, &mut client)
+                .with_context(|| format!("comparing {} with {target}", db.display()))?;
+            print!("{}", comparison.summary());
+            if !comparison.agrees() {
+                bail!(
+                    "{} and {target} do not hold the same catalogue",
+                    db.display()
+                );
+            }
+            println!("{} and {target} hold the same catalogue", db.display());
+        }
+        Command::Check { db, against: None } => {
             refuse_postgres(&db)?;
             let report =
                 sitewatch::catalogue::check_database(&db).context("checking the database")?;

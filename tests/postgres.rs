@@ -325,6 +325,62 @@ fn a_catalogue_moved_into_postgis_keeps_its_history_and_answers_proximity_as_sit
 }
 
 #[test]
+fn check_against_postgres_finds_both_sides_agree_then_names_each_row_changed_on_one_side() {
+    let Some(pg) = Cluster::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let db = catalogue(dir.path());
+    let file = db.to_str().unwrap();
+    ok(sitewatch(&["migrate", "--from", file, "--to", &pg.url()]));
+    let out = ok(sitewatch(&["check", "--db", file, "--against", &pg.url()]));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("hold the same catalogue"), "{said}");
+    assert!(!said.contains("difference"), "{said}");
+    assert!(
+        said.contains("observations:"),
+        "every table is compared: {said}"
+    );
+
+    // One value per kind of column, changed on the PostgreSQL side only.
+    let mut client = pg.client();
+    client
+        .batch_execute(
+            "UPDATE sites SET feature = jsonb_set(feature, '{properties,name}', '\"Renamed in SQL\"')
+              WHERE id = 'punggye-ri';
+             UPDATE site_revisions SET recorded_at = recorded_at + interval '1 second'
+              WHERE site_id = 'yongbyon' AND revision = 2;
+             UPDATE observation_sites SET distance_m = distance_m + 0.5
+              WHERE observation_id = (SELECT min(observation_id) FROM observation_sites);
+             DELETE FROM change_log WHERE seq = (SELECT max(seq) FROM change_log);
+             INSERT INTO catalogue_meta (key, value) VALUES ('zz-added', 'x');
+             UPDATE sites SET footprint = ST_Buffer(footprint, 10) WHERE id = 'sohae';",
+        )
+        .unwrap();
+    let out = sitewatch(&["check", "--db", file, "--against", &pg.url()]);
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stdout);
+    for expected in [
+        "sites punggye-ri: feature differ",
+        "site_revisions yongbyon, 2: recorded_at differ",
+        "observation_sites ",
+        "distance_m differ",
+        "change_log ",
+        "only in SQLite",
+        "catalogue_meta zz-added: only in PostgreSQL",
+        "sites.footprint sohae: the PostGIS column does not hold the feature's geometry",
+        "sites.footprint: 1 row(s) not the feature's geometry",
+        "site_revisions.footprint: the feature's geometry in every row",
+    ] {
+        assert!(said.contains(expected), "{expected:?} in:\n{said}");
+    }
+    assert!(
+        !said.contains("sites yongbyon"),
+        "a row left alone is not reported: {said}"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("do not hold the same catalogue"), "{err}");
+}
+
+#[test]
 fn a_postgres_url_where_a_file_is_expected_is_refused_with_what_to_do() {
     let out = sitewatch(&[
         "nearby",

@@ -6,9 +6,11 @@
 //! nodes that follow them, come next; nothing outside [`crate::store`] sees the
 //! `postgres` crate.
 
+mod compare;
 mod schema;
 mod transfer;
 
+pub use compare::{Comparison, TableComparison, compare};
 pub use schema::CURRENT_VERSION;
 pub use transfer::{Transferred, transfer};
 

@@ -108,6 +108,12 @@ const MOVES: &[Move] = &[
     },
 ];
 
+/// The tables a move fills, in the order it fills them.
+#[cfg(test)]
+pub(super) fn tables_moved() -> Vec<&'static str> {
+    MOVES.iter().map(|m| m.table).collect()
+}
+
 /// What a move copied: rows per table, in the order moved.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Transferred {
@@ -256,7 +262,7 @@ fn set_aside_keys_and_indexes(tx: &mut postgres::Transaction<'_>) -> Result<Vec<
 
 /// A SQLite value as the text PostgreSQL reads it back exactly from: reals in
 /// their shortest form that parses to the same number.
-fn as_text(v: ValueRef<'_>) -> Option<String> {
+pub(super) fn as_text(v: ValueRef<'_>) -> Option<String> {
     match v {
         ValueRef::Null => None,
         ValueRef::Integer(i) => Some(i.to_string()),
