@@ -611,7 +611,7 @@ mod bulk {
     use std::sync::mpsc;
 
     /// Sites serialised at a time by one worker.
-    const CHUNK: usize = 2_048;
+    pub(super) const CHUNK: usize = 2_048;
 
     /// SQLite's page cache while the import runs, in KiB: the inserts go to
     /// several B-trees at once, and a cache that holds their working set
@@ -678,45 +678,59 @@ mod bulk {
              VALUES (?1, 1, ?2, ?3, ?4, 'created', ?5, ?6)",
         )?;
         let created = Change::Created.log_kind().as_str();
-        in_order(sites, |site, prepared| {
-            if !stored.insert(site.id.as_str().to_owned()) {
-                // Stored before, or named earlier in this batch: compare with
-                // what is stored now.
-                let current = current(tx, &site.id)?;
-                tally(
-                    &mut report,
-                    site,
-                    write_site(tx, site, current, &clock, by)?,
-                );
-                return Ok(());
+        // The packed forms of a chunk go in after its other rows, so that
+        // they lie in runs of pages in file order: start-up reads every one
+        // of them in id order, and a run is read ahead where scattered pages
+        // are each a read of their own.
+        let mut packed: Vec<(&str, Vec<u8>)> = Vec::with_capacity(CHUNK);
+        let mut flush = |packed: &mut Vec<(&str, Vec<u8>)>| -> Result<(), StoreError> {
+            for (id, blob) in packed.drain(..) {
+                insert_packed.execute(params![id, blob])?;
             }
-            let id = site.id.as_str();
-            insert_site.execute(params![id, prepared.feature, now])?;
-            insert_packed.execute(params![id, prepared.packed])?;
-            insert_revision.execute(params![
-                id,
-                now,
-                by.actor,
-                by.reason,
-                prepared.feature,
-                CREATION_DIFF
-            ])?;
-            boxes.push((tx.last_insert_rowid(), prepared.bounds));
-            let [west, south, east, north] = prepared.bounds;
-            super::super::log::append(
-                tx,
-                &super::super::log::Entry {
-                    at: now,
-                    kind: created,
-                    site_id: Some(id),
-                    revision: Some(1),
-                    batch_id: None,
-                    candidate_id: None,
-                    bounds: Some([west, south, east, north]),
-                },
-            )?;
-            report.created.push(site.id.clone());
             Ok(())
+        };
+        in_order(sites, |chunk, prepared| {
+            for (site, prepared) in chunk.iter().zip(prepared) {
+                if !stored.insert(site.id.as_str().to_owned()) {
+                    // Stored before, or named earlier in this batch: compare
+                    // with what is stored now, packed form included.
+                    flush(&mut packed)?;
+                    let current = current(tx, &site.id)?;
+                    tally(
+                        &mut report,
+                        site,
+                        write_site(tx, site, current, &clock, by)?,
+                    );
+                    continue;
+                }
+                let id = site.id.as_str();
+                insert_site.execute(params![id, prepared.feature, now])?;
+                insert_revision.execute(params![
+                    id,
+                    now,
+                    by.actor,
+                    by.reason,
+                    prepared.feature,
+                    CREATION_DIFF
+                ])?;
+                boxes.push((tx.last_insert_rowid(), prepared.bounds));
+                let [west, south, east, north] = prepared.bounds;
+                super::super::log::append(
+                    tx,
+                    &super::super::log::Entry {
+                        at: now,
+                        kind: created,
+                        site_id: Some(id),
+                        revision: Some(1),
+                        batch_id: None,
+                        candidate_id: None,
+                        bounds: Some([west, south, east, north]),
+                    },
+                )?;
+                report.created.push(site.id.clone());
+                packed.push((id, prepared.packed));
+            }
+            flush(&mut packed)
         })?;
         boxes.sort_by_cached_key(|(_, b)| curve_position(*b));
         let mut insert_box =
@@ -727,12 +741,12 @@ mod bulk {
         Ok(report)
     }
 
-    /// Calls `write` on each site in order with its [`Prepared`] form, made on
-    /// the other cores a few chunks ahead of the writer. Stops at the first
-    /// error.
-    fn in_order(
-        sites: &[Site],
-        mut write: impl FnMut(&Site, Prepared) -> Result<(), StoreError>,
+    /// Calls `write` on each chunk of sites in order with their [`Prepared`]
+    /// forms, made on the other cores a few chunks ahead of the writer. Stops
+    /// at the first error.
+    fn in_order<'s>(
+        sites: &'s [Site],
+        mut write: impl FnMut(&'s [Site], Vec<Prepared>) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
         let chunks: Vec<&[Site]> = sites.chunks(CHUNK).collect();
         let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -785,9 +799,7 @@ mod bulk {
                             Err(_) => unreachable!("chunk {i} was never prepared"),
                         }
                     }?;
-                    for (site, p) in chunk.iter().zip(prepared) {
-                        write(site, p)?;
-                    }
+                    write(chunk, prepared)?;
                     written.store(i + 1, Ordering::Release);
                 }
                 Ok(())
@@ -1117,6 +1129,33 @@ mod tests {
         .into_iter()
         .flat_map(dump)
         .collect()
+    }
+
+    #[test]
+    fn a_bulk_write_lays_the_packed_forms_out_in_long_runs_of_pages() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = SqliteStore::open(&dir.path().join("c.db")).unwrap();
+        s.apply_sites(&crate::synth::sites(BULK + bulk::CHUNK, 9), &by())
+            .unwrap();
+        let pages: Vec<i64> = {
+            let mut stmt = s
+                .conn
+                .prepare("SELECT pageno FROM dbstat WHERE name = 'site_packed' ORDER BY pageno")
+                .unwrap();
+            stmt.query_map([], |r| r.get(0))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap()
+        };
+        let runs = 1 + pages.windows(2).filter(|w| w[1] != w[0] + 1).count();
+        assert!(pages.len() > 60, "{} pages", pages.len());
+        // Written beside the other rows of each site, nearly every page
+        // began a run of its own.
+        assert!(
+            runs * 10 <= pages.len(),
+            "{} pages in {runs} runs",
+            pages.len()
+        );
     }
 
     #[test]
