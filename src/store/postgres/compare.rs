@@ -31,12 +31,13 @@ enum Kind {
 use Kind::{Bool, Float, Geometry, Int, Json, Text, Time};
 
 /// One table on both sides: the columns in the same order, named, the first
-/// `key` of them the row's key, each side ordered by it bytewise. PostgreSQL
+/// `key` of them the row's key, each side ordered by it bytewise. SQLite's
+/// side is what the move reads, in the order `sqlite_order`. PostgreSQL
 /// orders by the table's column where the list has one of that name written
 /// as text, which would sort `10` before `9`.
 struct Pair {
     table: &'static str,
-    sqlite: &'static str,
+    sqlite_order: &'static str,
     postgres: &'static str,
     columns: &'static [(&'static str, Kind)],
     key: usize,
@@ -45,7 +46,7 @@ struct Pair {
 const PAIRS: &[Pair] = &[
     Pair {
         table: "sites",
-        sqlite: "SELECT id, revision, retired, feature, created_at, updated_at FROM sites ORDER BY id",
+        sqlite_order: "id",
         postgres: "SELECT id, revision::text, retired::text, feature::text, ts(created_at), ts(updated_at)
                    FROM sites ORDER BY id COLLATE \"C\"",
         columns: &[("id", Text), ("revision", Int), ("retired", Bool), ("feature", Json), ("created_at", Time), ("updated_at", Time)],
@@ -53,8 +54,7 @@ const PAIRS: &[Pair] = &[
     },
     Pair {
         table: "site_revisions",
-        sqlite: "SELECT site_id, revision, recorded_at, valid_until, actor, reason, change, feature, diff
-                 FROM site_revisions ORDER BY site_id, revision",
+        sqlite_order: "site_id, revision",
         postgres: "SELECT site_id, revision::text, ts(recorded_at), ts(valid_until), actor, reason, change,
                           feature::text, diff::text
                    FROM site_revisions
@@ -64,7 +64,7 @@ const PAIRS: &[Pair] = &[
     },
     Pair {
         table: "batches",
-        sqlite: "SELECT id, received_at, origin, content_hash, mode, stored, report FROM batches ORDER BY id",
+        sqlite_order: "id",
         postgres: "SELECT id, ts(received_at), origin, content_hash, mode, stored::text, report::text
                    FROM batches ORDER BY id COLLATE \"C\"",
         columns: &[("id", Text), ("received_at", Time), ("origin", Text), ("content_hash", Text), ("mode", Text), ("stored", Bool), ("report", Json)],
@@ -72,8 +72,7 @@ const PAIRS: &[Pair] = &[
     },
     Pair {
         table: "candidates",
-        sqlite: "SELECT id, created_at, batch_id, lon, lat, state, decided_at, site_id, note
-                 FROM candidates ORDER BY id",
+        sqlite_order: "id",
         postgres: "SELECT id, ts(created_at), batch_id, ST_X(position::geometry)::text,
                           ST_Y(position::geometry)::text, state, ts(decided_at), site_id, note
                    FROM candidates ORDER BY id COLLATE \"C\"",
@@ -82,10 +81,7 @@ const PAIRS: &[Pair] = &[
     },
     Pair {
         table: "observations",
-        sqlite: "SELECT id, batch_id, feature_index, observed_at, recorded_at, sensor, finding, confidence,
-                        geometry, lon, lat, site_id, description, image_ref, source, external_id, matched,
-                        candidate_id, cell, frontier
-                 FROM observations ORDER BY id",
+        sqlite_order: "id",
         postgres: "SELECT id, batch_id, feature_index::text, ts(observed_at), ts(recorded_at), sensor,
                           finding, confidence, ST_AsGeoJSON(geometry::geometry),
                           ST_X(anchor::geometry)::text, ST_Y(anchor::geometry)::text, site_id,
@@ -97,13 +93,7 @@ const PAIRS: &[Pair] = &[
     },
     Pair {
         table: "observation_sites",
-        // Links written before they carried their time (schema 5) were moved
-        // with their observation's.
-        sqlite: "SELECT s.observation_id, s.site_id, s.how, s.distance_m,
-                        CASE WHEN s.observed_at = ''
-                             THEN (SELECT o.observed_at FROM observations o WHERE o.id = s.observation_id)
-                             ELSE s.observed_at END
-                 FROM observation_sites s ORDER BY s.observation_id, s.site_id",
+        sqlite_order: "s.observation_id, s.site_id",
         postgres: "SELECT observation_id, site_id, how, distance_m::text, ts(observed_at)
                    FROM observation_sites ORDER BY observation_id COLLATE \"C\", site_id COLLATE \"C\"",
         columns: &[("observation_id", Text), ("site_id", Text), ("how", Text), ("distance_m", Float), ("observed_at", Time)],
@@ -111,7 +101,7 @@ const PAIRS: &[Pair] = &[
     },
     Pair {
         table: "site_observation_stats",
-        sqlite: "SELECT site_id, last_observed_at, count FROM site_observation_stats ORDER BY site_id",
+        sqlite_order: "site_id",
         postgres: "SELECT site_id, ts(last_observed_at), count::text FROM site_observation_stats
                    ORDER BY site_id COLLATE \"C\"",
         columns: &[("site_id", Text), ("last_observed_at", Time), ("count", Int)],
@@ -119,8 +109,7 @@ const PAIRS: &[Pair] = &[
     },
     Pair {
         table: "change_log",
-        sqlite: "SELECT seq, at, kind, site_id, revision, batch_id, candidate_id, west, south, east, north
-                 FROM change_log ORDER BY change_log.seq",
+        sqlite_order: "change_log.seq",
         postgres: "SELECT seq::text, ts(at), kind, site_id, revision::text, batch_id, candidate_id,
                           west::text, south::text, east::text, north::text
                    FROM change_log ORDER BY change_log.seq",
@@ -129,7 +118,7 @@ const PAIRS: &[Pair] = &[
     },
     Pair {
         table: "catalogue_meta",
-        sqlite: "SELECT key, value FROM meta ORDER BY key",
+        sqlite_order: "key",
         postgres: "SELECT key, value FROM catalogue_meta ORDER BY key COLLATE \"C\"",
         columns: &[("key", Text), ("value", Text)],
         key: 1,
@@ -173,6 +162,17 @@ pub struct TableComparison {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Comparison {
     pub tables: Vec<TableComparison>,
+}
+
+impl TableComparison {
+    fn new(table: &'static str, rows: Option<(u64, u64)>) -> Self {
+        Self {
+            table,
+            rows,
+            differences: Vec::new(),
+            differing: 0,
+        }
+    }
 }
 
 impl Comparison {
@@ -235,16 +235,12 @@ pub fn compare(file: &Path, client: &mut Client) -> Result<Comparison, PgError> 
     tx.batch_execute("SET LOCAL TimeZone = 'UTC'")?;
     let mut tables = Vec::new();
     for pair in PAIRS {
-        let mut left = source.prepare(pair.sqlite)?;
+        let read = super::transfer::source_read(pair.table).unwrap_or_default();
+        let mut left = source.prepare(&format!("{read} ORDER BY {}", pair.sqlite_order))?;
         let mut left_rows = left.query([])?;
         let postgres_sql = with_times_as_text(pair.postgres);
         let mut right_rows = tx.query_raw(postgres_sql.as_str(), no_params())?;
-        let mut t = TableComparison {
-            table: pair.table,
-            rows: Some((0, 0)),
-            differences: Vec::new(),
-            differing: 0,
-        };
+        let mut t = TableComparison::new(pair.table, None);
         let mut rows = (0, 0);
         let mut next_left = || -> Result<Option<Vec<Option<String>>>, PgError> {
             Ok(match left_rows.next()? {
@@ -324,12 +320,7 @@ pub fn compare(file: &Path, client: &mut Client) -> Result<Comparison, PgError> 
     }
     for (column, sql) in DERIVED {
         let mut rows = tx.query_raw(*sql, no_params())?;
-        let mut t = TableComparison {
-            table: column,
-            rows: None,
-            differences: Vec::new(),
-            differing: 0,
-        };
+        let mut t = TableComparison::new(column, None);
         while let Some(row) = rows.next()? {
             note(
                 &mut t,

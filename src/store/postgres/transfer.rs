@@ -114,6 +114,11 @@ pub(super) fn tables_moved() -> Vec<&'static str> {
     MOVES.iter().map(|m| m.table).collect()
 }
 
+/// What a move reads from SQLite for `table`.
+pub(super) fn source_read(table: &str) -> Option<&'static str> {
+    MOVES.iter().find(|m| m.table == table).map(|m| m.read)
+}
+
 /// What a move copied: rows per table, in the order moved.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Transferred {
