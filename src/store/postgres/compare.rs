@@ -43,76 +43,125 @@ struct Pair {
     key: usize,
 }
 
+/// A `timestamptz` column as RFC 3339 text in the session's time zone (UTC,
+/// set by [`compare`]), the form SQLite holds times in. Written into each
+/// statement: the transaction only reads, so it cannot make a function.
+macro_rules! ts {
+    ($column:literal) => {
+        concat!("(to_json(", $column, ") #>> '{}')")
+    };
+}
+
 const PAIRS: &[Pair] = &[
     Pair {
         table: "sites",
         sqlite_order: "id",
-        postgres: "SELECT id, revision::text, retired::text, feature::text, ts(created_at), ts(updated_at)
-                   FROM sites ORDER BY id COLLATE \"C\"",
+        postgres: concat!(
+            "SELECT id, revision::text, retired::text, feature::text, ",
+            ts!("created_at"),
+            ", ",
+            ts!("updated_at"),
+            "
+                   FROM sites ORDER BY id COLLATE \"C\""
+        ),
         columns: &[("id", Text), ("revision", Int), ("retired", Bool), ("feature", Json), ("created_at", Time), ("updated_at", Time)],
         key: 1,
     },
     Pair {
         table: "site_revisions",
         sqlite_order: "site_id, revision",
-        postgres: "SELECT site_id, revision::text, ts(recorded_at), ts(valid_until), actor, reason, change,
+        postgres: concat!(
+            "SELECT site_id, revision::text, ",
+            ts!("recorded_at"),
+            ", ",
+            ts!("valid_until"),
+            ", actor, reason, change,
                           feature::text, diff::text
                    FROM site_revisions
-                   ORDER BY site_revisions.site_id COLLATE \"C\", site_revisions.revision",
+                   ORDER BY site_revisions.site_id COLLATE \"C\", site_revisions.revision"
+        ),
         columns: &[("site_id", Text), ("revision", Int), ("recorded_at", Time), ("valid_until", Time), ("actor", Text), ("reason", Text), ("change", Text), ("feature", Json), ("diff", Json)],
         key: 2,
     },
     Pair {
         table: "batches",
         sqlite_order: "id",
-        postgres: "SELECT id, ts(received_at), origin, content_hash, mode, stored::text, report::text
-                   FROM batches ORDER BY id COLLATE \"C\"",
+        postgres: concat!(
+            "SELECT id, ",
+            ts!("received_at"),
+            ", origin, content_hash, mode, stored::text, report::text
+                   FROM batches ORDER BY id COLLATE \"C\""
+        ),
         columns: &[("id", Text), ("received_at", Time), ("origin", Text), ("content_hash", Text), ("mode", Text), ("stored", Bool), ("report", Json)],
         key: 1,
     },
     Pair {
         table: "candidates",
         sqlite_order: "id",
-        postgres: "SELECT id, ts(created_at), batch_id, ST_X(position::geometry)::text,
-                          ST_Y(position::geometry)::text, state, ts(decided_at), site_id, note
-                   FROM candidates ORDER BY id COLLATE \"C\"",
+        postgres: concat!(
+            "SELECT id, ",
+            ts!("created_at"),
+            ", batch_id, ST_X(position::geometry)::text,
+                          ST_Y(position::geometry)::text, state, ",
+            ts!("decided_at"),
+            ", site_id, note
+                   FROM candidates ORDER BY id COLLATE \"C\""
+        ),
         columns: &[("id", Text), ("created_at", Time), ("batch_id", Text), ("lon", Float), ("lat", Float), ("state", Text), ("decided_at", Time), ("site_id", Text), ("note", Text)],
         key: 1,
     },
     Pair {
         table: "observations",
         sqlite_order: "id",
-        postgres: "SELECT id, batch_id, feature_index::text, ts(observed_at), ts(recorded_at), sensor,
+        postgres: concat!(
+            "SELECT id, batch_id, feature_index::text, ",
+            ts!("observed_at"),
+            ", ",
+            ts!("recorded_at"),
+            ", sensor,
                           finding, confidence, ST_AsGeoJSON(geometry::geometry),
                           ST_X(anchor::geometry)::text, ST_Y(anchor::geometry)::text, site_id,
                           description, image_ref, source, external_id, matched::text, candidate_id,
                           cell::text, frontier::text
-                   FROM observations ORDER BY id COLLATE \"C\"",
+                   FROM observations ORDER BY id COLLATE \"C\""
+        ),
         columns: &[("id", Text), ("batch_id", Text), ("feature_index", Int), ("observed_at", Time), ("recorded_at", Time), ("sensor", Text), ("finding", Text), ("confidence", Text), ("geometry", Geometry), ("lon", Float), ("lat", Float), ("site_id", Text), ("description", Text), ("image_ref", Text), ("source", Text), ("external_id", Text), ("matched", Bool), ("candidate_id", Text), ("cell", Int), ("frontier", Bool)],
         key: 1,
     },
     Pair {
         table: "observation_sites",
         sqlite_order: "s.observation_id, s.site_id",
-        postgres: "SELECT observation_id, site_id, how, distance_m::text, ts(observed_at)
-                   FROM observation_sites ORDER BY observation_id COLLATE \"C\", site_id COLLATE \"C\"",
+        postgres: concat!(
+            "SELECT observation_id, site_id, how, distance_m::text, ",
+            ts!("observed_at"),
+            "
+                   FROM observation_sites ORDER BY observation_id COLLATE \"C\", site_id COLLATE \"C\""
+        ),
         columns: &[("observation_id", Text), ("site_id", Text), ("how", Text), ("distance_m", Float), ("observed_at", Time)],
         key: 2,
     },
     Pair {
         table: "site_observation_stats",
         sqlite_order: "site_id",
-        postgres: "SELECT site_id, ts(last_observed_at), count::text FROM site_observation_stats
-                   ORDER BY site_id COLLATE \"C\"",
+        postgres: concat!(
+            "SELECT site_id, ",
+            ts!("last_observed_at"),
+            ", count::text FROM site_observation_stats
+                   ORDER BY site_id COLLATE \"C\""
+        ),
         columns: &[("site_id", Text), ("last_observed_at", Time), ("count", Int)],
         key: 1,
     },
     Pair {
         table: "change_log",
         sqlite_order: "change_log.seq",
-        postgres: "SELECT seq::text, ts(at), kind, site_id, revision::text, batch_id, candidate_id,
+        postgres: concat!(
+            "SELECT seq::text, ",
+            ts!("at"),
+            ", kind, site_id, revision::text, batch_id, candidate_id,
                           west::text, south::text, east::text, north::text
-                   FROM change_log ORDER BY change_log.seq",
+                   FROM change_log ORDER BY change_log.seq"
+        ),
         columns: &[("seq", Int), ("at", Time), ("kind", Text), ("site_id", Text), ("revision", Int), ("batch_id", Text), ("candidate_id", Text), ("west", Float), ("south", Float), ("east", Float), ("north", Float)],
         key: 1,
     },
@@ -238,8 +287,7 @@ pub fn compare(file: &Path, client: &mut Client) -> Result<Comparison, PgError> 
         let read = super::transfer::source_read(pair.table).unwrap_or_default();
         let mut left = source.prepare(&format!("{read} ORDER BY {}", pair.sqlite_order))?;
         let mut left_rows = left.query([])?;
-        let postgres_sql = with_times_as_text(pair.postgres);
-        let mut right_rows = tx.query_raw(postgres_sql.as_str(), no_params())?;
+        let mut right_rows = tx.query_raw(pair.postgres, no_params())?;
         let mut t = TableComparison::new(pair.table, None);
         let mut rows = (0, 0);
         let mut next_left = || -> Result<Option<Vec<Option<String>>>, PgError> {
@@ -333,32 +381,6 @@ pub fn compare(file: &Path, client: &mut Client) -> Result<Comparison, PgError> 
     tx.commit()?;
     drop(source);
     Ok(Comparison { tables })
-}
-
-/// The statement with each `ts(column)` written out: the time as RFC 3339
-/// text (a read-only transaction cannot make a function for it).
-fn with_times_as_text(sql: &str) -> String {
-    let mut out = String::with_capacity(sql.len() + 64);
-    let mut rest = sql;
-    while let Some(at) = rest.find("ts(") {
-        let called = rest[..at]
-            .chars()
-            .next_back()
-            .is_none_or(|c| !(c.is_alphanumeric() || c == '_'));
-        let Some(close) = rest[at..].find(')').filter(|_| called) else {
-            out.push_str(&rest[..at + 3]);
-            rest = &rest[at + 3..];
-            continue;
-        };
-        out.push_str(&rest[..at]);
-        out.push_str(&format!(
-            "(to_json({}) #>> '{{}}')",
-            &rest[at + 3..at + close]
-        ));
-        rest = &rest[at + close + 1..];
-    }
-    out.push_str(rest);
-    out
 }
 
 fn no_params() -> std::iter::Empty<&'static (dyn postgres::types::ToSql + Sync)> {
@@ -502,14 +524,6 @@ mod tests {
         ));
         assert!(same(Text, None, None));
         assert!(!same(Text, Some(""), None));
-    }
-
-    #[test]
-    fn times_are_asked_for_as_rfc_3339_text() {
-        assert_eq!(
-            with_times_as_text("SELECT id, ts(created_at), counts(x) FROM t"),
-            "SELECT id, (to_json(created_at) #>> '{}'), counts(x) FROM t"
-        );
     }
 
     #[test]
