@@ -493,8 +493,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Import {
             what: ImportWhat::Sites { db, file, reason },
         } => {
-            let reader: Box<dyn std::io::Read> = if file.as_os_str() == "-" {
-                Box::new(std::io::stdin().lock())
+            let reader: Box<dyn std::io::Read + Send> = if file.as_os_str() == "-" {
+                Box::new(std::io::stdin())
             } else {
                 Box::new(std::io::BufReader::new(
                     std::fs::File::open(&file)
@@ -735,7 +735,9 @@ fn generate(args: GenArgs) -> Result<()> {
         actor: "gen".into(),
         reason: Some(format!("synthetic catalogue, seed {}", args.seed)),
     };
-    let applied = cat.import_sites_from(
+    // Loaded as `import sites` loads them, then opened again for the
+    // observations, so that the time printed is the command's.
+    let applied = cat.import_sites_and_close(
         std::io::BufReader::new(std::fs::File::open(&report.sites_file)?),
         &by,
     )?;
@@ -745,6 +747,11 @@ fn generate(args: GenArgs) -> Result<()> {
         db.display(),
         t.elapsed().as_secs_f64()
     );
+    if report.observations == 0 {
+        return Ok(());
+    }
+    let (cat, _) =
+        Catalogue::open_unseeded(db).with_context(|| format!("opening {}", db.display()))?;
     let t = Instant::now();
     let opts = sitewatch::import::ImportOptions::default();
     for file in &report.observation_files {

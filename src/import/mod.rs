@@ -17,7 +17,6 @@ use serde::Serialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
 use std::collections::HashSet;
-use std::convert::Infallible;
 use std::io::Read;
 
 /// One rejected feature: where it is in the batch, which field, and why.
@@ -111,13 +110,41 @@ const CHUNK: usize = 4_096;
 /// [`parse_sites`] from a reader, one feature at a time: a catalogue file of a
 /// million sites is never held whole, only the sites it becomes.
 pub fn read_sites<R: Read>(reader: R, ids: IdPolicy) -> Result<Vec<Site>, ImportError> {
+    let mut sites = Vec::new();
+    stream_sites(reader, ids, |chunk| {
+        sites.extend(chunk);
+        true
+    })?;
+    Ok(sites)
+}
+
+/// [`read_sites`] that hands the sites on in chunks, in file order, while it
+/// reads on: `take` gets each chunk as long as every feature so far was
+/// valid, and returns `false` to stop the reading early. After the first bad
+/// feature no more chunks are handed on, but the reading goes on to the end
+/// so that the error lists every bad feature; the caller must then discard
+/// what it was handed.
+pub fn stream_sites<R: Read>(
+    reader: R,
+    ids: IdPolicy,
+    mut take: impl FnMut(Vec<Site>) -> bool,
+) -> Result<(), ImportError> {
     let mut pending: Vec<Box<RawValue>> = Vec::with_capacity(CHUNK);
-    let mut parsed = Vec::new();
-    let streamed = for_each_raw_feature(reader, |_, f| -> Result<(), Infallible> {
+    let mut checked = Checked::default();
+    // The taker has stopped: nothing more is wanted.
+    struct Stopped;
+    let mut pass = |pending: &mut Vec<Box<RawValue>>| -> Result<(), Stopped> {
+        let sites = checked.add(parse_each_raw(pending, ids));
+        pending.clear();
+        if checked.problems.is_empty() && !take(sites) {
+            return Err(Stopped);
+        }
+        Ok(())
+    };
+    let streamed = for_each_raw_feature(reader, |_, f| {
         pending.push(f);
         if pending.len() == CHUNK {
-            parsed.extend(parse_each_raw(&pending, ids));
-            pending.clear();
+            pass(&mut pending)?;
         }
         Ok(())
     });
@@ -125,37 +152,63 @@ pub fn read_sites<R: Read>(reader: R, ids: IdPolicy) -> Result<Vec<Site>, Import
         Ok(_) => {}
         Err(Ok(StreamError::Json(e))) => return Err(ImportError::Json(e)),
         Err(Ok(other)) => return Err(ImportError::NotACollection(other.to_string())),
-        Err(Err(never)) => match never {},
+        Err(Err(Stopped)) => return Ok(()),
     }
-    parsed.extend(parse_each_raw(&pending, ids));
-    collect_sites(parsed)
+    if pass(&mut pending).is_err() {
+        return Ok(());
+    }
+    checked.finish()
+}
+
+/// Parsed features checked in feature order: the good sites, and every bad
+/// feature (and every id seen earlier in the batch).
+#[derive(Default)]
+struct Checked {
+    seen: HashSet<crate::model::SiteId>,
+    problems: Vec<FeatureProblem>,
+    next: usize,
+}
+
+impl Checked {
+    /// Takes the next features' results; returns their good sites.
+    fn add(&mut self, parsed: Vec<Result<Site, FieldError>>) -> Vec<Site> {
+        let mut sites = Vec::with_capacity(parsed.len());
+        for parsed in parsed {
+            let index = self.next;
+            self.next += 1;
+            match parsed {
+                Ok(site) if !self.seen.insert(site.id.clone()) => {
+                    self.problems.push(FeatureProblem {
+                        index,
+                        field: "id".into(),
+                        reason: format!("{} appears more than once in the batch", site.id),
+                    })
+                }
+                Ok(site) => sites.push(site),
+                Err(FieldError { field, reason }) => self.problems.push(FeatureProblem {
+                    index,
+                    field,
+                    reason,
+                }),
+            }
+        }
+        sites
+    }
+
+    fn finish(self) -> Result<(), ImportError> {
+        if self.problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ImportError::Invalid(self.problems))
+        }
+    }
 }
 
 /// The sites, or every bad feature (and every id seen earlier in the batch).
 fn collect_sites(parsed: Vec<Result<Site, FieldError>>) -> Result<Vec<Site>, ImportError> {
-    let mut problems = Vec::new();
-    let mut seen = HashSet::new();
-    let mut sites = Vec::with_capacity(parsed.len());
-    for (index, parsed) in parsed.into_iter().enumerate() {
-        match parsed {
-            Ok(site) if !seen.insert(site.id.clone()) => problems.push(FeatureProblem {
-                index,
-                field: "id".into(),
-                reason: format!("{} appears more than once in the batch", site.id),
-            }),
-            Ok(site) => sites.push(site),
-            Err(FieldError { field, reason }) => problems.push(FeatureProblem {
-                index,
-                field,
-                reason,
-            }),
-        }
-    }
-    if problems.is_empty() {
-        Ok(sites)
-    } else {
-        Err(ImportError::Invalid(problems))
-    }
+    let mut checked = Checked::default();
+    let sites = checked.add(parsed);
+    checked.finish().map(|()| sites)
 }
 
 #[cfg(test)]
@@ -190,6 +243,45 @@ mod tests {
             read_sites(&b"{\"type\":\"Feature\"}"[..], IdPolicy::Required),
             Err(ImportError::NotACollection(_))
         ));
+    }
+
+    #[test]
+    fn streamed_sites_are_handed_on_in_order_until_the_first_bad_feature_yet_every_bad_one_is_reported()
+     {
+        let n = 3 * CHUNK;
+        let mut doc = crate::synth::feature_collection(n, 7);
+        let features = doc["features"].as_array_mut().unwrap();
+        let ids: Vec<String> = features
+            .iter()
+            .map(|f| f["id"].as_str().unwrap().to_owned())
+            .collect();
+        // Bad in the second chunk and in the third: the first chunk is
+        // handed on, nothing after it.
+        features[CHUNK + 5]["properties"]["kind"] = "volcano".into();
+        features[2 * CHUNK + 9] = features[0].clone();
+        let mut handed = Vec::new();
+        let read = stream_sites(doc.to_string().as_bytes(), IdPolicy::Required, |chunk| {
+            handed.extend(chunk.into_iter().map(|s| s.id.as_str().to_owned()));
+            true
+        });
+        assert_eq!(handed, ids[..CHUNK]);
+        let Err(ImportError::Invalid(p)) = read else {
+            panic!("accepted")
+        };
+        let at: Vec<_> = p.iter().map(|p| (p.index, p.field.as_str())).collect();
+        assert_eq!(at, [(CHUNK + 5, "properties.kind"), (2 * CHUNK + 9, "id")]);
+    }
+
+    #[test]
+    fn a_taker_that_stops_stops_the_reading_at_once() {
+        let doc = crate::synth::feature_collection(3 * CHUNK, 8).to_string();
+        let mut chunks = 0;
+        let read = stream_sites(doc.as_bytes(), IdPolicy::Required, |_| {
+            chunks += 1;
+            false
+        });
+        assert!(read.is_ok());
+        assert_eq!(chunks, 1);
     }
 
     #[test]

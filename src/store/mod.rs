@@ -42,6 +42,10 @@ pub enum StoreError {
         wal_note(.path, *.wal_bytes)
     )]
     EmptyFile { path: String, wal_bytes: u64 },
+    /// The sites being written stopped before their end (see
+    /// [`SiteWrites::apply_site_chunks`]); the transaction was rolled back.
+    #[error("the input stopped before its end; nothing was stored")]
+    Abandoned,
     /// The database cannot be written: its file, or the folder where SQLite
     /// keeps the journal beside it.
     #[error("{path} is read-only ({why}); the catalogue cannot be written there")]
@@ -342,10 +346,23 @@ pub trait HistoryReads {
     ) -> Result<Vec<String>, StoreError>;
 }
 
+/// Sent in place of a chunk of sites when their source turns out bad.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Abandoned;
+
 /// Writing sites: each call is one transaction that records a revision per
 /// change and appends to the change log.
 pub trait SiteWrites {
     fn apply_sites(&mut self, sites: &[Site], by: &Provenance) -> Result<ApplyReport, StoreError>;
+    /// [`SiteWrites::apply_sites`] for sites that arrive in chunks, in file
+    /// order, still being read while the first are written: one transaction
+    /// all the same. A chunk that is `Err(Abandoned)` means the input turned
+    /// out bad; nothing is stored and the answer is [`StoreError::Abandoned`].
+    fn apply_site_chunks(
+        &mut self,
+        chunks: &mut dyn Iterator<Item = Result<Vec<Site>, Abandoned>>,
+        by: &Provenance,
+    ) -> Result<ApplyReport, StoreError>;
     /// Writes each site with its own provenance and sets the meta `key` to
     /// `value`, in one transaction: a set of corrections lands whole, together
     /// with the record that it landed, or not at all.
@@ -577,4 +594,8 @@ pub trait Backend: Send + Sync {
     fn writer(&self) -> Writer<'_>;
     /// Where the data lives, for messages and for a second connection.
     fn location(&self) -> Option<String>;
+    /// Closes the read connections kept for reuse. Called before a command's
+    /// one large write, which a backend may run faster with the database to
+    /// itself.
+    fn close_idle_readers(&self) {}
 }

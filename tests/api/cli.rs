@@ -114,6 +114,71 @@ fn an_invalid_batch_stores_nothing_and_names_each_bad_feature() {
     );
 }
 
+/// Runs `sitewatch import sites -` with `body` on standard input.
+fn import_from_stdin(db: &Path, body: &[u8]) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(BIN)
+        .args(["import", "sites", "-", "--db"])
+        .arg(db)
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run sitewatch");
+    // Written from a thread: the command answers before reading it all when
+    // it fails, and a full pipe must not block this test.
+    let mut stdin = child.stdin.take().unwrap();
+    let body = body.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&body);
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    out
+}
+
+#[test]
+fn a_large_batch_read_while_it_is_written_stores_nothing_when_its_last_feature_is_bad() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("c.db");
+    // Large enough that the first sites are written in bulk before the bad
+    // last one is read.
+    let n = 30_000;
+    let made = Command::new(BIN)
+        .args(["gen", "--sites", &n.to_string(), "--observations", "0"])
+        .args(["--seed", "3", "--out"])
+        .arg(dir.path().join("gen"))
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let text = std::fs::read_to_string(dir.path().join("gen/sites.geojson")).unwrap();
+    let mut doc: Value = serde_json::from_str(&text).unwrap();
+    let before = run(&db, &["export", "sites"]).stdout;
+
+    let last = n - 1;
+    doc["features"][last]["properties"]["kind"] = "volcano".into();
+    let out = import_from_stdin(&db, doc.to_string().as_bytes());
+    assert!(!out.status.success());
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["stored"], false);
+    let rejected = report["rejected"].as_array().unwrap();
+    assert_eq!(rejected.len(), 1, "{rejected:?}");
+    assert_eq!(rejected[0]["index"].as_u64(), Some(last as u64));
+    assert_eq!(rejected[0]["field"], "properties.kind");
+    assert_eq!(run(&db, &["export", "sites"]).stdout, before);
+
+    let out = import_from_stdin(&db, text.as_bytes());
+    let report = stdout_json(&out);
+    assert_eq!(report["created"].as_array().unwrap().len(), n);
+    let all = stdout_json(&run(&db, &["export", "sites"]));
+    assert_eq!(all["features"].as_array().unwrap().len(), n + SEED_SITES);
+}
+
 #[test]
 fn export_writes_every_seed_site_as_geojson() {
     let dir = tempfile::tempdir().unwrap();

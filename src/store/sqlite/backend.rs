@@ -111,4 +111,11 @@ impl Backend for SqliteBackend {
     fn location(&self) -> Option<String> {
         self.file.clone()
     }
+
+    fn close_idle_readers(&self) {
+        self.idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+    }
 }

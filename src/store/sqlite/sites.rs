@@ -5,7 +5,8 @@ use super::SqliteStore;
 use crate::model::{FieldChange, IdPolicy, Site, SiteId, Timestamp, creation_diff, diff_sites};
 use crate::store::Conditional;
 use crate::store::{
-    ApplyReport, CREATION_DIFF, Change, Provenance, Revision, SiteReads, SiteWrites, StoreError,
+    Abandoned, ApplyReport, CREATION_DIFF, Change, Provenance, Revision, SiteReads, SiteWrites,
+    StoreError,
 };
 use rusqlite::{OptionalExtension, Transaction, params};
 use serde_json::{Value, json};
@@ -465,7 +466,8 @@ impl SiteWrites for SqliteStore {
     /// identical one is left alone. Either every site is applied or none is.
     fn apply_sites(&mut self, sites: &[Site], by: &Provenance) -> Result<ApplyReport, StoreError> {
         if sites.len() >= BULK {
-            return bulk::apply(&mut self.conn, sites, by);
+            let chunks = sites.chunks(bulk::CHUNK).map(Ok);
+            return bulk::apply(&mut self.conn, chunks, by, bulk::Journal::as_it_is);
         }
         let tx = self.conn.transaction()?;
         let clock = clock(&tx)?;
@@ -480,6 +482,25 @@ impl SiteWrites for SqliteStore {
         }
         tx.commit()?;
         Ok(report)
+    }
+
+    fn apply_site_chunks(
+        &mut self,
+        chunks: &mut dyn Iterator<Item = Result<Vec<Site>, Abandoned>>,
+        by: &Provenance,
+    ) -> Result<ApplyReport, StoreError> {
+        // A few sites go one by one, as `apply_sites` would: the bulk path
+        // reads every stored id first.
+        let mut first: Vec<Site> = Vec::new();
+        while let Some(chunk) = chunks.next() {
+            first.extend(chunk.map_err(|Abandoned| StoreError::Abandoned)?);
+            if first.len() >= BULK {
+                let rest = chunks.map(|c| c.map_err(|Abandoned| StoreError::Abandoned));
+                let sites = std::iter::once(Ok(first)).chain(rest);
+                return bulk::apply(&mut self.conn, sites, by, bulk::Journal::direct_if_alone);
+            }
+        }
+        self.apply_sites(&first, by)
     }
 
     fn apply_sites_marked(
@@ -607,8 +628,7 @@ const BULK: usize = 10_000;
 mod bulk {
     use super::*;
     use std::collections::{BTreeMap, HashSet};
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::mpsc;
+    use std::sync::{Mutex, mpsc};
 
     /// Sites serialised at a time by one worker.
     pub(super) const CHUNK: usize = 2_048;
@@ -636,26 +656,75 @@ mod bulk {
     /// [`SiteWrites::apply_sites`] for many sites: one transaction, all or
     /// nothing, with the same rows, revisions, boxes and log entries as the
     /// one-by-one path.
-    pub(super) fn apply(
+    pub(super) fn apply<C: AsRef<[Site]> + Send>(
         conn: &mut rusqlite::Connection,
-        sites: &[Site],
+        sites: impl Iterator<Item = Result<C, StoreError>>,
         by: &Provenance,
+        journal: fn(&rusqlite::Connection) -> Journal,
     ) -> Result<ApplyReport, StoreError> {
         let cache: i64 = conn.pragma_query_value(None, "cache_size", |r| r.get(0))?;
         conn.pragma_update(None, "cache_size", -CACHE_KIB)?;
+        let journal = journal(conn);
         let result = (|| {
             let tx = conn.transaction()?;
             let report = write_all(&tx, sites, by)?;
             tx.commit()?;
             Ok(report)
         })();
+        journal.restore(conn)?;
         conn.pragma_update(None, "cache_size", cache)?;
         result
     }
 
-    fn write_all(
+    /// How a bulk write is journalled. In WAL mode every page is written
+    /// twice, into the log at commit and into the file at the checkpoint; a
+    /// rollback journal writes the new pages once, straight into the file, and
+    /// journals only the pages that existed before (few, when a catalogue is
+    /// first loaded). The commit stays atomic either way, but readers would
+    /// wait on the writer, so only a command's own write asks for it, and
+    /// SQLite leaves WAL mode only when no other connection has the file
+    /// open: an import beside a running server stays in WAL mode.
+    pub(super) enum Journal {
+        Wal,
+        Direct,
+        Unchanged,
+    }
+
+    impl Journal {
+        pub(super) fn as_it_is(_: &rusqlite::Connection) -> Self {
+            Self::Unchanged
+        }
+
+        pub(super) fn direct_if_alone(conn: &rusqlite::Connection) -> Self {
+            let mode = |conn: &rusqlite::Connection, to: &str| -> Option<String> {
+                conn.pragma_update_and_check(None, "journal_mode", to, |r| r.get(0))
+                    .ok()
+            };
+            let now: Option<String> = conn
+                .pragma_query_value(None, "journal_mode", |r| r.get(0))
+                .ok();
+            if now.as_deref() != Some("wal") {
+                return Self::Unchanged;
+            }
+            match mode(conn, "DELETE").as_deref() {
+                Some("delete") => Self::Direct,
+                _ => Self::Wal,
+            }
+        }
+
+        fn restore(self, conn: &rusqlite::Connection) -> Result<(), StoreError> {
+            if let Self::Direct = self {
+                conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| {
+                    r.get::<_, String>(0)
+                })?;
+            }
+            Ok(())
+        }
+    }
+
+    fn write_all<C: AsRef<[Site]> + Send>(
         tx: &Transaction,
-        sites: &[Site],
+        sites: impl Iterator<Item = Result<C, StoreError>>,
         by: &Provenance,
     ) -> Result<ApplyReport, StoreError> {
         let clock = clock(tx)?;
@@ -666,7 +735,7 @@ mod bulk {
                 .collect::<Result<_, _>>()?
         };
         let mut report = ApplyReport::default();
-        let mut boxes: Vec<(i64, [f64; 4])> = Vec::with_capacity(sites.len());
+        let mut boxes: Vec<(i64, [f64; 4])> = Vec::new();
         let mut insert_site = tx.prepare(
             "INSERT INTO sites (id, revision, retired, feature, created_at, updated_at)
              VALUES (?1, 1, 0, ?2, ?3, ?3)",
@@ -678,18 +747,18 @@ mod bulk {
              VALUES (?1, 1, ?2, ?3, ?4, 'created', ?5, ?6)",
         )?;
         let created = Change::Created.log_kind().as_str();
-        // The packed forms of a chunk go in after its other rows, so that
-        // they lie in runs of pages in file order: start-up reads every one
-        // of them in id order, and a run is read ahead where scattered pages
-        // are each a read of their own.
-        let mut packed: Vec<(&str, Vec<u8>)> = Vec::with_capacity(CHUNK);
-        let mut flush = |packed: &mut Vec<(&str, Vec<u8>)>| -> Result<(), StoreError> {
-            for (id, blob) in packed.drain(..) {
-                insert_packed.execute(params![id, blob])?;
-            }
-            Ok(())
-        };
         in_order(sites, |chunk, prepared| {
+            // The packed forms of a chunk go in after its other rows, so that
+            // they lie in runs of pages in file order: start-up reads every
+            // one of them in id order, and a run is read ahead where scattered
+            // pages are each a read of their own.
+            let mut packed: Vec<(&str, Vec<u8>)> = Vec::with_capacity(chunk.len());
+            let mut flush = |packed: &mut Vec<(&str, Vec<u8>)>| -> Result<(), StoreError> {
+                for (id, blob) in packed.drain(..) {
+                    insert_packed.execute(params![id, blob])?;
+                }
+                Ok(())
+            };
             for (site, prepared) in chunk.iter().zip(prepared) {
                 if !stored.insert(site.id.as_str().to_owned()) {
                     // Stored before, or named earlier in this batch: compare
@@ -742,71 +811,71 @@ mod bulk {
     }
 
     /// Calls `write` on each chunk of sites in order with their [`Prepared`]
-    /// forms, made on the other cores a few chunks ahead of the writer. Stops
-    /// at the first error.
-    fn in_order<'s>(
-        sites: &'s [Site],
-        mut write: impl FnMut(&'s [Site], Vec<Prepared>) -> Result<(), StoreError>,
+    /// forms, made on the other cores a few chunks ahead of the writer. The
+    /// chunks are pulled from `sites` only as room frees up, so a source
+    /// still being read keeps its own pace. Stops at the first error.
+    fn in_order<C: AsRef<[Site]> + Send>(
+        sites: impl Iterator<Item = Result<C, StoreError>>,
+        mut write: impl FnMut(&[Site], Vec<Prepared>) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
-        let chunks: Vec<&[Site]> = sites.chunks(CHUNK).collect();
         let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let next = AtomicUsize::new(0);
-        // Workers stay at most this many chunks ahead of the writer, so the
-        // text in flight stays a few tens of megabytes.
+        // Chunks in flight at most, so the text in flight stays a few tens
+        // of megabytes.
         let ahead = workers * 2;
-        let written = AtomicUsize::new(0);
+        let (to_workers, work) = mpsc::sync_channel::<(usize, C)>(ahead);
+        let work = Mutex::new(work);
         std::thread::scope(|scope| {
-            let (to_writer, done) = mpsc::channel::<(usize, Result<Vec<Prepared>, StoreError>)>();
+            // Dropped when the writer returns, which lets the workers stop.
+            let to_workers = to_workers;
+            let (to_writer, done) =
+                mpsc::channel::<(usize, C, Result<Vec<Prepared>, StoreError>)>();
             for _ in 0..workers {
                 let to_writer = to_writer.clone();
-                let (next, written, chunks) = (&next, &written, &chunks);
+                let work = &work;
                 scope.spawn(move || {
                     loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        if i >= chunks.len() {
-                            break;
-                        }
-                        loop {
-                            let w = written.load(Ordering::Acquire);
-                            if w == usize::MAX {
-                                return;
-                            }
-                            if i < w + ahead {
-                                break;
-                            }
-                            std::thread::sleep(std::time::Duration::from_micros(200));
-                        }
-                        let prepared = chunks[i].iter().map(prepare).collect();
-                        if to_writer.send((i, prepared)).is_err() {
+                        // The lock is held only to take the next chunk.
+                        let next = work.lock().map(|w| w.recv());
+                        let Ok(Ok((i, chunk))) = next else {
+                            return;
+                        };
+                        let prepared = chunk.as_ref().iter().map(prepare).collect();
+                        if to_writer.send((i, chunk, prepared)).is_err() {
                             return;
                         }
                     }
                 });
             }
             drop(to_writer);
-            let mut early: BTreeMap<usize, Result<Vec<Prepared>, StoreError>> = BTreeMap::new();
-            let result = (|| {
-                for (i, chunk) in chunks.iter().enumerate() {
-                    let prepared = loop {
-                        if let Some(p) = early.remove(&i) {
-                            break p;
-                        }
-                        match done.recv() {
-                            Ok((j, p)) => {
-                                early.insert(j, p);
-                            }
-                            // Every worker has stopped: none will make it.
-                            Err(_) => unreachable!("chunk {i} was never prepared"),
-                        }
-                    }?;
-                    write(chunk, prepared)?;
-                    written.store(i + 1, Ordering::Release);
+            let mut sites = sites.fuse();
+            let mut early: BTreeMap<usize, (C, Result<Vec<Prepared>, StoreError>)> =
+                BTreeMap::new();
+            let (mut sent, mut written) = (0, 0);
+            loop {
+                while sent < written + ahead {
+                    let Some(chunk) = sites.next() else { break };
+                    // Workers stop only when this sender is dropped.
+                    let _ = to_workers.send((sent, chunk?));
+                    sent += 1;
                 }
-                Ok(())
-            })();
-            // Lets any worker still waiting for room stop.
-            written.store(usize::MAX, Ordering::Release);
-            result
+                if written == sent {
+                    return Ok(());
+                }
+                let (chunk, prepared) = loop {
+                    if let Some(p) = early.remove(&written) {
+                        break p;
+                    }
+                    match done.recv() {
+                        Ok((j, chunk, p)) => {
+                            early.insert(j, (chunk, p));
+                        }
+                        // Every worker has stopped: none will make it.
+                        Err(_) => unreachable!("chunk {written} was never prepared"),
+                    }
+                };
+                write(chunk.as_ref(), prepared?)?;
+                written += 1;
+            }
         })
     }
 
@@ -1188,7 +1257,14 @@ mod tests {
 
         let mut bulk = SqliteStore::open_in_memory().unwrap();
         bulk.apply_sites(&before, &by()).unwrap();
-        let report = bulk::apply(&mut bulk.conn, &batch, &by()).unwrap();
+        // Chunks smaller than the batch, so that a repeat crosses a chunk's edge.
+        let report = bulk::apply(
+            &mut bulk.conn,
+            batch.chunks(7).map(Ok),
+            &by(),
+            bulk::Journal::as_it_is,
+        )
+        .unwrap();
         assert_eq!(report, expected);
         assert_eq!(report.created.len(), 39);
         assert_eq!(report.updated.len(), 2);
@@ -1209,13 +1285,119 @@ mod tests {
                 [batch[25].id.as_str()],
             )
             .unwrap();
-        assert!(bulk::apply(&mut s.conn, &batch, &by()).is_err());
+        assert!(
+            bulk::apply(
+                &mut s.conn,
+                batch.chunks(4).map(Ok),
+                &by(),
+                bulk::Journal::as_it_is
+            )
+            .is_err()
+        );
         assert_eq!(s.site_count().unwrap(), 0);
         let revisions: i64 = s
             .conn
             .query_row("SELECT count(*) FROM site_revisions", [], |r| r.get(0))
             .unwrap();
         assert_eq!(revisions, 0);
+    }
+
+    #[test]
+    fn sites_in_chunks_are_stored_as_the_same_sites_at_once_would_be() {
+        for n in [BULK / 2, BULK + 300] {
+            let sites = crate::synth::sites(n, 9);
+            let mut at_once = SqliteStore::open_in_memory().unwrap();
+            let expected = at_once.apply_sites(&sites, &by()).unwrap();
+            let mut chunked = SqliteStore::open_in_memory().unwrap();
+            let mut chunks = sites.chunks(1_000).map(|c| Ok(c.to_vec()));
+            let report = chunked.apply_site_chunks(&mut chunks, &by()).unwrap();
+            assert_eq!(report, expected, "{n} sites");
+            assert_eq!(written(&chunked), written(&at_once), "{n} sites");
+            assert_eq!(chunked.live_sites().unwrap(), at_once.live_sites().unwrap());
+        }
+    }
+
+    #[test]
+    fn sites_in_chunks_that_are_abandoned_leave_nothing_behind() {
+        // Abandoned before the bulk path starts, and after.
+        for n in [BULK / 2, BULK + 300] {
+            let mut s = SqliteStore::open_in_memory().unwrap();
+            s.apply_sites(&[site("kept", "active")], &by()).unwrap();
+            let sites = crate::synth::sites(n, 10);
+            let mut chunks = sites
+                .chunks(1_000)
+                .map(|c| Ok(c.to_vec()))
+                .chain([Err(Abandoned)])
+                .chain([Ok(vec![site("late", "active")])]);
+            let err = s.apply_site_chunks(&mut chunks, &by()).unwrap_err();
+            assert!(matches!(err, StoreError::Abandoned), "{err}");
+            assert_eq!(ids(&s.live_sites().unwrap()), ["kept"], "{n} sites");
+            let rows: i64 = s
+                .conn
+                .query_row(
+                    "SELECT (SELECT count(*) FROM site_revisions) + (SELECT count(*) FROM site_packed)",
+                    [],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            assert_eq!(rows, 2, "{n} sites");
+        }
+    }
+
+    /// Writes `sites` through [`SiteWrites::apply_site_chunks`] and reports
+    /// which journal files were beside the database while the last chunk was
+    /// pulled, halfway through the write: (`-journal`, `-wal`).
+    fn journals_mid_write(
+        s: &mut SqliteStore,
+        path: &std::path::Path,
+        sites: &[Site],
+    ) -> (bool, bool) {
+        let beside = |suffix: &str| {
+            let mut p = path.as_os_str().to_owned();
+            p.push(suffix);
+            std::path::PathBuf::from(p).exists()
+        };
+        let mut seen = (false, false);
+        // Small chunks, so that the last is pulled well after the writing
+        // has begun.
+        let last = sites.len().div_ceil(250) - 1;
+        let mut chunks = sites.chunks(250).enumerate().map(|(i, c)| {
+            if i == last {
+                seen = (beside("-journal"), beside("-wal"));
+            }
+            Ok(c.to_vec())
+        });
+        s.apply_site_chunks(&mut chunks, &by()).unwrap();
+        seen
+    }
+
+    #[test]
+    fn a_bulk_write_to_a_file_nobody_else_has_open_goes_straight_into_it_and_ends_in_wal_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.db");
+        let sites = crate::synth::sites(BULK + 2_500, 11);
+        let mut s = SqliteStore::open(&path).unwrap();
+        assert_eq!(journals_mid_write(&mut s, &path, &sites), (true, false));
+        drop(s);
+        // Read from the file itself, so that no setting made on opening can
+        // hide what the write left there: 2 is WAL.
+        let header = std::fs::read(&path).unwrap();
+        assert_eq!(&header[18..20], &[2, 2]);
+        let again = SqliteStore::open(&path).unwrap();
+        assert_eq!(again.live_sites().unwrap().len(), sites.len());
+    }
+
+    #[test]
+    fn a_bulk_write_beside_another_open_connection_stays_in_wal_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.db");
+        let sites = crate::synth::sites(BULK + 2_500, 12);
+        let mut s = SqliteStore::open(&path).unwrap();
+        let reader = SqliteStore::open_reader(path.to_str().unwrap()).unwrap();
+        // A connection that has read holds the file open in WAL mode.
+        assert!(reader.live_sites().unwrap().is_empty());
+        assert_eq!(journals_mid_write(&mut s, &path, &sites), (false, true));
+        assert_eq!(reader.live_sites().unwrap().len(), sites.len());
     }
 
     #[test]
