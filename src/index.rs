@@ -746,23 +746,27 @@ fn merge_changes(
 /// a view of the world holds every site), otherwise by the exact test.
 fn rect_meets_footprint([w, s, e, n]: [f64; 4], footprint: &Footprint) -> bool {
     let [fw, fs, fe, fn_] = footprint.lonlat_bounds();
-    (w <= fw && fe <= e && s <= fs && fn_ <= n) || footprint_meets_rect(footprint, [w, s, e, n])
+    (w <= fw && fe <= e && s <= fs && fn_ <= n) || parts_meet_rect(footprint.parts(), [w, s, e, n])
 }
 
 /// Whether a footprint meets a lon/lat box (which may cross the antimeridian).
 pub fn footprint_meets_bbox(footprint: &Footprint, bbox: &BBox) -> bool {
-    bbox.pieces()
-        .into_iter()
-        .any(|r| footprint_meets_rect(footprint, r))
+    parts_meet_bbox(footprint.parts(), bbox)
+}
+
+/// [`footprint_meets_bbox`] on a footprint's lon/lat rings alone (see
+/// [`crate::model::geojson_parts`]); every polygon has a first ring.
+pub fn parts_meet_bbox(parts: &[Vec<Vec<[f64; 2]>>], bbox: &BBox) -> bool {
+    bbox.pieces().into_iter().any(|r| parts_meet_rect(parts, r))
 }
 
 /// Whether a footprint meets a lon/lat rectangle that does not cross the
 /// antimeridian, in the plane of longitude and latitude (the reading of `bbox`
 /// that OGC API clients and PostGIS's `&&` share). Rings that cross the
 /// antimeridian are unwrapped and tested against the rectangle shifted by 360°.
-fn footprint_meets_rect(footprint: &Footprint, [w, s, e, n]: [f64; 4]) -> bool {
+fn parts_meet_rect(parts: &[Vec<Vec<[f64; 2]>>], [w, s, e, n]: [f64; 4]) -> bool {
     use geo::{Coord, Intersects, LineString, Polygon, Rect};
-    footprint.parts().iter().any(|rings| {
+    parts.iter().any(|rings| {
         let unwrap = |ring: &Vec<[f64; 2]>| {
             let mut prev = ring[0][0];
             let mut offset = 0.0;
@@ -996,7 +1000,7 @@ mod tests {
             let idx = SiteIndex::build(sites.clone());
             let e = if w + dw > 180.0 { w + dw - 360.0 } else { w + dw };
             let b = BBox::parse("bbox", &[w, s, e, (s + dh).min(90.0)]).unwrap();
-            let want: Vec<SiteId> = sites.iter().filter(|site| b.pieces().into_iter().any(|r| footprint_meets_rect(&site.footprint, r))).map(|s| s.id.clone()).collect();
+            let want: Vec<SiteId> = sites.iter().filter(|site| b.pieces().into_iter().any(|r| parts_meet_rect(site.footprint.parts(), r))).map(|s| s.id.clone()).collect();
             let got: Vec<SiteId> = idx.bbox(&b, &Filter::default()).iter().map(|s| s.id.clone()).collect();
             prop_assert_eq!(got, want);
         }

@@ -287,6 +287,31 @@ pub fn bounds_of(positions: impl Iterator<Item = [f64; 2]>) -> Option<[f64; 4]> 
     })
 }
 
+/// The lon/lat rings of a stored Polygon or MultiPolygon, read without the
+/// checks and the spherical shape of [`Footprint::parse`]: for tests on a
+/// stored footprint that need only its rings. `None` for anything else, or
+/// for a polygon without rings or a ring without positions.
+pub fn geojson_parts(geometry: &Value) -> Option<Vec<Vec<Vec<[f64; 2]>>>> {
+    let position = |p: &Value| -> Option<[f64; 2]> {
+        let p = p.as_array()?;
+        Some([p.first()?.as_f64()?, p.get(1)?.as_f64()?])
+    };
+    let ring = |r: &Value| -> Option<Vec<[f64; 2]>> {
+        let r: Vec<[f64; 2]> = r.as_array()?.iter().map(position).collect::<Option<_>>()?;
+        (!r.is_empty()).then_some(r)
+    };
+    let polygon = |p: &Value| -> Option<Vec<Vec<[f64; 2]>>> {
+        let p: Vec<Vec<[f64; 2]>> = p.as_array()?.iter().map(ring).collect::<Option<_>>()?;
+        (!p.is_empty()).then_some(p)
+    };
+    let coordinates = geometry.get("coordinates")?;
+    match geometry.get("type")?.as_str()? {
+        "Polygon" => Some(vec![polygon(coordinates)?]),
+        "MultiPolygon" => coordinates.as_array()?.iter().map(polygon).collect(),
+        _ => None,
+    }
+}
+
 /// [`bounds_of`] the positions of a GeoJSON geometry object.
 pub fn geojson_bounds(geometry: &Value) -> Option<[f64; 4]> {
     fn walk(v: &Value, out: &mut Vec<[f64; 2]>) {
@@ -311,6 +336,26 @@ mod tests {
 
     fn parse(v: Value) -> Result<Footprint, FieldError> {
         Footprint::parse("geometry", &v)
+    }
+
+    #[test]
+    fn the_rings_read_from_a_stored_footprint_are_the_parsed_footprints_rings() {
+        for geometry in [
+            json!({"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 1], [0, 0]], [[0.2, 0.1], [0.8, 0.1], [0.8, 0.7], [0.2, 0.1]]]}),
+            json!({"type": "MultiPolygon", "coordinates": [[[[0, 0], [1, 0], [1, 1], [0, 0]]], [[[5, 5], [6, 5], [6, 6], [5, 5]]]]}),
+        ] {
+            let parsed = Footprint::parse("geometry", &geometry).unwrap();
+            assert_eq!(geojson_parts(&geometry).as_deref(), Some(parsed.parts()));
+        }
+        for not in [
+            json!({"type": "Point", "coordinates": [0, 0]}),
+            json!({"type": "Polygon", "coordinates": []}),
+            json!({"type": "Polygon", "coordinates": [[]]}),
+            json!({"type": "MultiPolygon", "coordinates": [[]]}),
+            json!({"type": "Polygon", "coordinates": [[[0, "x"]]]}),
+        ] {
+            assert_eq!(geojson_parts(&not), None, "{not}");
+        }
     }
 
     #[test]

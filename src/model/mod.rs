@@ -51,7 +51,7 @@ mod site;
 mod values;
 
 pub use error::FieldError;
-pub use footprint::{Footprint, MAX_FOOTPRINT_VERTICES, bounds_of, geojson_bounds};
+pub use footprint::{Footprint, MAX_FOOTPRINT_VERTICES, bounds_of, geojson_bounds, geojson_parts};
 pub use observation::{Finding, Observation, Place};
 pub use record::{
     BatchStats, Candidate, CandidateState, ClusterCell, LinkHow, ObservationStats, SiteLink,
