@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use sitewatch::catalogue::{Catalogue, ChangesQuery, EventKind};
 use sitewatch::import::{ImportMode, ImportOptions};
 use sitewatch::index::{Filter, footprint_meets_bbox};
-use sitewatch::model::{BBox, Finding, IdPolicy, Site, SiteId, Timestamp};
+use sitewatch::model::{BBox, Declaration, Finding, IdPolicy, Site, SiteId, Timestamp};
 use sitewatch::store::{Before, Provenance, SqliteStore};
 use sitewatch::synth::{ObservationPlan, ObservationStream, SiteStream};
 use std::sync::{Arc, LazyLock};
@@ -192,6 +192,41 @@ proptest! {
             })
             .collect();
         prop_assert_eq!(event_ids(&got), event_ids(&want));
+    }
+
+    #[test]
+    fn every_kind_at_once_followed_page_by_page_is_one_page_of_all_and_each_kind_read_alone(
+        w in -180.0f64..180.0, s in -60.0f64..60.0, dw in 1.0f64..120.0, dh in 1.0f64..60.0,
+        limit in 1usize..40, boxed in any::<bool>(), windowed in any::<bool>(), declared in 0usize..3,
+    ) {
+        let f = &*FIXTURE;
+        let b = bbox(w, s, dw, dh);
+        let (since, until) = if windowed { (Some(f.moments[1]), None) } else { (None, None) };
+        let declaration = match declared {
+            0 => vec![],
+            1 => vec![Declaration::Undeclared],
+            _ => vec![Declaration::Declared],
+        };
+        let q = |kinds: Vec<EventKind>, limit| ChangesQuery {
+            bbox: boxed.then(|| b.clone()), since, until, declaration: declaration.clone(), kinds, limit,
+            ..ChangesQuery::default()
+        };
+        // Pages of a few events, each stream read only as far as its page
+        // needs, against one page that reads every stream to its end.
+        let paged = all_changes(&f.cat, q(vec![], limit));
+        let whole = f.cat.changes(&q(vec![], 100_000)).unwrap();
+        prop_assert!(whole.next.is_none());
+        prop_assert_eq!(event_ids(&paged), event_ids(&whole.events));
+        let times: Vec<&str> = paged.iter().map(|e| e["properties"]["time"].as_str().unwrap()).collect();
+        prop_assert!(times.windows(2).all(|t| t[0] >= t[1]), "newest first");
+        let mut alone: Vec<String> = [EventKind::Observation, EventKind::Revision, EventKind::Candidate]
+            .into_iter()
+            .flat_map(|k| event_ids(&all_changes(&f.cat, q(vec![k], 1000))))
+            .collect();
+        let mut together = event_ids(&paged);
+        alone.sort();
+        together.sort();
+        prop_assert_eq!(together, alone);
     }
 
     #[test]

@@ -335,7 +335,8 @@ pub trait HistoryReads {
         until: Option<Timestamp>,
     ) -> Result<Vec<RevisionRow>, StoreError>;
     /// Candidates created or decided in the window (and near the box), newest
-    /// first, strictly after `before`.
+    /// first, strictly after `before`: each id with its stored `created_at`,
+    /// the time a cursor continues from.
     fn candidate_ids_between(
         &self,
         rect: Option<[f64; 4]>,
@@ -343,7 +344,7 @@ pub trait HistoryReads {
         until: Option<Timestamp>,
         before: Option<&Before>,
         limit: usize,
-    ) -> Result<Vec<String>, StoreError>;
+    ) -> Result<Vec<(String, String)>, StoreError>;
 }
 
 /// Sent in place of a chunk of sites when their source turns out bad.

@@ -241,10 +241,10 @@ impl HistoryReads for SqliteStore {
         until: Option<Timestamp>,
         before: Option<&Before>,
         limit: usize,
-    ) -> Result<Vec<String>, StoreError> {
+    ) -> Result<Vec<(String, String)>, StoreError> {
         let [w, s, e, n] = rect.unwrap_or([-180.0, -90.0, 180.0, 90.0]);
         let mut stmt = self.conn.prepare_cached(
-            "SELECT id FROM candidates
+            "SELECT id, created_at FROM candidates
              WHERE lon BETWEEN ?1 AND ?3 AND lat BETWEEN ?2 AND ?4
                AND (?5 IS NULL OR created_at >= ?5) AND (?6 IS NULL OR created_at <= ?6)
                AND (?7 IS NULL OR created_at < ?7 OR (created_at = ?7 AND id < ?8))
@@ -262,7 +262,7 @@ impl HistoryReads for SqliteStore {
                 before.map(|b| b.id.as_str()),
                 limit as i64
             ],
-            |r| r.get(0),
+            |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
