@@ -208,7 +208,7 @@ proptest! {
             _ => vec![Declaration::Declared],
         };
         let q = |kinds: Vec<EventKind>, limit| ChangesQuery {
-            bbox: boxed.then(|| b.clone()), since, until, declaration: declaration.clone(), kinds, limit,
+            bbox: boxed.then_some(b), since, until, declaration: declaration.clone(), kinds, limit,
             ..ChangesQuery::default()
         };
         // Pages of a few events, each stream read only as far as its page
