@@ -626,10 +626,8 @@ fn run(cli: Cli) -> Result<()> {
         } => {
             let cat = open_to_read(&db)?;
             let index = cat.index();
-            let doc = render::sites_collection(index.all(&Filter::default()), Map::new());
-            let mut out = std::io::stdout().lock();
-            serde_json::to_writer_pretty(&mut out, &doc)?;
-            writeln!(out)?;
+            let out = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
+            render::write_sites_collection(out, index.len(), index.all(&Filter::default()))?;
         }
         Command::Backup { db, path, force } => {
             let report = sitewatch::store::backup(&db, &path, force)

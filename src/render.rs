@@ -17,6 +17,26 @@ pub fn sites_collection<'a>(
     collection(features, extra)
 }
 
+/// [`sites_collection`] written as it goes, one Feature a line, for a whole
+/// catalogue: a million sites are never one document in memory, and a line
+/// per site keeps two exports easy to compare.
+pub fn write_sites_collection<'a>(
+    mut out: impl std::io::Write,
+    count: usize,
+    sites: impl IntoIterator<Item = &'a Arc<Site>>,
+) -> std::io::Result<()> {
+    write!(
+        out,
+        r#"{{"type":"FeatureCollection","numberReturned":{count},"features":["#
+    )?;
+    for (i, site) in sites.into_iter().enumerate() {
+        out.write_all(if i == 0 { b"\n" } else { b",\n" })?;
+        serde_json::to_writer(&mut out, &site.to_feature())?;
+    }
+    out.write_all(b"\n]}\n")?;
+    out.flush()
+}
+
 /// A FeatureCollection of proximity hits, each with `properties.distance_m`.
 pub fn hits_collection(hits: &[Hit], extra: Map<String, Value>) -> Value {
     serde_json::to_value(HitsDocument {
@@ -235,6 +255,22 @@ mod tests {
     }
     use crate::index::{Filter, SiteIndex};
     use crate::model::{IdPolicy, LonLat, Timestamp};
+
+    #[test]
+    fn a_collection_written_as_it_goes_is_the_document_built_whole_one_feature_a_line() {
+        let mut sites =
+            parse_sites(include_str!("../data/sites.geojson"), IdPolicy::Required).unwrap();
+        sites.extend(crate::synth::sites(30, 5));
+        let sites: Vec<Arc<Site>> = sites.into_iter().map(Arc::new).collect();
+        for some in [&sites[..0], &sites[..1], &sites[..]] {
+            let mut text = Vec::new();
+            write_sites_collection(&mut text, some.len(), some).unwrap();
+            let doc: Value = serde_json::from_slice(&text).unwrap();
+            assert_eq!(doc, sites_collection(some, Map::new()));
+            let lines = text.iter().filter(|&&b| b == b'\n').count();
+            assert_eq!(lines, some.len() + 2, "a line per site, the head and the tail");
+        }
+    }
 
     #[test]
     fn hits_written_straight_to_json_equal_the_document_built_from_features() {
