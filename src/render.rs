@@ -268,7 +268,11 @@ mod tests {
             let doc: Value = serde_json::from_slice(&text).unwrap();
             assert_eq!(doc, sites_collection(some, Map::new()));
             let lines = text.iter().filter(|&&b| b == b'\n').count();
-            assert_eq!(lines, some.len() + 2, "a line per site, the head and the tail");
+            assert_eq!(
+                lines,
+                some.len() + 2,
+                "a line per site, the head and the tail"
+            );
         }
     }
 

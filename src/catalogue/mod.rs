@@ -254,21 +254,29 @@ impl Catalogue {
         by: &Provenance,
     ) -> Result<ApplyReport, ImportSitesError> {
         // A few chunks in flight: the reader stays just ahead of the writer.
+        // `Ok(None)` says the file was read to its end and every feature was
+        // good; without it nothing is committed, even if the reader dies.
         let (to_writer, chunks) = std::sync::mpsc::sync_channel(2);
         std::thread::scope(|scope| {
             let reading = scope.spawn(move || {
                 let read = crate::import::stream_sites(reader, IdPolicy::Required, |chunk| {
-                    to_writer.send(Ok(chunk)).is_ok()
+                    to_writer.send(Ok(Some(chunk))).is_ok()
                 });
-                if read.is_err() {
-                    let _ = to_writer.send(Err(Abandoned));
-                }
+                let _ = to_writer.send(match read {
+                    Ok(()) => Ok(None),
+                    Err(_) => Err(Abandoned),
+                });
                 read
             });
             // Nothing reads while this command writes: the write may then
             // have the file to itself (see the SQLite bulk write's journal).
             self.backend.close_idle_readers();
-            let written = self.store().apply_site_chunks(&mut chunks.iter(), by);
+            let mut chunks_to_end = std::iter::from_fn(|| match chunks.recv() {
+                Ok(Ok(Some(chunk))) => Some(Ok(chunk)),
+                Ok(Ok(None)) => None,
+                Ok(Err(Abandoned)) | Err(_) => Some(Err(Abandoned)),
+            });
+            let written = self.store().apply_site_chunks(&mut chunks_to_end, by);
             // A writer that stopped early stops the reader at its next chunk.
             drop(chunks);
             let read = reading
@@ -395,6 +403,52 @@ pub enum ImportSitesError {
 mod tests {
     use super::*;
     use crate::import::ImportOptions;
+
+    /// Serves `text`, then panics after `fail_at` bytes, as a reader with a
+    /// bug would.
+    struct Breaks {
+        text: Vec<u8>,
+        at: usize,
+        fail_at: usize,
+    }
+
+    impl std::io::Read for Breaks {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            assert!(self.at < self.fail_at, "the reader broke");
+            let end = (self.at + buf.len()).min(self.fail_at).min(self.text.len());
+            let n = end - self.at;
+            buf[..n].copy_from_slice(&self.text[self.at..end]);
+            self.at = end;
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn an_import_whose_reading_dies_halfway_stores_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.db");
+        let (cat, opened) = Catalogue::open(&path).unwrap();
+        let text = crate::synth::feature_collection(30_000, 3)
+            .to_string()
+            .into_bytes();
+        // Far enough in that the first sites are being written in bulk.
+        let fail_at = text.len() * 3 / 4;
+        let by = Provenance {
+            actor: "test".into(),
+            reason: None,
+        };
+        let reader = Breaks {
+            text,
+            at: 0,
+            fail_at,
+        };
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            cat.import_sites_and_close(reader, &by)
+        }));
+        assert!(outcome.is_err(), "the reader's panic reaches the caller");
+        let (again, _) = Catalogue::open(&path).unwrap();
+        assert_eq!(again.index().len(), opened.seeded.unwrap());
+    }
 
     #[test]
     fn a_new_database_is_seeded_once_with_the_built_in_catalogue() {

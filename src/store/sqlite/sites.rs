@@ -673,18 +673,21 @@ mod bulk {
         let journal = journal(conn);
         let kib = match journal {
             Journal::Direct => DIRECT_CACHE_KIB,
-            Journal::Wal | Journal::Unchanged => CACHE_KIB,
+            Journal::Unchanged => CACHE_KIB,
         };
         conn.pragma_update(None, "cache_size", -kib)?;
-        let result = (|| {
+        let result: Result<ApplyReport, StoreError> = (|| {
             let tx = conn.transaction()?;
             let report = write_all(&tx, sites, by)?;
             tx.commit()?;
             Ok(report)
         })();
-        journal.restore(conn)?;
+        // The write's own error, if any, is the one to report.
+        let restored = journal.restore(conn);
         conn.pragma_update(None, "cache_size", cache)?;
-        result
+        let report = result?;
+        restored?;
+        Ok(report)
     }
 
     /// How a bulk write is journalled. In WAL mode every page is written
@@ -696,8 +699,9 @@ mod bulk {
     /// SQLite leaves WAL mode only when no other connection has the file
     /// open: an import beside a running server stays in WAL mode.
     pub(super) enum Journal {
-        Wal,
+        /// Switched from WAL to a rollback journal for this write.
         Direct,
+        /// As the connection had it.
         Unchanged,
     }
 
@@ -707,19 +711,19 @@ mod bulk {
         }
 
         pub(super) fn direct_if_alone(conn: &rusqlite::Connection) -> Self {
-            let mode = |conn: &rusqlite::Connection, to: &str| -> Option<String> {
-                conn.pragma_update_and_check(None, "journal_mode", to, |r| r.get(0))
-                    .ok()
-            };
             let now: Option<String> = conn
                 .pragma_query_value(None, "journal_mode", |r| r.get(0))
                 .ok();
             if now.as_deref() != Some("wal") {
                 return Self::Unchanged;
             }
-            match mode(conn, "DELETE").as_deref() {
+            // Refused (busy) while another connection has the file open.
+            let switched: Option<String> = conn
+                .pragma_update_and_check(None, "journal_mode", "DELETE", |r| r.get(0))
+                .ok();
+            match switched.as_deref() {
                 Some("delete") => Self::Direct,
-                _ => Self::Wal,
+                _ => Self::Unchanged,
             }
         }
 
