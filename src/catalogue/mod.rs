@@ -271,14 +271,14 @@ impl Catalogue {
             // Nothing reads while this command writes: the write may then
             // have the file to itself (see the SQLite bulk write's journal).
             self.backend.close_idle_readers();
-            let mut chunks_to_end = std::iter::from_fn(|| match chunks.recv() {
+            let mut chunks_to_end = std::iter::from_fn(move || match chunks.recv() {
                 Ok(Ok(Some(chunk))) => Some(Ok(chunk)),
                 Ok(Ok(None)) => None,
                 Ok(Err(Abandoned)) | Err(_) => Some(Err(Abandoned)),
             });
             let written = self.store().apply_site_chunks(&mut chunks_to_end, by);
             // A writer that stopped early stops the reader at its next chunk.
-            drop(chunks);
+            drop(chunks_to_end);
             let read = reading
                 .join()
                 .unwrap_or_else(|e| std::panic::resume_unwind(e));

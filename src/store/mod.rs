@@ -361,7 +361,7 @@ pub trait SiteWrites {
     /// out bad; nothing is stored and the answer is [`StoreError::Abandoned`].
     fn apply_site_chunks(
         &mut self,
-        chunks: &mut dyn Iterator<Item = Result<Vec<Site>, Abandoned>>,
+        chunks: &mut (dyn Iterator<Item = Result<Vec<Site>, Abandoned>> + Send),
         by: &Provenance,
     ) -> Result<ApplyReport, StoreError>;
     /// Writes each site with its own provenance and sets the meta `key` to

@@ -180,6 +180,70 @@ fn a_large_batch_read_while_it_is_written_stores_nothing_when_its_last_feature_i
 }
 
 #[test]
+fn an_import_killed_while_it_writes_straight_into_the_file_leaves_the_catalogue_as_before() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("c.db");
+    let made = Command::new(BIN)
+        .args([
+            "gen",
+            "--sites",
+            "30000",
+            "--observations",
+            "0",
+            "--seed",
+            "4",
+            "--out",
+        ])
+        .arg(dir.path().join("gen"))
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let text = std::fs::read(dir.path().join("gen/sites.geojson")).unwrap();
+    let before = run(&db, &["export", "sites"]).stdout;
+
+    let mut child = Command::new(BIN)
+        .args(["import", "sites", "-", "--db"])
+        .arg(&db)
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Most of the file, never the end: the import cannot finish, and once
+    // the rollback journal is there it is writing into the file itself.
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(&text[..text.len() * 2 / 3]).unwrap();
+    stdin.flush().unwrap();
+    let journal = dir.path().join("c.db-journal");
+    while !journal.exists() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the import ended early"
+        );
+        std::thread::yield_now();
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    drop(stdin);
+
+    assert_eq!(run(&db, &["export", "sites"]).stdout, before);
+    let check = run(&db, &["check"]);
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+    let report = stdout_json(&import_from_stdin(&db, &text));
+    assert_eq!(report["created"].as_array().unwrap().len(), 30_000);
+}
+
+#[test]
 fn export_writes_every_seed_site_as_geojson() {
     let dir = tempfile::tempdir().unwrap();
     let doc = stdout_json(&run(&dir.path().join("c.db"), &["export", "sites"]));

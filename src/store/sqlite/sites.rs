@@ -486,7 +486,7 @@ impl SiteWrites for SqliteStore {
 
     fn apply_site_chunks(
         &mut self,
-        chunks: &mut dyn Iterator<Item = Result<Vec<Site>, Abandoned>>,
+        chunks: &mut (dyn Iterator<Item = Result<Vec<Site>, Abandoned>> + Send),
         by: &Provenance,
     ) -> Result<ApplyReport, StoreError> {
         // A few sites go one by one, as `apply_sites` would: the bulk path
@@ -665,7 +665,7 @@ mod bulk {
     /// one-by-one path.
     pub(super) fn apply<C: AsRef<[Site]> + Send>(
         conn: &mut rusqlite::Connection,
-        sites: impl Iterator<Item = Result<C, StoreError>>,
+        sites: impl Iterator<Item = Result<C, StoreError>> + Send,
         by: &Provenance,
         journal: fn(&rusqlite::Connection) -> Journal,
     ) -> Result<ApplyReport, StoreError> {
@@ -739,7 +739,7 @@ mod bulk {
 
     fn write_all<C: AsRef<[Site]> + Send>(
         tx: &Transaction,
-        sites: impl Iterator<Item = Result<C, StoreError>>,
+        sites: impl Iterator<Item = Result<C, StoreError>> + Send,
         by: &Provenance,
     ) -> Result<ApplyReport, StoreError> {
         let clock = clock(tx)?;
@@ -826,27 +826,44 @@ mod bulk {
     }
 
     /// Calls `write` on each chunk of sites in order with their [`Prepared`]
-    /// forms, made on the other cores a few chunks ahead of the writer. The
-    /// chunks are pulled from `sites` only as room frees up, so a source
-    /// still being read keeps its own pace. Stops at the first error.
+    /// forms, made on the other cores a few chunks ahead of the writer. A
+    /// thread of its own pulls the chunks from `sites`, so that the writer
+    /// writes each one as soon as it is prepared, whatever pace a source
+    /// still being read keeps. Stops at the first error.
     fn in_order<C: AsRef<[Site]> + Send>(
-        sites: impl Iterator<Item = Result<C, StoreError>>,
+        sites: impl Iterator<Item = Result<C, StoreError>> + Send,
         mut write: impl FnMut(&[Site], Vec<Prepared>) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
+        type Done<C> = (usize, Result<(C, Vec<Prepared>), StoreError>);
         let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
         // Chunks in flight at most, so the text in flight stays a few tens
         // of megabytes.
         let ahead = workers * 2;
-        let (to_workers, work) = mpsc::sync_channel::<(usize, C)>(ahead);
-        let work = Mutex::new(work);
+        let (to_workers, work) = mpsc::sync_channel::<(usize, Result<C, StoreError>)>(ahead);
+        // Dropped with the last worker, which stops a feeder waiting for room.
+        let work = Arc::new(Mutex::new(work));
+        let (to_writer, done) = mpsc::channel::<Done<C>>();
+        // A token for each chunk that may be pulled and not yet written: the
+        // writer hands one back for each chunk it writes.
+        let (room, rooms) = mpsc::sync_channel::<()>(ahead);
+        for _ in 0..ahead {
+            let _ = room.send(());
+        }
         std::thread::scope(|scope| {
-            // Dropped when the writer returns, which lets the workers stop.
-            let to_workers = to_workers;
-            let (to_writer, done) =
-                mpsc::channel::<(usize, C, Result<Vec<Prepared>, StoreError>)>();
+            scope.spawn(move || {
+                let mut sites = sites.enumerate();
+                while rooms.recv().is_ok() {
+                    let Some((i, chunk)) = sites.next() else {
+                        return;
+                    };
+                    let failed = chunk.is_err();
+                    if to_workers.send((i, chunk)).is_err() || failed {
+                        return;
+                    }
+                }
+            });
             for _ in 0..workers {
-                let to_writer = to_writer.clone();
-                let work = &work;
+                let (to_writer, work) = (to_writer.clone(), Arc::clone(&work));
                 scope.spawn(move || {
                     loop {
                         // The lock is held only to take the next chunk.
@@ -854,43 +871,44 @@ mod bulk {
                         let Ok(Ok((i, chunk))) = next else {
                             return;
                         };
-                        let prepared = chunk.as_ref().iter().map(prepare).collect();
-                        if to_writer.send((i, chunk, prepared)).is_err() {
+                        let prepared = chunk.and_then(|chunk| {
+                            let prepared: Result<Vec<Prepared>, StoreError> =
+                                chunk.as_ref().iter().map(prepare).collect();
+                            prepared.map(|p| (chunk, p))
+                        });
+                        if to_writer.send((i, prepared)).is_err() {
                             return;
                         }
                     }
                 });
             }
-            drop(to_writer);
-            let mut sites = sites.fuse();
-            let mut early: BTreeMap<usize, (C, Result<Vec<Prepared>, StoreError>)> =
+            drop((to_writer, work));
+            let mut early: BTreeMap<usize, Result<(C, Vec<Prepared>), StoreError>> =
                 BTreeMap::new();
-            let (mut sent, mut written) = (0, 0);
-            loop {
-                while sent < written + ahead {
-                    let Some(chunk) = sites.next() else { break };
-                    // Workers stop only when this sender is dropped.
-                    let _ = to_workers.send((sent, chunk?));
-                    sent += 1;
-                }
-                if written == sent {
-                    return Ok(());
-                }
-                let (chunk, prepared) = loop {
-                    if let Some(p) = early.remove(&written) {
-                        break p;
-                    }
-                    match done.recv() {
-                        Ok((j, chunk, p)) => {
-                            early.insert(j, (chunk, p));
+            let mut written = 0;
+            let result = loop {
+                if let Some(next) = early.remove(&written) {
+                    match next.and_then(|(chunk, prepared)| write(chunk.as_ref(), prepared)) {
+                        Ok(()) => {
+                            written += 1;
+                            let _ = room.send(());
                         }
-                        // Every worker has stopped: none will make it.
-                        Err(_) => unreachable!("chunk {written} was never prepared"),
+                        Err(e) => break Err(e),
                     }
-                };
-                write(chunk.as_ref(), prepared?)?;
-                written += 1;
-            }
+                    continue;
+                }
+                match done.recv() {
+                    Ok((i, prepared)) => {
+                        early.insert(i, prepared);
+                    }
+                    // The feeder has ended and the workers have emptied the
+                    // queue: every chunk has been written.
+                    Err(_) => break Ok(()),
+                }
+            };
+            // Workers stop at their next chunk, and the feeder at its next.
+            drop((done, room));
+            result
         })
     }
 
@@ -1359,27 +1377,29 @@ mod tests {
         }
     }
 
-    /// Writes `sites` through [`SiteWrites::apply_site_chunks`] and reports
-    /// which journal files were beside the database while the last chunk was
-    /// pulled, halfway through the write: (`-journal`, `-wal`).
-    fn journals_mid_write(
+    /// Writes `sites` through [`SiteWrites::apply_site_chunks`] and says
+    /// whether a rollback journal was ever seen beside the database while
+    /// the chunks were pulled. With `wait`, the last chunk is handed over
+    /// only once the journal is there: the chunks before it are enough for
+    /// the writer to begin.
+    fn journal_seen_mid_write(
         s: &mut SqliteStore,
         path: &std::path::Path,
         sites: &[Site],
-    ) -> (bool, bool) {
-        let beside = |suffix: &str| {
+        wait: bool,
+    ) -> bool {
+        let journal = {
             let mut p = path.as_os_str().to_owned();
-            p.push(suffix);
-            std::path::PathBuf::from(p).exists()
+            p.push("-journal");
+            std::path::PathBuf::from(p)
         };
-        let mut seen = (false, false);
-        // Small chunks, so that the last is pulled well after the writing
-        // has begun.
+        let mut seen = false;
         let last = sites.len().div_ceil(250) - 1;
         let mut chunks = sites.chunks(250).enumerate().map(|(i, c)| {
-            if i == last {
-                seen = (beside("-journal"), beside("-wal"));
+            while wait && i == last && !journal.exists() {
+                std::thread::yield_now();
             }
+            seen |= journal.exists();
             Ok(c.to_vec())
         });
         s.apply_site_chunks(&mut chunks, &by()).unwrap();
@@ -1392,7 +1412,7 @@ mod tests {
         let path = dir.path().join("c.db");
         let sites = crate::synth::sites(BULK + 2_500, 11);
         let mut s = SqliteStore::open(&path).unwrap();
-        assert_eq!(journals_mid_write(&mut s, &path, &sites), (true, false));
+        assert!(journal_seen_mid_write(&mut s, &path, &sites, true));
         drop(s);
         // Read from the file itself, so that no setting made on opening can
         // hide what the write left there: 2 is WAL.
@@ -1411,7 +1431,15 @@ mod tests {
         let reader = SqliteStore::open_reader(path.to_str().unwrap()).unwrap();
         // A connection that has read holds the file open in WAL mode.
         assert!(reader.live_sites().unwrap().is_empty());
-        assert_eq!(journals_mid_write(&mut s, &path, &sites), (false, true));
+        assert!(!journal_seen_mid_write(&mut s, &path, &sites, false));
+        // The commit went through the log: its frames are still there, while
+        // the other connection keeps it from being removed.
+        let mut wal = path.as_os_str().to_owned();
+        wal.push("-wal");
+        let logged = std::fs::metadata(std::path::PathBuf::from(wal))
+            .unwrap()
+            .len();
+        assert!(logged > 4 << 20, "{logged} bytes in the WAL");
         assert_eq!(reader.live_sites().unwrap().len(), sites.len());
     }
 
