@@ -114,6 +114,22 @@ fn an_invalid_batch_stores_nothing_and_names_each_bad_feature() {
     );
 }
 
+/// The text of `n` synthetic sites from `sitewatch gen`, made in `dir`.
+fn generated_sites(dir: &Path, n: usize, seed: u64) -> Vec<u8> {
+    let made = Command::new(BIN)
+        .args(["gen", "--sites", &n.to_string(), "--observations", "0"])
+        .args(["--seed", &seed.to_string(), "--out"])
+        .arg(dir.join("gen"))
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    std::fs::read(dir.join("gen/sites.geojson")).unwrap()
+}
+
 /// Runs `sitewatch import sites -` with `body` on standard input.
 fn import_from_stdin(db: &Path, body: &[u8]) -> Output {
     use std::io::Write;
@@ -145,19 +161,8 @@ fn a_large_batch_read_while_it_is_written_stores_nothing_when_its_last_feature_i
     // Large enough that the first sites are written in bulk before the bad
     // last one is read.
     let n = 30_000;
-    let made = Command::new(BIN)
-        .args(["gen", "--sites", &n.to_string(), "--observations", "0"])
-        .args(["--seed", "3", "--out"])
-        .arg(dir.path().join("gen"))
-        .output()
-        .unwrap();
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
-    );
-    let text = std::fs::read_to_string(dir.path().join("gen/sites.geojson")).unwrap();
-    let mut doc: Value = serde_json::from_str(&text).unwrap();
+    let text = generated_sites(dir.path(), n, 3);
+    let mut doc: Value = serde_json::from_slice(&text).unwrap();
     let before = run(&db, &["export", "sites"]).stdout;
 
     let last = n - 1;
@@ -172,7 +177,7 @@ fn a_large_batch_read_while_it_is_written_stores_nothing_when_its_last_feature_i
     assert_eq!(rejected[0]["field"], "properties.kind");
     assert_eq!(run(&db, &["export", "sites"]).stdout, before);
 
-    let out = import_from_stdin(&db, text.as_bytes());
+    let out = import_from_stdin(&db, &text);
     let report = stdout_json(&out);
     assert_eq!(report["created"].as_array().unwrap().len(), n);
     let all = stdout_json(&run(&db, &["export", "sites"]));
@@ -184,26 +189,7 @@ fn an_import_killed_while_it_writes_straight_into_the_file_leaves_the_catalogue_
     use std::io::Write;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("c.db");
-    let made = Command::new(BIN)
-        .args([
-            "gen",
-            "--sites",
-            "30000",
-            "--observations",
-            "0",
-            "--seed",
-            "4",
-            "--out",
-        ])
-        .arg(dir.path().join("gen"))
-        .output()
-        .unwrap();
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
-    );
-    let text = std::fs::read(dir.path().join("gen/sites.geojson")).unwrap();
+    let text = generated_sites(dir.path(), 30_000, 4);
     let before = run(&db, &["export", "sites"]).stdout;
 
     let mut child = Command::new(BIN)
