@@ -10,6 +10,7 @@ mod load;
 mod log;
 mod observations;
 mod packed;
+mod rtree;
 mod schema;
 mod sites;
 

@@ -816,12 +816,12 @@ mod bulk {
             }
             flush(&mut packed)
         })?;
-        boxes.sort_by_cached_key(|(_, b)| curve_position(*b));
-        let mut insert_box =
-            tx.prepare("INSERT INTO site_revision_boxes VALUES (?1, ?2, ?3, ?4, ?5)")?;
-        for (rowid, [west, south, east, north]) in boxes {
-            insert_box.execute(params![rowid, west, east, south, north])?;
-        }
+        // In the R*Tree's column order.
+        let boxes = boxes
+            .into_iter()
+            .map(|(rowid, [west, south, east, north])| (rowid, [west, east, south, north]))
+            .collect();
+        super::super::rtree::bulk_insert(tx, "site_revision_boxes", boxes)?;
         Ok(report)
     }
 
@@ -910,23 +910,6 @@ mod bulk {
             drop((done, room));
             result
         })
-    }
-
-    /// The place of a box's centre on a Z-order curve over lon/lat, 16 bits
-    /// an axis: boxes near each other on the curve are near on the map.
-    fn curve_position([west, south, east, north]: [f64; 4]) -> u32 {
-        let quantise = |v: f64, lo: f64, span: f64| -> u32 {
-            (((v - lo) / span).clamp(0.0, 1.0) * f64::from(u16::MAX)) as u32
-        };
-        let spread = |mut v: u32| {
-            v = (v | (v << 8)) & 0x00ff_00ff;
-            v = (v | (v << 4)) & 0x0f0f_0f0f;
-            v = (v | (v << 2)) & 0x3333_3333;
-            (v | (v << 1)) & 0x5555_5555
-        };
-        let x = quantise((west + east) / 2.0, -180.0, 360.0);
-        let y = quantise((south + north) / 2.0, -90.0, 180.0);
-        spread(x) | (spread(y) << 1)
     }
 }
 
