@@ -259,12 +259,33 @@ impl Footprint {
     }
 
     pub fn to_geojson(&self) -> Value {
+        json!(self.geojson_view())
+    }
+
+    /// The GeoJSON geometry as serde writes it, without building it first.
+    pub(super) fn geojson_view(&self) -> GeoJsonView<'_> {
         if self.multi {
-            json!({"type": "MultiPolygon", "coordinates": self.parts})
+            GeoJsonView::MultiPolygon {
+                coordinates: &self.parts,
+            }
         } else {
-            json!({"type": "Polygon", "coordinates": self.parts[0]})
+            GeoJsonView::Polygon {
+                coordinates: &self.parts[0],
+            }
         }
     }
+}
+
+/// A footprint's GeoJSON geometry: `type`, then `coordinates`.
+#[derive(serde::Serialize)]
+#[serde(tag = "type")]
+pub(super) enum GeoJsonView<'a> {
+    Polygon {
+        coordinates: &'a [Vec<[f64; 2]>],
+    },
+    MultiPolygon {
+        coordinates: &'a [Vec<Vec<[f64; 2]>>],
+    },
 }
 
 /// The lon/lat box `[west, south, east, north]` around positions; `None` for

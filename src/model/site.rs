@@ -348,19 +348,25 @@ impl Site {
 
     /// The site's own properties, as they appear in a Feature.
     pub fn properties(&self) -> Map<String, Value> {
-        let mut m = Map::new();
-        m.insert("id".into(), json!(self.id));
-        m.insert("name".into(), json!(self.name));
-        m.insert("alt_names".into(), json!(self.alt_names));
-        m.insert("country".into(), json!(self.country));
-        m.insert("kind".into(), json!(self.kind));
-        m.insert("declaration".into(), json!(self.declaration));
-        m.insert("status".into(), json!(self.status));
-        m.insert("confidence".into(), json!(self.confidence));
-        m.insert("position_quality".into(), json!(self.position_quality));
-        m.insert("sources".into(), json!(self.sources));
-        m.insert("notes".into(), json!(self.notes));
-        m
+        match serde_json::to_value(PropertiesView(self)) {
+            Ok(Value::Object(m)) => m,
+            // Every field serialises to JSON, and the view is a map.
+            _ => unreachable!("a site's properties are a JSON object"),
+        }
+    }
+
+    /// `to_feature().to_string()`, written straight from the site without
+    /// building the document first: the same text, byte for byte, in a
+    /// fraction of the time (a catalogue import writes a million of them).
+    pub fn feature_text(&self) -> String {
+        let view = FeatureView {
+            kind: "Feature",
+            id: &self.id,
+            geometry: self.footprint.geojson_view(),
+            properties: PropertiesView(self),
+        };
+        // Every field serialises to JSON.
+        serde_json::to_string(&view).expect("a site serialises to JSON")
     }
 
     /// The site as an RFC 7946 Feature, with `extra` properties appended.
@@ -382,13 +388,48 @@ impl Site {
     /// of the catalogue served it.
     pub fn tag(&self) -> String {
         use sha2::{Digest, Sha256};
-        let digest = Sha256::digest(self.to_feature().to_string().as_bytes());
+        let digest = Sha256::digest(self.feature_text().as_bytes());
         hex::encode(&digest[..16])
     }
 
     /// Every name the site is known by, for search.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         std::iter::once(self.name.as_str()).chain(self.alt_names.iter().map(String::as_str))
+    }
+}
+
+/// A site's Feature as serde writes it: the members in the order
+/// [`Site::to_feature`] gives them.
+#[derive(Serialize)]
+struct FeatureView<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    id: &'a SiteId,
+    geometry: super::footprint::GeoJsonView<'a>,
+    properties: PropertiesView<'a>,
+}
+
+/// A site's properties in the one order both [`Site::properties`] and
+/// [`Site::feature_text`] write them in.
+struct PropertiesView<'a>(&'a Site);
+
+impl Serialize for PropertiesView<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let site = self.0;
+        let mut m = s.serialize_map(Some(11))?;
+        m.serialize_entry("id", &site.id)?;
+        m.serialize_entry("name", &site.name)?;
+        m.serialize_entry("alt_names", &site.alt_names)?;
+        m.serialize_entry("country", &site.country)?;
+        m.serialize_entry("kind", &site.kind)?;
+        m.serialize_entry("declaration", &site.declaration)?;
+        m.serialize_entry("status", &site.status)?;
+        m.serialize_entry("confidence", &site.confidence)?;
+        m.serialize_entry("position_quality", &site.position_quality)?;
+        m.serialize_entry("sources", &site.sources)?;
+        m.serialize_entry("notes", &site.notes)?;
+        m.end()
     }
 }
 
@@ -452,6 +493,34 @@ mod tests {
         sites.push(Site::from_feature(&feature(), IdPolicy::Required).unwrap());
         for site in &sites {
             assert_eq!(creation_diff(&site.to_feature()), diff_sites(None, site));
+        }
+    }
+
+    #[test]
+    fn the_feature_text_is_the_feature_written_out_byte_for_byte() {
+        let mut sites = crate::synth::sites(2_000, 11);
+        let seed: Value = serde_json::from_str(include_str!("../../data/sites.geojson")).unwrap();
+        for f in seed["features"].as_array().unwrap() {
+            sites.push(Site::from_feature(f, IdPolicy::Required).unwrap());
+        }
+        sites.push(Site::from_feature(&feature(), IdPolicy::Required).unwrap());
+        let odd = with(
+            &["geometry"],
+            json!({"type": "MultiPolygon", "coordinates": [
+                [[[125.0, 39.0], [125.1, 39.0], [125.1, 39.1], [125.0, 39.0]]],
+                [[[126.0, 40.0], [126.5, 40.0], [126.5, 40.25], [126.0, 40.0]]]]}),
+        );
+        let mut odd = Site::from_feature(&odd, IdPolicy::Required).unwrap();
+        odd.notes = None;
+        odd.name = "\"Quoted\" \\ Kangsŏn – 강선".into();
+        sites.push(odd);
+        for site in &sites {
+            assert_eq!(
+                site.feature_text(),
+                site.to_feature().to_string(),
+                "{}",
+                site.id
+            );
         }
     }
 

@@ -370,7 +370,7 @@ mod tests {
             let mut c = Connection::open(&path).unwrap();
             migrate_to(&mut c, 5).unwrap();
             for (i, site) in sites.iter().enumerate() {
-                let feature = site.to_feature().to_string();
+                let feature = site.feature_text();
                 let t = "2025-01-01T00:00:00.000000Z";
                 c.execute(
                     "INSERT INTO sites VALUES (?1, 1, ?2, ?3, ?4, ?4)",
