@@ -187,7 +187,7 @@ pub(super) fn write_site(
         Some(_) if diff.is_empty() => return Ok(None),
         Some(_) => Change::Updated,
     };
-    let feature = site.to_feature().to_string();
+    let feature = site.feature_text();
     let packed = super::packed::encode(site);
     let write = RevisionWrite {
         id: &site.id,
@@ -654,7 +654,7 @@ mod bulk {
 
     fn prepare(site: &Site) -> Result<Prepared, StoreError> {
         Ok(Prepared {
-            feature: site.to_feature().to_string(),
+            feature: site.feature_text(),
             packed: super::super::packed::encode(site),
             bounds: site.footprint.lonlat_bounds(),
         })
