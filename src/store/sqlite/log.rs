@@ -21,23 +21,47 @@ pub(super) struct Entry<'a> {
 /// Appends an entry in the caller's transaction, so it commits with the write
 /// it describes or not at all.
 pub(super) fn append(tx: &Transaction, e: &Entry<'_>) -> Result<(), StoreError> {
-    let b = e.bounds;
-    tx.prepare_cached(
-        "INSERT INTO change_log (at, kind, site_id, revision, batch_id, candidate_id, west, south, east, north)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-    )?
-    .execute(params![
-        e.at,
-        e.kind,
-        e.site_id,
-        e.revision,
-        e.batch_id,
-        e.candidate_id,
-        b.map(|b| b[0]),
-        b.map(|b| b[1]),
-        b.map(|b| b[2]),
-        b.map(|b| b[3]),
-    ])?;
+    append_all(tx, std::slice::from_ref(e))
+}
+
+/// [`append`] for several entries, in their order, with one statement.
+pub(super) fn append_all(tx: &Transaction, entries: &[Entry<'_>]) -> Result<(), StoreError> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let sql = super::insert_rows(
+        "INSERT INTO change_log (at, kind, site_id, revision, batch_id, candidate_id, west, south, east, north)",
+        entries.len(),
+        |i| {
+            let p = 1 + 10 * i;
+            let list: Vec<String> = (p..p + 10).map(|n| format!("?{n}")).collect();
+            format!("({})", list.join(", "))
+        },
+    );
+    let bounds: Vec<[Option<f64>; 4]> = entries
+        .iter()
+        .map(|e| match e.bounds {
+            Some([w, s, e, n]) => [Some(w), Some(s), Some(e), Some(n)],
+            None => [None; 4],
+        })
+        .collect();
+    let mut values: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(10 * entries.len());
+    for (e, b) in entries.iter().zip(&bounds) {
+        values.extend([
+            &e.at as &dyn rusqlite::ToSql,
+            &e.kind,
+            &e.site_id,
+            &e.revision,
+            &e.batch_id,
+            &e.candidate_id,
+            &b[0],
+            &b[1],
+            &b[2],
+            &b[3],
+        ]);
+    }
+    tx.prepare_cached(&sql)?
+        .execute(rusqlite::params_from_iter(values))?;
     Ok(())
 }
 

@@ -233,6 +233,14 @@ fn set_meta_in(conn: &Connection, key: &str, value: &str) -> Result<(), StoreErr
     Ok(())
 }
 
+/// `head VALUES` followed by `rows` rows, the i-th written by `row(i)`:
+/// one statement for many rows shares the fixed cost of a statement
+/// (binding, starting, finishing) among them.
+fn insert_rows(head: &str, rows: usize, row: impl Fn(usize) -> String) -> String {
+    let rows: Vec<String> = (0..rows).map(row).collect();
+    format!("{head} VALUES {}", rows.join(", "))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -163,12 +163,7 @@ fn pack<const N: usize>(
     let mut insert_node = conn.prepare(&format!(
         "INSERT INTO \"{table}_node\" (nodeno, data) VALUES (?1, ?2)"
     ))?;
-    let mut insert_rowid = conn.prepare(&format!(
-        "INSERT INTO \"{table}_rowid\" (rowid, nodeno) VALUES (?1, ?2)"
-    ))?;
-    let mut insert_parent = conn.prepare(&format!(
-        "INSERT INTO \"{table}_parent\" (nodeno, parentnode) VALUES (?1, ?2)"
-    ))?;
+    let mut homes = Homes::new(conn, table);
     let mut level: Vec<Cell<N>> = boxes
         .iter()
         .map(|(id, b)| {
@@ -189,14 +184,8 @@ fn pack<const N: usize>(
             let nodeno = next_node;
             next_node += 1;
             insert_node.execute(params![nodeno, node_bytes(0, group, size)])?;
-            // A leaf's cells are rows; a node's, the nodes below it.
-            let below = if depth == 0 {
-                &mut insert_rowid
-            } else {
-                &mut insert_parent
-            };
             for c in group {
-                below.execute(params![c.id, nodeno])?;
+                homes.add(depth == 0, c.id, nodeno)?;
             }
             above.push(Cell::around(nodeno, group));
         }
@@ -207,15 +196,69 @@ fn pack<const N: usize>(
         &format!("UPDATE \"{table}_node\" SET data = ?1 WHERE nodeno = 1"),
         params![node_bytes(depth, &level, size)],
     )?;
-    let below = if depth == 0 {
-        &mut insert_rowid
-    } else {
-        &mut insert_parent
-    };
     for c in &level {
-        below.execute(params![c.id, 1])?;
+        homes.add(depth == 0, c.id, 1)?;
     }
-    Ok(())
+    homes.flush()
+}
+
+/// Where each row and node is: a leaf's cells are rows, found through
+/// `%_rowid`; any other node's cells are nodes, found through `%_parent`.
+/// Written many pairs to a statement.
+struct Homes<'a> {
+    conn: &'a Connection,
+    table: &'a str,
+    rows: Vec<(i64, i64)>,
+    nodes: Vec<(i64, i64)>,
+}
+
+impl<'a> Homes<'a> {
+    /// Pairs written by one statement.
+    const PER_STATEMENT: usize = 256;
+
+    fn new(conn: &'a Connection, table: &'a str) -> Self {
+        Homes {
+            conn,
+            table,
+            rows: Vec::new(),
+            nodes: Vec::new(),
+        }
+    }
+
+    /// Says that row (or node) `id` is in node `home`.
+    fn add(&mut self, is_row: bool, id: i64, home: i64) -> rusqlite::Result<()> {
+        let list = if is_row {
+            &mut self.rows
+        } else {
+            &mut self.nodes
+        };
+        list.push((id, home));
+        if list.len() == Self::PER_STATEMENT {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> rusqlite::Result<()> {
+        for (shadow, columns, list) in [
+            ("rowid", "rowid, nodeno", &mut self.rows),
+            ("parent", "nodeno, parentnode", &mut self.nodes),
+        ] {
+            if list.is_empty() {
+                continue;
+            }
+            let sql = super::insert_rows(
+                &format!("INSERT INTO \"{}_{shadow}\" ({columns})", self.table),
+                list.len(),
+                |i| format!("(?{}, ?{})", 2 * i + 1, 2 * i + 2),
+            );
+            let values: Vec<i64> = list.drain(..).flat_map(|(id, home)| [id, home]).collect();
+            self.conn
+                .prepare_cached(&sql)?
+                .execute(rusqlite::params_from_iter(values))?;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -743,7 +743,6 @@ mod bulk {
         by: &Provenance,
     ) -> Result<ApplyReport, StoreError> {
         let clock = clock(tx)?;
-        let (now, _) = &clock;
         let mut stored: HashSet<String> = {
             let mut stmt = tx.prepare("SELECT id FROM sites")?;
             stmt.query_map([], |r| r.get(0))?
@@ -751,34 +750,13 @@ mod bulk {
         };
         let mut report = ApplyReport::default();
         let mut boxes: Vec<(i64, [f64; 4])> = Vec::new();
-        let mut insert_site = tx.prepare(
-            "INSERT INTO sites (id, revision, retired, feature, created_at, updated_at)
-             VALUES (?1, 1, 0, ?2, ?3, ?3)",
-        )?;
-        let mut insert_packed =
-            tx.prepare("INSERT INTO site_packed (id, packed) VALUES (?1, ?2)")?;
-        let mut insert_revision = tx.prepare(
-            "INSERT INTO site_revisions (site_id, revision, recorded_at, actor, reason, change, feature, diff)
-             VALUES (?1, 1, ?2, ?3, ?4, 'created', ?5, ?6)",
-        )?;
-        let created = Change::Created.log_kind().as_str();
         in_order(sites, |chunk, prepared| {
-            // The packed forms of a chunk go in after its other rows, so that
-            // they lie in runs of pages in file order: start-up reads every
-            // one of them in id order, and a run is read ahead where scattered
-            // pages are each a read of their own.
-            let mut packed: Vec<(&str, Vec<u8>)> = Vec::with_capacity(chunk.len());
-            let mut flush = |packed: &mut Vec<(&str, Vec<u8>)>| -> Result<(), StoreError> {
-                for (id, blob) in packed.drain(..) {
-                    insert_packed.execute(params![id, blob])?;
-                }
-                Ok(())
-            };
+            let mut fresh: Vec<(&Site, Prepared)> = Vec::with_capacity(chunk.len());
             for (site, prepared) in chunk.iter().zip(prepared) {
                 if !stored.insert(site.id.as_str().to_owned()) {
                     // Stored before, or named earlier in this batch: compare
                     // with what is stored now, packed form included.
-                    flush(&mut packed)?;
+                    create(tx, &mut fresh, &clock, by, &mut boxes, &mut report)?;
                     let current = current(tx, &site.id)?;
                     tally(
                         &mut report,
@@ -787,34 +765,9 @@ mod bulk {
                     );
                     continue;
                 }
-                let id = site.id.as_str();
-                insert_site.execute(params![id, prepared.feature, now])?;
-                insert_revision.execute(params![
-                    id,
-                    now,
-                    by.actor,
-                    by.reason,
-                    prepared.feature,
-                    CREATION_DIFF
-                ])?;
-                boxes.push((tx.last_insert_rowid(), prepared.bounds));
-                let [west, south, east, north] = prepared.bounds;
-                super::super::log::append(
-                    tx,
-                    &super::super::log::Entry {
-                        at: now,
-                        kind: created,
-                        site_id: Some(id),
-                        revision: Some(1),
-                        batch_id: None,
-                        candidate_id: None,
-                        bounds: Some([west, south, east, north]),
-                    },
-                )?;
-                report.created.push(site.id.clone());
-                packed.push((id, prepared.packed));
+                fresh.push((site, prepared));
             }
-            flush(&mut packed)
+            create(tx, &mut fresh, &clock, by, &mut boxes, &mut report)
         })?;
         // In the R*Tree's column order.
         let boxes = boxes
@@ -823,6 +776,107 @@ mod bulk {
             .collect();
         super::super::rtree::bulk_insert(tx, "site_revision_boxes", boxes)?;
         Ok(report)
+    }
+
+    /// Sites written by one statement per table.
+    const ROWS_PER_STATEMENT: usize = 32;
+
+    /// Writes sites that are not stored yet (their row, first revision, log
+    /// entry and packed form), and empties `fresh`. Each revision's rowid is
+    /// given rather than taken, so that its box is known without asking.
+    fn create(
+        tx: &Transaction,
+        fresh: &mut Vec<(&Site, Prepared)>,
+        (now, _): &(String, Timestamp),
+        by: &Provenance,
+        boxes: &mut Vec<(i64, [f64; 4])>,
+        report: &mut ApplyReport,
+    ) -> Result<(), StoreError> {
+        if fresh.is_empty() {
+            return Ok(());
+        }
+        let mut next_rowid: i64 = tx.query_row(
+            "SELECT coalesce(max(rowid), 0) + 1 FROM site_revisions",
+            [],
+            |r| r.get(0),
+        )?;
+        let created = Change::Created.log_kind().as_str();
+        for group in fresh.chunks(ROWS_PER_STATEMENT) {
+            let n = group.len();
+            let ids: Vec<&str> = group.iter().map(|(site, _)| site.id.as_str()).collect();
+            let sql = super::super::insert_rows(
+                "INSERT INTO sites (id, revision, retired, feature, created_at, updated_at)",
+                n,
+                |i| format!("(?{}, 1, 0, ?{}, ?1, ?1)", 2 + 2 * i, 3 + 2 * i),
+            );
+            let mut values: Vec<&dyn rusqlite::ToSql> = vec![now];
+            for (id, (_, prepared)) in ids.iter().zip(group) {
+                values.extend([id as &dyn rusqlite::ToSql, &prepared.feature]);
+            }
+            tx.prepare_cached(&sql)?
+                .execute(rusqlite::params_from_iter(values))?;
+
+            let sql = super::super::insert_rows(
+                "INSERT INTO site_revisions
+                    (rowid, site_id, revision, recorded_at, actor, reason, change, feature, diff)",
+                n,
+                |i| {
+                    let p = 5 + 3 * i;
+                    format!(
+                        "(?{p}, ?{}, 1, ?1, ?2, ?3, 'created', ?{}, ?4)",
+                        p + 1,
+                        p + 2
+                    )
+                },
+            );
+            let rowids: Vec<i64> = (next_rowid..next_rowid + n as i64).collect();
+            next_rowid += n as i64;
+            let mut values: Vec<&dyn rusqlite::ToSql> =
+                vec![now, &by.actor, &by.reason, &CREATION_DIFF];
+            for ((id, (_, prepared)), rowid) in ids.iter().zip(group).zip(&rowids) {
+                values.extend([rowid as &dyn rusqlite::ToSql, id, &prepared.feature]);
+                boxes.push((*rowid, prepared.bounds));
+            }
+            tx.prepare_cached(&sql)?
+                .execute(rusqlite::params_from_iter(values))?;
+
+            let entries: Vec<super::super::log::Entry> = group
+                .iter()
+                .map(|(site, prepared)| super::super::log::Entry {
+                    at: now,
+                    kind: created,
+                    site_id: Some(site.id.as_str()),
+                    revision: Some(1),
+                    batch_id: None,
+                    candidate_id: None,
+                    bounds: Some(prepared.bounds),
+                })
+                .collect();
+            super::super::log::append_all(tx, &entries)?;
+            report
+                .created
+                .extend(group.iter().map(|(site, _)| site.id.clone()));
+        }
+        // The packed forms go in after the other rows, so that they lie in
+        // runs of pages in file order: start-up reads every one of them in
+        // id order, and a run is read ahead where scattered pages are each a
+        // read of their own.
+        for group in fresh.chunks(ROWS_PER_STATEMENT) {
+            let sql = super::super::insert_rows(
+                "INSERT INTO site_packed (id, packed)",
+                group.len(),
+                |i| format!("(?{}, ?{})", 1 + 2 * i, 2 + 2 * i),
+            );
+            let ids: Vec<&str> = group.iter().map(|(site, _)| site.id.as_str()).collect();
+            let mut values: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(2 * group.len());
+            for (id, (_, prepared)) in ids.iter().zip(group) {
+                values.extend([id as &dyn rusqlite::ToSql, &prepared.packed]);
+            }
+            tx.prepare_cached(&sql)?
+                .execute(rusqlite::params_from_iter(values))?;
+        }
+        fresh.clear();
+        Ok(())
     }
 
     /// Calls `write` on each chunk of sites in order with their [`Prepared`]
@@ -1208,8 +1262,8 @@ mod tests {
             "SELECT r.site_id, r.revision, b.west, b.east, b.south, b.north
              FROM site_revision_boxes b JOIN site_revisions r ON r.rowid = b.id
              ORDER BY r.site_id, r.revision",
-            "SELECT kind, site_id, revision, west, south, east, north FROM change_log
-             ORDER BY site_id, revision",
+            "SELECT seq, kind, site_id, revision, west, south, east, north FROM change_log
+             ORDER BY seq",
         ]
         .into_iter()
         .flat_map(dump)
@@ -1245,7 +1299,9 @@ mod tests {
 
     #[test]
     fn a_bulk_write_leaves_the_same_rows_as_writing_one_site_at_a_time() {
-        let mut batch = crate::synth::sites(40, 3);
+        // More sites than one statement writes, so that full and partial
+        // statements both run.
+        let mut batch = crate::synth::sites(100, 3);
         // Named twice in one batch: the second is an update of the first.
         let mut again = batch[7].clone();
         again.name = "renamed".into();
@@ -1276,13 +1332,13 @@ mod tests {
         // Chunks smaller than the batch, so that a repeat crosses a chunk's edge.
         let report = bulk::apply(
             &mut bulk.conn,
-            batch.chunks(7).map(Ok),
+            batch.chunks(45).map(Ok),
             &by(),
             bulk::Journal::as_it_is,
         )
         .unwrap();
         assert_eq!(report, expected);
-        assert_eq!(report.created.len(), 39);
+        assert_eq!(report.created.len(), 99);
         assert_eq!(report.updated.len(), 2);
         assert_eq!(report.unchanged, 1);
         assert_eq!(written(&bulk), written(&one_by_one));
