@@ -190,8 +190,8 @@ fn check_passes_a_new_database_and_lists_each_problem_of_a_damaged_one_with_exit
     let conn = rusqlite::Connection::open(&db).unwrap();
     conn.execute_batch(
         "DELETE FROM site_revisions WHERE site_id = 'punggye-ri';
-         UPDATE sites SET feature = json_set(feature, '$.geometry.coordinates[0]', json('[[1,1],[2,2]]'))
-          WHERE id = 'sohae';",
+         UPDATE site_revisions SET feature = json_set(feature, '$.geometry.coordinates[0]', json('[[1,1],[2,2]]'))
+          WHERE site_id = 'sohae' AND revision = (SELECT revision FROM sites WHERE id = 'sohae');",
     )
     .unwrap();
     drop(conn);

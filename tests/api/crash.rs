@@ -344,7 +344,9 @@ impl Model {
         let conn = rusqlite::Connection::open(db).expect("open db");
         let mut stmt = conn
             .prepare(
-                "SELECT id, json_extract(feature, '$.properties.name'), retired FROM sites WHERE id LIKE 'crash-%'",
+                "SELECT s.id, json_extract(r.feature, '$.properties.name'), s.retired FROM sites s
+                 JOIN site_revisions r ON r.site_id = s.id AND r.revision = s.revision
+                 WHERE s.id LIKE 'crash-%'",
             )
             .unwrap();
         let sites = stmt

@@ -135,8 +135,14 @@ pub fn inspect(path: &Path) -> Result<Inspection, CheckError> {
 /// and no other site has one: opening a catalogue reads only the packed forms.
 fn packed_forms(conn: &Connection, out: &mut Inspection) -> rusqlite::Result<()> {
     let mut list = Listing::default();
+    // Kept in a table of their own in versions 6 and 7, in the site's row since.
+    let own_table = out.schema_version < 8;
     {
-        let mut packed = conn.prepare("SELECT packed FROM site_packed WHERE id = ?1")?;
+        let mut packed = conn.prepare(if own_table {
+            "SELECT packed FROM site_packed WHERE id = ?1"
+        } else {
+            "SELECT packed FROM sites WHERE id = ?1 AND packed IS NOT NULL"
+        })?;
         for site in &out.live_sites {
             let id = site.id.as_str();
             let blob: Option<Vec<u8>> = packed.query_row([id], |r| r.get(0)).optional()?;
@@ -155,8 +161,12 @@ fn packed_forms(conn: &Connection, out: &mut Inspection) -> rusqlite::Result<()>
     list.rows(
         conn,
         "packed forms of sites that are not live",
-        "SELECT p.id FROM site_packed p LEFT JOIN sites s ON s.id = p.id
-         WHERE s.id IS NULL OR s.retired = 1",
+        if own_table {
+            "SELECT p.id FROM site_packed p LEFT JOIN sites s ON s.id = p.id
+             WHERE s.id IS NULL OR s.retired = 1"
+        } else {
+            "SELECT id FROM sites WHERE packed IS NOT NULL AND retired = 1"
+        },
         [],
         |r| {
             Ok(Problem::Site {
@@ -324,9 +334,16 @@ struct ChainLink {
 /// creation, move forward in time, and end in the state its `sites` row holds:
 /// `as_of` reads and the history both rely on it.
 fn sites_and_revisions(conn: &Connection, out: &mut Inspection) -> rusqlite::Result<()> {
-    let mut sites = conn.prepare(
-        "SELECT id, revision, retired, feature, created_at, updated_at FROM sites ORDER BY id",
-    )?;
+    // Before version 8 a site's row held a copy of its latest feature; since,
+    // the row points at the revision that holds it (a missing one reads as
+    // no feature, and the chain's check names it).
+    let mut sites = conn.prepare(if out.schema_version >= 8 {
+        "SELECT s.id, s.revision, s.retired, coalesce(r.feature, ''), s.created_at, s.updated_at
+         FROM sites s LEFT JOIN site_revisions r ON r.site_id = s.id AND r.revision = s.revision
+         ORDER BY s.id"
+    } else {
+        "SELECT id, revision, retired, feature, created_at, updated_at FROM sites ORDER BY id"
+    })?;
     let mut chain = conn.prepare(
         "SELECT revision, recorded_at, change, feature FROM site_revisions
          WHERE site_id = ?1 ORDER BY revision",
@@ -1279,15 +1296,14 @@ mod tests {
     fn a_packed_form_that_disagrees_with_its_geojson_is_reported_with_its_site() {
         // A byte past the end of its layout: the blob is refused whole.
         let problems =
-            damaged("UPDATE site_packed SET packed = CAST(packed || x'00' AS BLOB) WHERE id = 'a'");
+            damaged("UPDATE sites SET packed = CAST(packed || x'00' AS BLOB) WHERE id = 'a'");
         assert!(
             problems.iter().any(|p| matches!(p,
                 Problem::Site { id, reason } if id == "a" && reason.contains("does not decode"))),
             "{problems:?}"
         );
         let problems = damaged(
-            "UPDATE sites SET feature = replace(feature, '\"abandoned\"', '\"active\"') WHERE id = 'a';
-             UPDATE site_revisions SET feature = (SELECT feature FROM sites WHERE id = 'a')
+            "UPDATE site_revisions SET feature = replace(feature, '\"abandoned\"', '\"active\"')
               WHERE site_id = 'a' AND revision = 3",
         );
         assert!(
@@ -1300,8 +1316,8 @@ mod tests {
     #[test]
     fn a_live_site_without_a_packed_form_or_a_retired_one_with_one_is_reported() {
         let problems = damaged(
-            "DELETE FROM site_packed WHERE id = 'a';
-             INSERT INTO site_packed VALUES ('b', x'01')",
+            "UPDATE sites SET packed = NULL WHERE id = 'a';
+             UPDATE sites SET packed = x'01' WHERE id = 'b'",
         );
         for (who, what) in [("a", "has no packed form"), ("b", "retired or unknown")] {
             assert!(
@@ -1341,13 +1357,11 @@ mod tests {
     }
 
     #[test]
-    fn a_current_row_that_differs_from_its_latest_revision_is_reported() {
-        let problems = damaged(
-            "UPDATE sites SET feature = (SELECT feature FROM site_revisions WHERE site_id = 'a' AND revision = 1) WHERE id = 'a'",
-        );
+    fn a_current_row_that_points_at_an_older_revision_is_reported() {
+        let problems = damaged("UPDATE sites SET revision = 1 WHERE id = 'a'");
         assert!(
             problems.iter().any(|p| matches!(p,
-                Problem::Site { id, reason } if id == "a" && reason.contains("differs"))),
+                Problem::Site { id, reason } if id == "a" && reason.contains("the current row says revision 1"))),
             "{problems:?}"
         );
     }
@@ -1355,7 +1369,8 @@ mod tests {
     #[test]
     fn a_corrupt_footprint_is_reported_with_its_site() {
         let problems = damaged(
-            "UPDATE sites SET feature = json_set(feature, '$.geometry.coordinates[0][0]', json('[125.5, 39.5]')) WHERE id = 'a'",
+            "UPDATE site_revisions SET feature = json_set(feature, '$.geometry.coordinates[0][0]', json('[125.5, 39.5]'))
+             WHERE site_id = 'a' AND revision = (SELECT revision FROM sites WHERE id = 'a')",
         );
         assert!(
             problems
@@ -1699,12 +1714,25 @@ mod tests {
         assert_eq!(problems, vec![]);
     }
 
+    /// SQL that puts `sites` back as it was before version 8: a rowid table
+    /// whose rows hold their latest feature, and no packed forms.
+    const SITES_BEFORE_VERSION_8: &str = "
+        CREATE TABLE sites_old (
+            id TEXT PRIMARY KEY, revision INTEGER NOT NULL,
+            retired INTEGER NOT NULL DEFAULT 0 CHECK (retired IN (0, 1)),
+            feature TEXT NOT NULL, created_at TEXT NOT NULL, updated_at TEXT NOT NULL) STRICT;
+        INSERT INTO sites_old SELECT s.id, s.revision, s.retired, r.feature, s.created_at, s.updated_at
+            FROM sites s JOIN site_revisions r ON r.site_id = s.id AND r.revision = s.revision;
+        PRAGMA foreign_keys = OFF;
+        DROP TABLE sites;
+        ALTER TABLE sites_old RENAME TO sites;";
+
     #[test]
     fn a_schema_3_database_is_not_held_to_schema_4s_indexes() {
-        let problems = damaged(
+        let problems = damaged(&format!(
             "DROP TABLE site_revision_boxes; DROP TABLE observation_boxes;
              DROP TABLE change_log; DROP TABLE aggregates; DROP TABLE site_observation_stats;
-             DROP TABLE site_packed;
+             {SITES_BEFORE_VERSION_8}
              DROP INDEX observations_frontier; DROP INDEX observations_by_candidate;
              ALTER TABLE observations DROP COLUMN cell;
              ALTER TABLE observations DROP COLUMN frontier;
@@ -1713,7 +1741,7 @@ mod tests {
                  WHERE candidate_id IS NOT NULL;
              ALTER TABLE site_revisions DROP COLUMN valid_until;
              PRAGMA user_version = 3;",
-        );
+        ));
         assert_eq!(problems, vec![]);
     }
 
@@ -1721,10 +1749,10 @@ mod tests {
     fn a_database_migrated_from_schema_3_has_no_problems() {
         let (_dir, path) = populated();
         let conn = Connection::open(&path).unwrap();
-        conn.execute_batch(
+        conn.execute_batch(&format!(
             "DROP TABLE site_revision_boxes; DROP TABLE observation_boxes;
              DROP TABLE change_log; DROP TABLE aggregates; DROP TABLE site_observation_stats;
-             DROP TABLE site_packed;
+             {SITES_BEFORE_VERSION_8}
              DROP INDEX observations_frontier; DROP INDEX observations_by_candidate;
              ALTER TABLE observations DROP COLUMN cell;
              ALTER TABLE observations DROP COLUMN frontier;
@@ -1733,7 +1761,7 @@ mod tests {
                  WHERE candidate_id IS NOT NULL;
              ALTER TABLE site_revisions DROP COLUMN valid_until;
              PRAGMA user_version = 3;",
-        )
+        ))
         .unwrap();
         drop(conn);
         // Opening it migrates it again, filling the boxes, validity and

@@ -208,7 +208,8 @@ type Slot = Result<Arc<Site>, String>;
 /// faults on a mapping are not (measured at a million sites: 2.2-2.6 s from a
 /// cold cache read, 3.7-3.9 s mapped, and 200 MB less resident).
 pub(super) fn live_sites(conn: &Connection) -> Result<Vec<Arc<Site>>, StoreError> {
-    let mut stmt = conn.prepare("SELECT id, packed FROM site_packed ORDER BY id")?;
+    let mut stmt =
+        conn.prepare("SELECT id, packed FROM sites WHERE packed IS NOT NULL ORDER BY id")?;
     let mut rows = stmt.query([])?;
     let mut finished = false;
     // Chunks come back here once decoded, so that their buffers are filled
@@ -270,7 +271,11 @@ pub(super) fn live_sites(conn: &Connection) -> Result<Vec<Arc<Site>>, StoreError
             .push(chunk);
         Ok(slots)
     })?;
-    let mut feature = conn.prepare("SELECT feature FROM sites WHERE id = ?1")?;
+    let mut feature = conn.prepare(
+        "SELECT r.feature FROM sites s
+         JOIN site_revisions r ON r.site_id = s.id AND r.revision = s.revision
+         WHERE s.id = ?1",
+    )?;
     slots
         .into_iter()
         .map(|slot| match slot {

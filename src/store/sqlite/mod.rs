@@ -146,10 +146,14 @@ impl SqliteStore {
             path,
             rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
-        conn.pragma_update(None, "query_only", true)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         let found: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-        if (schema::READABLE_FROM..schema::CURRENT_VERSION).contains(&found) {
+        let as_it_is = (schema::READABLE_FROM..schema::CURRENT_VERSION).contains(&found);
+        if as_it_is {
+            schema::read_as_current(&conn, found)?;
+        }
+        conn.pragma_update(None, "query_only", true)?;
+        if as_it_is {
             tracing::warn!(
                 found,
                 current = schema::CURRENT_VERSION,

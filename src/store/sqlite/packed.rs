@@ -1,4 +1,4 @@
-//! A compact binary form of a site, kept beside its GeoJSON so that opening a
+//! A compact binary form of a site, kept in its row of `sites`, so that opening a
 //! large catalogue copies bytes instead of parsing text. The GeoJSON stays the
 //! truth: a blob that does not decode is read from the feature instead, and
 //! `sitewatch check` compares the two.

@@ -164,7 +164,32 @@ const MIGRATIONS: &[&str] = &[
     DROP INDEX observations_by_candidate;
     CREATE INDEX observations_by_candidate ON observations(candidate_id, cell, frontier)
         WHERE candidate_id IS NOT NULL;",
+    // 8: a site's row holds its packed form and no longer a copy of its
+    // latest revision's feature (read from `site_revisions` by key), in a
+    // table clustered by id. Loading a million sites wrote each feature
+    // twice and each site into three B-trees (the rowid table, its id
+    // index, `site_packed`); now once, and into one, and the file is a
+    // third smaller. Start-up still reads the packed forms in id order,
+    // now the table's own order. Run with foreign keys off (see
+    // `migrate_to`): the rows that name a site are kept as they are.
+    "CREATE TABLE sites_v8 (
+        id         TEXT PRIMARY KEY,
+        revision   INTEGER NOT NULL,
+        retired    INTEGER NOT NULL DEFAULT 0 CHECK (retired IN (0, 1)),
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        packed     BLOB
+    ) STRICT, WITHOUT ROWID;
+    INSERT INTO sites_v8 (id, revision, retired, created_at, updated_at, packed)
+        SELECT s.id, s.revision, s.retired, s.created_at, s.updated_at, p.packed
+        FROM sites s LEFT JOIN site_packed p ON p.id = s.id ORDER BY s.id;
+    DROP TABLE site_packed;
+    DROP TABLE sites;
+    ALTER TABLE sites_v8 RENAME TO sites;",
 ];
+
+/// The migration that rebuilds `sites`.
+const REBUILDS_SITES: usize = 8;
 
 /// Seconds in one unit of time in the observations' R*Tree: ten days. The
 /// tree splits its nodes along the axis that costs least; with time in
@@ -189,8 +214,24 @@ pub fn tree_time_of(rfc3339: &str) -> Option<f64> {
 pub const CURRENT_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// The oldest schema this build reads without upgrading it: what later
-/// versions added (7: the candidates' cubes) only imports and `check` use.
+/// versions added (7: the candidates' cubes) only imports and `check` use,
+/// and what version 8 moved, [`read_as_current`] shows where reads look.
 pub const READABLE_FROM: i64 = 6;
+
+/// Lets this build's reads run on a schema from [`READABLE_FROM`] that is
+/// read as it is: views in the connection's temporary schema, whose names
+/// are found before the file's own tables, give older tables their current
+/// shape. Nothing is written to the file.
+pub(super) fn read_as_current(conn: &Connection, found: i64) -> rusqlite::Result<()> {
+    if found < REBUILDS_SITES as i64 {
+        conn.execute_batch(
+            "CREATE TEMP VIEW sites AS
+                SELECT s.id, s.revision, s.retired, s.created_at, s.updated_at, p.packed
+                FROM main.sites s LEFT JOIN main.site_packed p ON p.id = s.id",
+        )?;
+    }
+    Ok(())
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum MigrationError {
@@ -223,20 +264,38 @@ pub(super) fn migrate_to(conn: &mut Connection, target: i64) -> Result<(), Migra
         if found > 0 {
             tracing::info!(from = i, to = i + 1, "migrating the database schema");
         }
-        let tx = conn.transaction()?;
-        tx.execute_batch(sql)?;
-        if i + 1 == 4 {
-            fill_boxes(&tx)?;
+        // SQLite's guide to changing a table: foreign keys off while it is
+        // rebuilt (dropping the old table would otherwise delete what names
+        // it). Every row is copied, so no reference can break.
+        let rebuild = i + 1 == REBUILDS_SITES;
+        let keys: bool = conn.pragma_query_value(None, "foreign_keys", |r| r.get(0))?;
+        if rebuild && keys {
+            conn.pragma_update(None, "foreign_keys", false)?;
         }
-        if i + 1 == 6 {
-            fill_packed(&tx)?;
+        let result = apply_step(conn, i, sql);
+        if rebuild && keys {
+            conn.pragma_update(None, "foreign_keys", true)?;
         }
-        if i + 1 == 7 {
-            fill_cells(&tx)?;
-        }
-        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
-        tx.commit()?;
+        result?;
     }
+    Ok(())
+}
+
+/// Moves the schema from version `i` to `i + 1` in one transaction.
+fn apply_step(conn: &mut Connection, i: usize, sql: &str) -> Result<(), MigrationError> {
+    let tx = conn.transaction()?;
+    tx.execute_batch(sql)?;
+    if i + 1 == 4 {
+        fill_boxes(&tx)?;
+    }
+    if i + 1 == 6 {
+        fill_packed(&tx)?;
+    }
+    if i + 1 == 7 {
+        fill_cells(&tx)?;
+    }
+    tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+    tx.commit()?;
     Ok(())
 }
 
@@ -387,7 +446,7 @@ mod tests {
             .unwrap();
         assert_eq!(v, CURRENT_VERSION);
         let mut stmt = c
-            .prepare("SELECT id, packed FROM site_packed ORDER BY id")
+            .prepare("SELECT id, packed FROM sites WHERE packed IS NOT NULL ORDER BY id")
             .unwrap();
         let packed: Vec<(String, Vec<u8>)> = stmt
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))

@@ -31,7 +31,7 @@ enum Expect {
 }
 
 /// A site's row in `sites`: its latest revision number, whether it is retired,
-/// and its feature text.
+/// and that revision's feature text.
 pub(super) struct Current {
     revision: i64,
     retired: bool,
@@ -40,7 +40,11 @@ pub(super) struct Current {
 
 pub(super) fn current(tx: &Transaction, id: &SiteId) -> Result<Option<Current>, StoreError> {
     Ok(tx
-        .prepare_cached("SELECT revision, retired, feature FROM sites WHERE id = ?1")?
+        .prepare_cached(
+            "SELECT s.revision, s.retired, r.feature FROM sites s
+             JOIN site_revisions r ON r.site_id = s.id AND r.revision = s.revision
+             WHERE s.id = ?1",
+        )?
         .query_row([id.as_str()], |r| {
             Ok(Current {
                 revision: r.get(0)?,
@@ -109,16 +113,15 @@ fn write_revision(
     let [west, south, east, north] = w.bounds;
     if w.previous.is_none() {
         tx.prepare_cached(
-            "INSERT INTO sites (id, revision, retired, feature, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+            "INSERT INTO sites (id, revision, retired, created_at, updated_at, packed) VALUES (?1, ?2, ?3, ?5, ?5, ?4)",
         )?
-        .execute(params![w.id.as_str(), revision, w.retired, w.feature, now])?;
+        .execute(params![w.id.as_str(), revision, w.retired, w.packed, now])?;
     } else {
         tx.prepare_cached(
-            "UPDATE sites SET revision = ?2, retired = ?3, feature = ?4, updated_at = ?5 WHERE id = ?1",
+            "UPDATE sites SET revision = ?2, retired = ?3, packed = ?4, updated_at = ?5 WHERE id = ?1",
         )?
-        .execute(params![w.id.as_str(), revision, w.retired, w.feature, now])?;
+        .execute(params![w.id.as_str(), revision, w.retired, w.packed, now])?;
     }
-    write_packed(tx, w.id, w.packed)?;
     tx.prepare_cached(
         "INSERT INTO site_revisions (site_id, revision, recorded_at, actor, reason, change, feature, diff)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -147,23 +150,6 @@ fn write_revision(
         change: w.change,
         diff: w.diff,
     })
-}
-
-/// Keeps a site's packed form in step with its row in `sites`: there while it
-/// is live, gone once it is retired.
-fn write_packed(tx: &Transaction, id: &SiteId, packed: Option<&[u8]>) -> Result<(), StoreError> {
-    match packed {
-        Some(p) => tx
-            .prepare_cached(
-                "INSERT INTO site_packed (id, packed) VALUES (?1, ?2)
-                 ON CONFLICT(id) DO UPDATE SET packed = excluded.packed",
-            )?
-            .execute(params![id.as_str(), p])?,
-        None => tx
-            .prepare_cached("DELETE FROM site_packed WHERE id = ?1")?
-            .execute([id.as_str()])?,
-    };
-    Ok(())
 }
 
 /// Writes one site over its stored state `current`: a new site is created, a
@@ -354,9 +340,11 @@ impl SiteReads for SqliteStore {
 
     /// Every retired site, as it was when it was retired, in id order.
     fn retired_sites(&self) -> Result<Vec<Arc<Site>>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT id, feature FROM sites WHERE retired = 1 ORDER BY id")?;
+        let mut stmt = self.conn.prepare(
+            "SELECT s.id, r.feature FROM sites s
+                 JOIN site_revisions r ON r.site_id = s.id AND r.revision = s.revision
+                 WHERE s.retired = 1 ORDER BY s.id",
+        )?;
         sites_from_rows(&mut stmt, [])
     }
 
@@ -365,7 +353,9 @@ impl SiteReads for SqliteStore {
     fn retired_site(&self, id: &SiteId) -> Result<Option<Site>, StoreError> {
         self.conn
             .query_row(
-                "SELECT feature FROM sites WHERE id = ?1 AND retired = 1",
+                "SELECT r.feature FROM sites s
+                 JOIN site_revisions r ON r.site_id = s.id AND r.revision = s.revision
+                 WHERE s.id = ?1 AND s.retired = 1",
                 [id.as_str()],
                 |r| r.get::<_, String>(0),
             )
@@ -743,6 +733,9 @@ mod bulk {
         by: &Provenance,
     ) -> Result<ApplyReport, StoreError> {
         let clock = clock(tx)?;
+        // A site's row is written after its revision (see `create`); the
+        // transaction's references are checked when it commits.
+        tx.pragma_update(None, "defer_foreign_keys", true)?;
         let mut stored: HashSet<String> = {
             let mut stmt = tx.prepare("SELECT id FROM sites")?;
             stmt.query_map([], |r| r.get(0))?
@@ -805,18 +798,6 @@ mod bulk {
             let n = group.len();
             let ids: Vec<&str> = group.iter().map(|(site, _)| site.id.as_str()).collect();
             let sql = super::super::insert_rows(
-                "INSERT INTO sites (id, revision, retired, feature, created_at, updated_at)",
-                n,
-                |i| format!("(?{}, 1, 0, ?{}, ?1, ?1)", 2 + 2 * i, 3 + 2 * i),
-            );
-            let mut values: Vec<&dyn rusqlite::ToSql> = vec![now];
-            for (id, (_, prepared)) in ids.iter().zip(group) {
-                values.extend([id as &dyn rusqlite::ToSql, &prepared.feature]);
-            }
-            tx.prepare_cached(&sql)?
-                .execute(rusqlite::params_from_iter(values))?;
-
-            let sql = super::super::insert_rows(
                 "INSERT INTO site_revisions
                     (rowid, site_id, revision, recorded_at, actor, reason, change, feature, diff)",
                 n,
@@ -857,18 +838,19 @@ mod bulk {
                 .created
                 .extend(group.iter().map(|(site, _)| site.id.clone()));
         }
-        // The packed forms go in after the other rows, so that they lie in
-        // runs of pages in file order: start-up reads every one of them in
-        // id order, and a run is read ahead where scattered pages are each a
+        // The sites' rows, with their packed forms, go in after the other
+        // rows (foreign keys are checked at commit), so that they lie in runs
+        // of pages in file order: start-up reads every one of them in id
+        // order, and a run is read ahead where scattered pages are each a
         // read of their own.
         for group in fresh.chunks(ROWS_PER_STATEMENT) {
             let sql = super::super::insert_rows(
-                "INSERT INTO site_packed (id, packed)",
+                "INSERT INTO sites (id, revision, retired, created_at, updated_at, packed)",
                 group.len(),
-                |i| format!("(?{}, ?{})", 1 + 2 * i, 2 + 2 * i),
+                |i| format!("(?{}, 1, 0, ?1, ?1, ?{})", 2 + 2 * i, 3 + 2 * i),
             );
             let ids: Vec<&str> = group.iter().map(|(site, _)| site.id.as_str()).collect();
-            let mut values: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(2 * group.len());
+            let mut values: Vec<&dyn rusqlite::ToSql> = vec![now];
             for (id, (_, prepared)) in ids.iter().zip(group) {
                 values.extend([id as &dyn rusqlite::ToSql, &prepared.packed]);
             }
@@ -1255,8 +1237,7 @@ mod tests {
             .unwrap()
         };
         [
-            "SELECT id, revision, retired, feature FROM sites ORDER BY id",
-            "SELECT id, packed FROM site_packed ORDER BY id",
+            "SELECT id, revision, retired, packed FROM sites ORDER BY id",
             "SELECT site_id, revision, actor, reason, change, feature, diff, valid_until IS NULL
              FROM site_revisions ORDER BY site_id, revision",
             "SELECT r.site_id, r.revision, b.west, b.east, b.south, b.north
@@ -1279,7 +1260,7 @@ mod tests {
         let pages: Vec<i64> = {
             let mut stmt = s
                 .conn
-                .prepare("SELECT pageno FROM dbstat WHERE name = 'site_packed' ORDER BY pageno")
+                .prepare("SELECT pageno FROM dbstat WHERE name = 'sites' ORDER BY pageno")
                 .unwrap();
             stmt.query_map([], |r| r.get(0))
                 .unwrap()
@@ -1350,12 +1331,16 @@ mod tests {
         let mut s = SqliteStore::open_in_memory().unwrap();
         let batch = crate::synth::sites(30, 4);
         // A row that only the bulk path's plain insert trips over, late in
-        // the batch: the earlier inserts must be rolled back with it.
+        // the batch: the earlier inserts must be rolled back with it. (A
+        // revision of no stored site, so that the site counts as new.)
         s.conn
-            .execute(
-                "INSERT INTO site_packed VALUES (?1, x'00')",
-                [batch[25].id.as_str()],
-            )
+            .execute_batch(&format!(
+                "PRAGMA foreign_keys = OFF;
+                 INSERT INTO site_revisions (site_id, revision, recorded_at, actor, change, feature, diff)
+                 VALUES ('{}', 1, '2025-01-01T00:00:00Z', 't', 'created', '{{}}', 'null');
+                 PRAGMA foreign_keys = ON;",
+                batch[25].id.as_str()
+            ))
             .unwrap();
         assert!(
             bulk::apply(
@@ -1371,7 +1356,7 @@ mod tests {
             .conn
             .query_row("SELECT count(*) FROM site_revisions", [], |r| r.get(0))
             .unwrap();
-        assert_eq!(revisions, 0);
+        assert_eq!(revisions, 1, "only the planted one");
     }
 
     #[test]
@@ -1407,7 +1392,7 @@ mod tests {
             let rows: i64 = s
                 .conn
                 .query_row(
-                    "SELECT (SELECT count(*) FROM site_revisions) + (SELECT count(*) FROM site_packed)",
+                    "SELECT (SELECT count(*) FROM site_revisions) + (SELECT count(packed) FROM sites)",
                     [],
                     |r| r.get(0),
                 )
@@ -1490,7 +1475,7 @@ mod tests {
         // Marked, so that a read from the GeoJSON would show.
         s.conn
             .execute(
-                "UPDATE site_packed SET packed = x'01020304' WHERE id = ?1",
+                "UPDATE sites SET packed = x'01020304' WHERE id = ?1",
                 [sites[4].id.as_str()],
             )
             .unwrap();
@@ -1503,7 +1488,7 @@ mod tests {
         assert_eq!(read, sites);
         s.conn
             .execute(
-                "UPDATE sites SET feature = '{}' WHERE id = ?1",
+                "UPDATE site_revisions SET feature = '{}' WHERE site_id = ?1",
                 [sites[4].id.as_str()],
             )
             .unwrap();
@@ -1520,7 +1505,7 @@ mod tests {
         let packed = |s: &SqliteStore| -> Vec<String> {
             let mut stmt = s
                 .conn
-                .prepare("SELECT id FROM site_packed ORDER BY id")
+                .prepare("SELECT id FROM sites WHERE packed IS NOT NULL ORDER BY id")
                 .unwrap();
             stmt.query_map([], |r| r.get(0))
                 .unwrap()
