@@ -29,8 +29,10 @@ const MOVES: &[Move] = &[
     Move {
         table: "sites",
         // A site's feature is its latest revision's.
-        read: "SELECT s.id, s.revision, s.retired, r.feature, s.created_at, s.updated_at
-               FROM sites s JOIN site_revisions r ON r.site_id = s.id AND r.revision = s.revision",
+        read: concat!(
+            "SELECT s.id, s.revision, s.retired, r.feature, s.created_at, s.updated_at FROM ",
+            crate::store::sqlite::current_feature_from!()
+        ),
         // The feature is parsed once (`OFFSET 0` keeps the planner from
         // folding the subquery, and the cast, into each use).
         write: "INSERT INTO sites (id, revision, retired, feature, footprint, created_at, updated_at)

@@ -271,11 +271,11 @@ pub(super) fn live_sites(conn: &Connection) -> Result<Vec<Arc<Site>>, StoreError
             .push(chunk);
         Ok(slots)
     })?;
-    let mut feature = conn.prepare(
-        "SELECT r.feature FROM sites s
-         JOIN site_revisions r ON r.site_id = s.id AND r.revision = s.revision
-         WHERE s.id = ?1",
-    )?;
+    let mut feature = conn.prepare(concat!(
+        "SELECT r.feature FROM ",
+        super::current_feature_from!(),
+        " WHERE s.id = ?1"
+    ))?;
     slots
         .into_iter()
         .map(|slot| match slot {

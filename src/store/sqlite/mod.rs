@@ -2,6 +2,15 @@
 //! state and every revision; nothing is overwritten or physically deleted. All
 //! of its SQL lives here, and nothing outside [`crate::store`] sees `rusqlite`.
 
+/// The tables a site's current feature is read from, for `concat!`: its row
+/// in `sites` as `s`, joined by key to the revision the row names as `r`.
+macro_rules! current_feature_from {
+    () => {
+        "sites s JOIN site_revisions r ON r.site_id = s.id AND r.revision = s.revision"
+    };
+}
+pub(crate) use current_feature_from;
+
 mod backend;
 mod backup;
 mod check;

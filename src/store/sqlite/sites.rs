@@ -40,11 +40,11 @@ pub(super) struct Current {
 
 pub(super) fn current(tx: &Transaction, id: &SiteId) -> Result<Option<Current>, StoreError> {
     Ok(tx
-        .prepare_cached(
-            "SELECT s.revision, s.retired, r.feature FROM sites s
-             JOIN site_revisions r ON r.site_id = s.id AND r.revision = s.revision
-             WHERE s.id = ?1",
-        )?
+        .prepare_cached(concat!(
+            "SELECT s.revision, s.retired, r.feature FROM ",
+            current_feature_from!(),
+            " WHERE s.id = ?1"
+        ))?
         .query_row([id.as_str()], |r| {
             Ok(Current {
                 revision: r.get(0)?,
@@ -340,11 +340,11 @@ impl SiteReads for SqliteStore {
 
     /// Every retired site, as it was when it was retired, in id order.
     fn retired_sites(&self) -> Result<Vec<Arc<Site>>, StoreError> {
-        let mut stmt = self.conn.prepare(
-            "SELECT s.id, r.feature FROM sites s
-                 JOIN site_revisions r ON r.site_id = s.id AND r.revision = s.revision
-                 WHERE s.retired = 1 ORDER BY s.id",
-        )?;
+        let mut stmt = self.conn.prepare(concat!(
+            "SELECT s.id, r.feature FROM ",
+            current_feature_from!(),
+            " WHERE s.retired = 1 ORDER BY s.id"
+        ))?;
         sites_from_rows(&mut stmt, [])
     }
 
@@ -353,9 +353,11 @@ impl SiteReads for SqliteStore {
     fn retired_site(&self, id: &SiteId) -> Result<Option<Site>, StoreError> {
         self.conn
             .query_row(
-                "SELECT r.feature FROM sites s
-                 JOIN site_revisions r ON r.site_id = s.id AND r.revision = s.revision
-                 WHERE s.id = ?1 AND s.retired = 1",
+                concat!(
+                    "SELECT r.feature FROM ",
+                    current_feature_from!(),
+                    " WHERE s.id = ?1 AND s.retired = 1"
+                ),
                 [id.as_str()],
                 |r| r.get::<_, String>(0),
             )
