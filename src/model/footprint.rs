@@ -71,7 +71,14 @@ fn parse_ring(field: &str, v: &Value) -> Result<Vec<[f64; 2]>, FieldError> {
     let ring = arr
         .iter()
         .enumerate()
-        .map(|(i, p)| parse_position(&format!("{field}[{i}]"), p))
+        .map(|(i, p)| {
+            // A position's path is spelled out only for an error: a
+            // million-site file has tens of millions of positions.
+            parse_position("", p).map_err(|e| FieldError {
+                field: format!("{field}[{i}]"),
+                ..e
+            })
+        })
         .collect::<Result<Vec<_>, _>>()?;
     if ring.len() < 4 {
         return Err(FieldError::new(

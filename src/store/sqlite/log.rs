@@ -29,8 +29,11 @@ pub(super) fn append_all(tx: &Transaction, entries: &[Entry<'_>]) -> Result<(), 
     if entries.is_empty() {
         return Ok(());
     }
+    // `OR ROLLBACK` spares a many-row statement its own journal (see the
+    // bulk write of sites); an entry that cannot be written fails the whole
+    // write either way.
     let sql = super::insert_rows(
-        "INSERT INTO change_log (at, kind, site_id, revision, batch_id, candidate_id, west, south, east, north)",
+        "INSERT OR ROLLBACK INTO change_log (at, kind, site_id, revision, batch_id, candidate_id, west, south, east, north)",
         entries.len(),
         |i| {
             let p = 1 + 10 * i;

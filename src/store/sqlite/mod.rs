@@ -25,7 +25,10 @@ mod sites;
 
 use crate::store::{Change, LogKind, Meta, Provenance, Revision, StoreError};
 use rusqlite::{Connection, OptionalExtension, params};
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::path::Path;
+use std::rc::Rc;
 
 pub use backend::SqliteBackend;
 pub use backup::{BackupError, BackupReport, backup};
@@ -248,10 +251,24 @@ fn set_meta_in(conn: &Connection, key: &str, value: &str) -> Result<(), StoreErr
 
 /// `head VALUES` followed by `rows` rows, the i-th written by `row(i)`:
 /// one statement for many rows shares the fixed cost of a statement
-/// (binding, starting, finishing) among them.
-fn insert_rows(head: &str, rows: usize, row: impl Fn(usize) -> String) -> String {
-    let rows: Vec<String> = (0..rows).map(row).collect();
-    format!("{head} VALUES {}", rows.join(", "))
+/// (binding, starting, finishing) among them. A bulk write asks for the same
+/// few texts thousands of times, so each is made once per thread; `row` must
+/// therefore depend on nothing but `head` and `i`.
+fn insert_rows(head: &str, rows: usize, row: impl Fn(usize) -> String) -> Rc<str> {
+    thread_local! {
+        static MADE: RefCell<HashMap<String, HashMap<usize, Rc<str>>>> = RefCell::default();
+    }
+    MADE.with_borrow_mut(|made| {
+        if let Some(sql) = made.get(head).and_then(|by_rows| by_rows.get(&rows)) {
+            return Rc::clone(sql);
+        }
+        let list: Vec<String> = (0..rows).map(row).collect();
+        let sql: Rc<str> = format!("{head} VALUES {}", list.join(", ")).into();
+        made.entry(head.to_owned())
+            .or_default()
+            .insert(rows, Rc::clone(&sql));
+        sql
+    })
 }
 
 #[cfg(test)]

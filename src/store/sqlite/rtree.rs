@@ -185,7 +185,7 @@ fn pack<const N: usize>(
             next_node += 1;
             insert_node.execute(params![nodeno, node_bytes(0, group, size)])?;
             for c in group {
-                homes.add(depth == 0, c.id, nodeno)?;
+                homes.add(depth == 0, c.id, nodeno);
             }
             above.push(Cell::around(nodeno, group));
         }
@@ -197,14 +197,16 @@ fn pack<const N: usize>(
         params![node_bytes(depth, &level, size)],
     )?;
     for c in &level {
-        homes.add(depth == 0, c.id, 1)?;
+        homes.add(depth == 0, c.id, 1);
     }
-    homes.flush()
+    homes.write()
 }
 
 /// Where each row and node is: a leaf's cells are rows, found through
 /// `%_rowid`; any other node's cells are nodes, found through `%_parent`.
-/// Written many pairs to a statement.
+/// Gathered while the nodes are made and written at the end in key order, so
+/// that each shadow table grows at its end instead of taking rows all over
+/// its B-tree (the rows arrive in curve order, not id order).
 struct Homes<'a> {
     conn: &'a Connection,
     table: &'a str,
@@ -226,36 +228,36 @@ impl<'a> Homes<'a> {
     }
 
     /// Says that row (or node) `id` is in node `home`.
-    fn add(&mut self, is_row: bool, id: i64, home: i64) -> rusqlite::Result<()> {
+    fn add(&mut self, is_row: bool, id: i64, home: i64) {
         let list = if is_row {
             &mut self.rows
         } else {
             &mut self.nodes
         };
         list.push((id, home));
-        if list.len() == Self::PER_STATEMENT {
-            self.flush()?;
-        }
-        Ok(())
     }
 
-    fn flush(&mut self) -> rusqlite::Result<()> {
+    fn write(mut self) -> rusqlite::Result<()> {
         for (shadow, columns, list) in [
             ("rowid", "rowid, nodeno", &mut self.rows),
             ("parent", "nodeno, parentnode", &mut self.nodes),
         ] {
-            if list.is_empty() {
-                continue;
-            }
-            let sql = super::insert_rows(
-                &format!("INSERT INTO \"{}_{shadow}\" ({columns})", self.table),
-                list.len(),
-                |i| format!("(?{}, ?{})", 2 * i + 1, 2 * i + 2),
+            list.sort_unstable();
+            // `OR ROLLBACK` spares each many-row statement a journal of its
+            // own: the caller's transaction is undone whole on any failure.
+            let head = format!(
+                "INSERT OR ROLLBACK INTO \"{}_{shadow}\" ({columns})",
+                self.table
             );
-            let values: Vec<i64> = list.drain(..).flat_map(|(id, home)| [id, home]).collect();
-            self.conn
-                .prepare_cached(&sql)?
-                .execute(rusqlite::params_from_iter(values))?;
+            for group in list.chunks(Self::PER_STATEMENT) {
+                let sql = super::insert_rows(&head, group.len(), |i| {
+                    format!("(?{}, ?{})", 2 * i + 1, 2 * i + 2)
+                });
+                let values = group.iter().flat_map(|&(id, home)| [id, home]);
+                self.conn
+                    .prepare_cached(&sql)?
+                    .execute(rusqlite::params_from_iter(values))?;
+            }
         }
         Ok(())
     }
