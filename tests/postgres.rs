@@ -6,117 +6,11 @@ use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+#[path = "support/pg_cluster.rs"]
+mod pg_cluster;
+use pg_cluster::Cluster;
+
 const BIN: &str = env!("CARGO_BIN_EXE_sitewatch");
-
-/// A PostgreSQL cluster listening only on a socket in its own folder, stopped
-/// when dropped.
-struct Cluster {
-    bin: PathBuf,
-    dir: tempfile::TempDir,
-}
-
-/// Runs a PostgreSQL program: as the `postgres` user when we are root, since
-/// PostgreSQL will not run as root.
-fn as_pg(program: &Path) -> Command {
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
-    if root {
-        let mut c = Command::new("runuser");
-        c.args(["-u", "postgres", "--"]).arg(program);
-        c
-    } else {
-        Command::new(program)
-    }
-}
-
-impl Cluster {
-    fn start() -> Option<Self> {
-        let bin = std::fs::read_dir("/usr/lib/postgresql")
-            .ok()
-            .and_then(|d| d.filter_map(|e| e.ok()).map(|e| e.path().join("bin")).max())
-            .filter(|b| b.join("initdb").is_file());
-        let postgis = std::fs::read_dir("/usr/share/postgresql").is_ok_and(|d| {
-            d.filter_map(|e| e.ok())
-                .any(|e| e.path().join("extension/postgis.control").is_file())
-        });
-        let Some(bin) = bin.filter(|_| postgis) else {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI runs these tests: .ci/run installs postgresql-15-postgis-3"
-            );
-            eprintln!(
-                "skipped: PostgreSQL with PostGIS is not installed (Debian: postgresql-15-postgis-3)"
-            );
-            return None;
-        };
-        let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().join("data");
-        // The postgres user must reach the folder and own the cluster's.
-        Command::new("chmod")
-            .arg("755")
-            .arg(dir.path())
-            .status()
-            .unwrap();
-        let _ = Command::new("chown")
-            .arg("postgres")
-            .arg(dir.path())
-            .status();
-        let ok = as_pg(&bin.join("initdb"))
-            .arg("-D")
-            .arg(&data)
-            .args(["-U", "postgres", "--auth=trust"])
-            .output()
-            .unwrap();
-        assert!(
-            ok.status.success(),
-            "initdb: {}",
-            String::from_utf8_lossy(&ok.stderr)
-        );
-        let ok = as_pg(&bin.join("pg_ctl"))
-            .arg("-D")
-            .arg(&data)
-            .arg("-l")
-            .arg(dir.path().join("log"))
-            .arg("-w")
-            .arg("-o")
-            .arg(format!(
-                "-p 5432 -k {} -c listen_addresses='' -c fsync=off",
-                dir.path().display()
-            ))
-            .arg("start")
-            .output()
-            .unwrap();
-        assert!(
-            ok.status.success(),
-            "pg_ctl: {}",
-            String::from_utf8_lossy(&ok.stderr)
-        );
-        Some(Self { bin, dir })
-    }
-
-    fn url(&self) -> String {
-        format!(
-            "host={} port=5432 user=postgres dbname=postgres",
-            self.dir.path().display()
-        )
-    }
-
-    fn client(&self) -> postgres::Client {
-        postgres::Client::connect(&self.url(), postgres::NoTls).unwrap()
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = as_pg(&self.bin.join("pg_ctl"))
-            .arg("-D")
-            .arg(self.dir.path().join("data"))
-            .args(["-m", "immediate", "stop"])
-            .output();
-    }
-}
 
 fn sitewatch(args: &[&str]) -> Output {
     Command::new(BIN)
@@ -206,6 +100,22 @@ fn a_catalogue_moved_into_postgis_keeps_its_history_and_answers_proximity_as_sit
     ]));
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(said.contains("each table holds what SQLite did"), "{said}");
+
+    // The observations' extent, which each side keeps rather than computes,
+    // arrives with them.
+    {
+        use sitewatch::store::ObservationReads;
+        let moved = sitewatch::store::postgres::PgStore::connect(&pg.url())
+            .unwrap()
+            .observation_extent()
+            .unwrap();
+        assert!(moved.is_some());
+        let kept = sitewatch::store::SqliteStore::open(&db)
+            .unwrap()
+            .observation_extent()
+            .unwrap();
+        assert_eq!(moved, kept);
+    }
 
     let mut client = pg.client();
     let sqlite = rusqlite::Connection::open(&db).unwrap();
@@ -381,11 +291,11 @@ fn check_against_postgres_finds_both_sides_agree_then_names_each_row_changed_on_
 }
 
 #[test]
-fn a_postgres_url_where_a_file_is_expected_is_refused_with_what_to_do() {
+fn a_postgres_url_that_cannot_be_reached_is_named_without_its_password() {
     let out = sitewatch(&[
         "nearby",
         "--db",
-        "postgres://ana:s3cret@db.example/sites",
+        "postgres://ana:s3cret@db.invalid/sites",
         "--lon",
         "0",
         "--lat",
@@ -393,10 +303,164 @@ fn a_postgres_url_where_a_file_is_expected_is_refused_with_what_to_do() {
     ]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("sitewatch migrate"), "{err}");
+    assert!(err.contains("postgres://ana@db.invalid/sites"), "{err}");
+    assert!(err.contains("cannot connect"), "{err}");
     assert!(!err.contains("s3cret"), "the password is not echoed: {err}");
     assert!(
         !Path::new("postgres:").exists(),
         "no file was made of the URL"
     );
+}
+
+#[test]
+fn check_of_a_postgres_url_says_how_to_compare_one_instead() {
+    let out = sitewatch(&["check", "--db", "postgres://ana:s3cret@db.invalid/sites"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--against"), "{err}");
+    assert!(!err.contains("s3cret"), "{err}");
+}
+
+/// `sitewatch serve` on a PostgreSQL database, its first line read for the
+/// address; stopped when dropped.
+struct PgServer {
+    child: std::process::Child,
+    base: String,
+}
+
+impl PgServer {
+    fn start(url: &str) -> Self {
+        use std::io::{BufRead, BufReader};
+        let mut child = Command::new(BIN)
+            .args(["serve", "--bind", "127.0.0.1:0", "--db", url])
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn sitewatch serve");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let base = line.trim().rsplit(' ').next().unwrap().to_owned();
+        assert!(base.starts_with("http://127.0.0.1:"), "first line {line:?}");
+        Self { child, base }
+    }
+
+    fn get(&self, path: &str) -> Value {
+        let resp = reqwest::blocking::get(format!("{}{path}", self.base)).unwrap();
+        assert_eq!(resp.status(), 200, "GET {path}");
+        resp.json().unwrap()
+    }
+
+    fn send(&self, method: reqwest::Method, path: &str, body: &Value) -> (u16, Value) {
+        let resp = reqwest::blocking::Client::new()
+            .request(method, format!("{}{path}", self.base))
+            .header("content-type", "application/geo+json")
+            .body(body.to_string())
+            .send()
+            .unwrap();
+        (resp.status().as_u16(), resp.json().unwrap_or(Value::Null))
+    }
+}
+
+impl Drop for PgServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn ids(collection: &Value) -> Vec<&str> {
+    collection["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["id"].as_str().unwrap())
+        .collect()
+}
+
+#[test]
+fn a_server_on_postgis_seeds_edits_imports_and_keeps_it_all_across_a_restart() {
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    let url = cluster.postgres_url();
+    let items = "/api/collections/sites/items";
+    let s = PgServer::start(&url);
+    assert_eq!(s.get(&format!("{items}?limit=1"))["numberMatched"], 42);
+
+    let site = json!({"type": "Feature", "id": "pg-test-site",
+        "geometry": {"type": "Polygon", "coordinates": [[[127.30, 40.70], [127.32, 40.70], [127.32, 40.72], [127.30, 40.72], [127.30, 40.70]]]},
+        "properties": {"name": "A site on PostGIS", "country": "PRK", "kind": "storage",
+                       "declaration": "undeclared", "status": "active", "confidence": "low"}});
+    let (status, created) = s.send(reqwest::Method::POST, items, &site);
+    assert_eq!(status, 201, "{created}");
+    let mut renamed = created.clone();
+    renamed["properties"]["name"] = json!("A site on PostGIS, renamed");
+    let (status, body) = s.send(
+        reqwest::Method::PUT,
+        &format!("{items}/pg-test-site"),
+        &renamed,
+    );
+    assert_eq!(status, 200, "{body}");
+    let near = s.get("/api/nearby?lon=127.31&lat=40.71&limit=1");
+    assert_eq!(ids(&near), ["pg-test-site"]);
+    assert_eq!(near["features"][0]["properties"]["distance_m"], 0.0);
+
+    let batch = std::fs::read(format!(
+        "{}/tests/fixtures/observations/mixed.geojson",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    let resp = reqwest::blocking::Client::new()
+        .post(format!("{}/api/observations", s.base))
+        .header("content-type", "application/geo+json")
+        .body(batch)
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let report: Value = resp.json().unwrap();
+    assert_eq!(report["accepted"], 4, "{report}");
+    assert_eq!(report["matched"], 2, "{report}");
+    assert_eq!(report["candidates_created"].as_array().unwrap().len(), 1);
+    let observations = s.get("/api/collections/observations/items?limit=1000");
+    drop(s);
+
+    // Everything is in the database, not in the node: a new node sees it all.
+    let s = PgServer::start(&url);
+    assert_eq!(s.get(&format!("{items}?limit=1"))["numberMatched"], 43);
+    let history = s.get("/api/sites/pg-test-site/history");
+    let names: Vec<&str> = history["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["properties"]["name"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(names.len(), 2, "{history}");
+    // The same observations, page links (which name the node) aside.
+    let without_links = |page: &Value| -> Vec<Value> {
+        page["features"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| json!([f["id"], f["geometry"], f["properties"]]))
+            .collect()
+    };
+    let again = s.get("/api/collections/observations/items?limit=1000");
+    assert_eq!(again["numberMatched"], observations["numberMatched"]);
+    assert!(
+        without_links(&again) == without_links(&observations),
+        "the observations differ after the restart"
+    );
+
+    // And PostGIS answers on the same tables.
+    let mut client = cluster.client();
+    let within: i64 = client
+        .query_one(
+            "SELECT count(*) FROM sites WHERE NOT retired AND ST_DWithin(footprint, ST_MakePoint(127.31, 40.71)::geography, 1)",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(within, 1);
 }

@@ -230,9 +230,9 @@ pub(super) async fn candidate(
     cat: web::Data<Arc<Catalogue>>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
-    let c = cat
-        .candidate(&id)
-        .map_err(ApiError::internal)?
+    let wanted = id.clone();
+    let c = blocking(&cat, move |c| c.candidate(&wanted))
+        .await?
         .ok_or_else(|| ApiError::NotFound {
             detail: format!("no candidate with id {id:?}"),
         })?;
@@ -269,20 +269,22 @@ pub(super) async fn dismiss(
 ) -> Result<HttpResponse, ApiError> {
     let by = auth.authorize(&req)?;
     let id = path.into_inner();
-    if !cat
-        .dismiss_candidate(&id, by.reason.as_deref())
-        .map_err(ApiError::internal)?
-    {
+    let wanted = id.clone();
+    // The store is called off the server's own threads, as every read and
+    // write is: a database client may block there, and some may not at all.
+    let (dismissed, c) = blocking(&cat, move |c| {
+        let dismissed = c.dismiss_candidate(&wanted, by.reason.as_deref())?;
+        c.candidate(&wanted).map(|found| (dismissed, found))
+    })
+    .await?;
+    if !dismissed {
         return Err(ApiError::NotFound {
             detail: format!("no open candidate with id {id:?}"),
         });
     }
-    let c = cat
-        .candidate(&id)
-        .map_err(ApiError::internal)?
-        .ok_or_else(|| ApiError::NotFound {
-            detail: format!("no candidate with id {id:?}"),
-        })?;
+    let c = c.ok_or_else(|| ApiError::NotFound {
+        detail: format!("no candidate with id {id:?}"),
+    })?;
     Ok(HttpResponse::Ok()
         .content_type(GEOJSON)
         .json(candidate_feature(&c)))

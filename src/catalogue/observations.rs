@@ -29,10 +29,7 @@ impl Catalogue {
         opts: &ImportOptions,
         progress: impl FnMut(usize, u64),
     ) -> Result<ImportReport, ObservationImportError> {
-        let batch_id = format!(
-            "batch-{}",
-            ulid::Ulid::generate().to_string().to_ascii_lowercase()
-        );
+        let batch_id = crate::model::new_id("batch");
         let received_at = Timestamp::now();
         let index = self.index();
         let mut store = self.store();

@@ -61,4 +61,4 @@ pub use site::{
     Confidence, Declaration, FieldChange, IdPolicy, PositionQuality, Site, SiteKind, Source,
     Status, creation_diff, diff_sites,
 };
-pub use values::{BBox, CountryCode, LonLat, Meters, SiteId, Timestamp};
+pub use values::{BBox, CountryCode, LonLat, Meters, SiteId, Timestamp, new_id};

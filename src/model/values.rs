@@ -32,10 +32,7 @@ impl SiteId {
 
     /// A new unique id for a site that arrived without one.
     pub fn generate() -> Self {
-        Self(compact_str::format_compact!(
-            "site-{}",
-            ulid::Ulid::generate().to_string().to_ascii_lowercase()
-        ))
+        Self(new_id("site").into())
     }
 
     pub fn as_str(&self) -> &str {
@@ -331,6 +328,16 @@ pub(crate) fn refuse_hidden_characters(
         }
     }
     Ok(())
+}
+
+/// A new unique id, `{prefix}-` and a lower-case ULID, made the same way
+/// whichever store or command makes it: ids sort by the millisecond they were
+/// made in.
+pub fn new_id(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}",
+        ulid::Ulid::generate().to_string().to_ascii_lowercase()
+    )
 }
 
 #[cfg(test)]

@@ -67,6 +67,34 @@ impl StoreError {
     }
 }
 
+/// Metres in a degree of latitude, at least: a radius turned into degrees
+/// with it is never too small.
+const MIN_METRES_PER_DEGREE: f64 = 110_500.0;
+
+/// The latitude band and the longitude ranges (one, or two across the
+/// antimeridian) that hold every point within `radius_m` of `p`: the box a
+/// store searches before distances are measured, the same on every backend.
+pub(crate) fn radius_search_box(p: LonLat, radius_m: f64) -> (f64, f64, Vec<(f64, f64)>) {
+    let dlat = radius_m / MIN_METRES_PER_DEGREE + 1e-9;
+    let (south, north) = ((p.lat() - dlat).max(-90.0), (p.lat() + dlat).min(90.0));
+    let max_abs_lat = south.abs().max(north.abs());
+    if max_abs_lat >= 89.0 {
+        return (south, north, vec![(-180.0, 180.0)]);
+    }
+    let dlon = dlat / max_abs_lat.to_radians().cos();
+    let (w, e) = (p.lon() - dlon, p.lon() + dlon);
+    let ranges = if dlon >= 180.0 {
+        vec![(-180.0, 180.0)]
+    } else if w < -180.0 {
+        vec![(w + 360.0, 180.0), (-180.0, e)]
+    } else if e > 180.0 {
+        vec![(w, 180.0), (-180.0, e - 360.0)]
+    } else {
+        vec![(w, e)]
+    };
+    (south, north, ranges)
+}
+
 /// Who or what records a change, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Provenance {
@@ -376,15 +404,26 @@ pub trait SiteWrites {
     /// Creates a site; `None` if the id is taken.
     fn create_site(&mut self, site: &Site, by: &Provenance)
     -> Result<Option<Revision>, StoreError>;
-    /// Replaces a live site; `None` if there is none with that id.
+    /// Replaces a live site. Returns its revision after the write (the
+    /// previous one when nothing differs), or `None`, writing nothing, if no
+    /// live site has the id.
     fn replace_site(
         &mut self,
         site: &Site,
         by: &Provenance,
-    ) -> Result<Option<Revision>, StoreError>;
-    /// Retires a live site; `None` if there is none with that id.
-    fn retire_site(&mut self, id: &SiteId, by: &Provenance)
-    -> Result<Option<Revision>, StoreError>;
+    ) -> Result<Option<Revision>, StoreError> {
+        Ok(self.replace_site_if(site, by, None)?.written())
+    }
+    /// Retires a live site: its record and history stay. Returns the retiring
+    /// revision, or `None`, writing nothing, if the site is unknown or
+    /// already retired.
+    fn retire_site(
+        &mut self,
+        id: &SiteId,
+        by: &Provenance,
+    ) -> Result<Option<Revision>, StoreError> {
+        Ok(self.retire_site_if(id, by, None)?.written())
+    }
     /// Replaces a live site only if its stored content has one of `tags`
     /// ([`Site::tag`]); `None` takes any. Checked in the write's transaction.
     fn replace_site_if(
@@ -587,6 +626,24 @@ impl<T: Reads + SiteWrites + ObservationWrites + CandidateWrites> Writes for T {
 pub type Reader<'a> = Box<dyn Deref<Target = dyn Reads> + 'a>;
 /// The writer, held exclusively until dropped: writes are serialised.
 pub type Writer<'a> = Box<dyn DerefMut<Target = dyn Writes> + 'a>;
+
+/// A backend's writer behind its lock, seen through the boundary: whatever
+/// store a backend keeps there, callers see [`Writes`].
+pub(crate) struct WriterGuard<'a, S>(pub(crate) std::sync::MutexGuard<'a, S>);
+
+impl<S: Writes + 'static> Deref for WriterGuard<'_, S> {
+    type Target = dyn Writes;
+
+    fn deref(&self) -> &(dyn Writes + 'static) {
+        &*self.0
+    }
+}
+
+impl<S: Writes + 'static> DerefMut for WriterGuard<'_, S> {
+    fn deref_mut(&mut self) -> &mut (dyn Writes + 'static) {
+        &mut *self.0
+    }
+}
 
 /// A catalogue database: hands out readers, which never wait for the writer,
 /// and the one writer.

@@ -4,10 +4,42 @@ use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
+use crate::pg_cluster::Cluster;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_sitewatch");
 
 /// How many sites the built-in seed holds (checked against it in `seed.rs`).
 pub const SEED_SITES: usize = 42;
+
+/// Where a new server keeps its catalogue: a new SQLite file in `dir`, or,
+/// with `SITEWATCH_TEST_BACKEND=postgres`, a new database in a PostgreSQL
+/// cluster that this test run starts for itself, so that the same tests run
+/// on both backends.
+fn new_database(dir: &std::path::Path) -> std::ffi::OsString {
+    if std::env::var("SITEWATCH_TEST_BACKEND").as_deref() != Ok("postgres") {
+        return dir.join("catalogue.db").into_os_string();
+    }
+    static CLUSTER: std::sync::OnceLock<Cluster> = std::sync::OnceLock::new();
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    /// A static is never dropped: the cluster is stopped, and its folder
+    /// removed, when the test process exits.
+    extern "C" fn stop_cluster() {
+        if let Some(cluster) = CLUSTER.get() {
+            cluster.stop();
+            let _ = std::fs::remove_dir_all(cluster.folder());
+        }
+    }
+    let cluster = CLUSTER.get_or_init(|| {
+        let cluster = Cluster::start()
+            .expect("SITEWATCH_TEST_BACKEND=postgres needs PostgreSQL with PostGIS installed");
+        // SAFETY: registers a plain function with no arguments, called once
+        // by the C library at exit.
+        unsafe { libc::atexit(stop_cluster) };
+        cluster
+    });
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    cluster.new_database(&format!("test_{n}")).into()
+}
 
 pub struct Server {
     child: Child,
@@ -24,7 +56,7 @@ impl Server {
     /// Starts the server with extra `serve` arguments (e.g. `--token`).
     pub fn start_with(extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let db = dir.path().join("catalogue.db");
+        let db = new_database(dir.path());
         let mut child = Command::new(BIN)
             .args(["serve", "--bind", "127.0.0.1:0", "--db"])
             .arg(&db)

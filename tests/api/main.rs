@@ -1,6 +1,9 @@
 //! End-to-end tests: the real `sitewatch` binary, a fresh temp database each, and
 //! HTTP over loopback.
 
+#[path = "../support/pg_cluster.rs"]
+mod pg_cluster;
+
 mod backup;
 mod cli;
 mod clients;

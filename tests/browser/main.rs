@@ -4,6 +4,9 @@
 //! `node_modules` the browser tests skip and say why, unless `CI` is set: there
 //! they fail instead, so CI can never pass without running them.
 
+#[path = "../support/pg_cluster.rs"]
+mod pg_cluster;
+
 #[allow(dead_code)]
 #[path = "../api/helpers.rs"]
 mod helpers;

@@ -6,12 +6,20 @@
 //! nodes that follow them, come next; nothing outside [`crate::store`] sees the
 //! `postgres` crate.
 
+mod backend;
+mod candidates;
 mod compare;
+mod history;
+mod observations;
 mod schema;
+mod sites;
+mod store;
 mod transfer;
 
+pub use backend::PgBackend;
 pub use compare::{Comparison, TableComparison, compare};
 pub use schema::CURRENT_VERSION;
+pub use store::PgStore;
 pub use transfer::{Transferred, transfer};
 
 use postgres::{Client, NoTls};

@@ -11,6 +11,22 @@
 use super::PgError;
 use postgres::Client;
 
+/// Sets the observations' extent from the rows themselves: for a schema
+/// that gains the aggregate, and after a move from SQLite. Each batch then
+/// widens it as it commits, so that it is read, not computed, per request.
+macro_rules! observation_extent_from_rows {
+    () => {
+        "DELETE FROM aggregates WHERE name = 'observations';
+         INSERT INTO aggregates (name, west, south, east, north, first, last)
+         SELECT 'observations', min(b[1]), min(b[2]), max(b[3]), max(b[4]),
+                min(observed_at), max(observed_at)
+         FROM (SELECT sitewatch_lonlat_bounds(geometry) AS b, observed_at
+               FROM observations) o
+         HAVING count(*) > 0;"
+    };
+}
+pub(super) use observation_extent_from_rows;
+
 /// Never edit a shipped entry; add one.
 const MIGRATIONS: &[&str] = &[
     // 1: the catalogue, its history, observations and candidates, the change log.
@@ -117,6 +133,88 @@ const MIGRATIONS: &[&str] = &[
         key   text PRIMARY KEY,
         value text NOT NULL
     );",
+    // 2: each revision's lon/lat box as SQLite's R*Tree holds it, so that
+    // area queries answer as the SQLite store does. The box is made from the
+    // feature by the rule of `Footprint::lonlat_bounds` (a footprint spanning
+    // more than 180 degrees of longitude gets all of them), each edge rounded
+    // outwards to a 32-bit float as the R*Tree rounds it. Generated, so that
+    // every way a revision is written, the move from SQLite included, fills
+    // it. (Edges within 1e-37 of zero, which are no place on Earth, take
+    // zero or the smallest normal float instead of a subnormal one.)
+    "CREATE FUNCTION sitewatch_float4_step(f real, up boolean) RETURNS real
+        LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+        -- The neighbouring 32-bit float of a normal one. The products are
+        -- exact in double precision, and land strictly between half a unit
+        -- in the last place and one unit away (or exactly on the neighbour
+        -- below a power of two), so rounding to real gives the neighbour.
+        AS $$ SELECT CASE WHEN (f > 0) = up
+            THEN (f::float8 * float8 '1.000000059604648328104303800500929355621337890625')::real
+            ELSE (f::float8 * float8 '0.999999940395355224609375')::real END $$;
+    CREATE FUNCTION sitewatch_box_low(v float8) RETURNS real
+        LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+        AS $$ SELECT CASE
+            WHEN v = 0 THEN real '0'
+            WHEN abs(v) < 1e-37 THEN CASE WHEN v > 0 THEN real '0' ELSE real '-1.1754944e-38' END
+            WHEN v::real > v THEN sitewatch_float4_step(v::real, false)
+            ELSE v::real END $$;
+    CREATE FUNCTION sitewatch_box_high(v float8) RETURNS real
+        LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+        AS $$ SELECT CASE
+            WHEN v = 0 THEN real '0'
+            WHEN abs(v) < 1e-37 THEN CASE WHEN v < 0 THEN real '0' ELSE real '1.1754944e-38' END
+            WHEN v::real < v THEN sitewatch_float4_step(v::real, true)
+            ELSE v::real END $$;
+    CREATE FUNCTION sitewatch_revision_box(feature jsonb) RETURNS real[]
+        LANGUAGE sql IMMUTABLE PARALLEL SAFE
+        AS $$ SELECT ARRAY[sitewatch_box_low(b[1]), sitewatch_box_low(b[2]),
+                           sitewatch_box_high(b[3]), sitewatch_box_high(b[4])]
+        FROM (SELECT CASE
+                WHEN count(*) = 0 THEN ARRAY[-180, -90, 180, 90]::float8[]
+                WHEN max(x) - min(x) > 180 THEN ARRAY[-180, min(y), 180, max(y)]
+                ELSE ARRAY[min(x), min(y), max(x), max(y)] END AS b
+              FROM (SELECT (p ->> 0)::float8 AS x, (p ->> 1)::float8 AS y
+                    FROM jsonb_path_query(feature,
+                        'strict $.geometry ? (@.type == \"Polygon\").coordinates[*][*]') p
+                    UNION ALL
+                    SELECT (p ->> 0)::float8, (p ->> 1)::float8
+                    FROM jsonb_path_query(feature,
+                        'strict $.geometry ? (@.type == \"MultiPolygon\").coordinates[*][*][*]') p
+                   ) positions) bounds $$;
+    ALTER TABLE site_revisions
+        ADD COLUMN bounds real[] GENERATED ALWAYS AS (sitewatch_revision_box(feature)) STORED;
+    CREATE INDEX site_revisions_bounds ON site_revisions
+        USING gist (box(point(bounds[1], bounds[2]), point(bounds[3], bounds[4])));",
+    // 3: each observation's lon/lat box, exact (for the observations' extent)
+    // and as SQLite's R*Tree holds it (for area queries, which then answer as
+    // the SQLite store does), by the rule of `Place::lonlat_bounds`. The exact
+    // edges are the geometry's own doubles: a box read from its coordinates,
+    // not from the float index key PostGIS keeps beside them.
+    "CREATE FUNCTION sitewatch_lonlat_bounds(g geography) RETURNS float8[]
+        LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+        AS $$ SELECT CASE
+                WHEN ST_XMax(x) - ST_XMin(x) > 180 THEN ARRAY[-180, ST_YMin(x), 180, ST_YMax(x)]
+                ELSE ARRAY[ST_XMin(x), ST_YMin(x), ST_XMax(x), ST_YMax(x)] END
+            FROM (SELECT g::geometry AS x) s $$;
+    CREATE FUNCTION sitewatch_observation_box(g geography) RETURNS real[]
+        LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+        AS $$ SELECT ARRAY[sitewatch_box_low(b[1]), sitewatch_box_low(b[2]),
+                           sitewatch_box_high(b[3]), sitewatch_box_high(b[4])]
+            FROM (SELECT sitewatch_lonlat_bounds(g) AS b) s $$;
+    ALTER TABLE observations
+        ADD COLUMN bounds real[] GENERATED ALWAYS AS (sitewatch_observation_box(geometry)) STORED;
+    CREATE INDEX observations_bounds ON observations
+        USING gist (box(point(bounds[1], bounds[2]), point(bounds[3], bounds[4])));",
+    // 4: the observations' extent, kept with each batch as SQLite keeps it,
+    // where computing it scanned every observation per request.
+    concat!(
+        "CREATE TABLE aggregates (
+            name  text PRIMARY KEY,
+            west  double precision, south double precision,
+            east  double precision, north double precision,
+            first timestamptz, last timestamptz
+        );",
+        observation_extent_from_rows!()
+    ),
 ];
 
 /// The schema version this build writes.

@@ -223,6 +223,7 @@ pub fn transfer(from: &Path, client: &mut Client) -> Result<Transferred, PgError
         ms = started.elapsed().as_millis() as u64,
         "foreign keys checked and indexes built"
     );
+    tx.batch_execute(super::schema::observation_extent_from_rows!())?;
     // New entries continue the log where SQLite's left it.
     tx.batch_execute(
         "SELECT setval(pg_get_serial_sequence('change_log', 'seq'), max(seq))

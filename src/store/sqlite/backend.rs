@@ -3,8 +3,8 @@
 //! for the writer (WAL). An in-memory database has only the one connection.
 
 use super::SqliteStore;
-use crate::store::{Backend, Reader, Reads, StoreError, Writer, Writes};
-use std::ops::{Deref, DerefMut};
+use crate::store::{Backend, Reader, Reads, StoreError, Writer, WriterGuard};
+use std::ops::Deref;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 /// Read-only connections kept idle for reuse; more may be open at once, and
@@ -35,23 +35,6 @@ impl SqliteBackend {
         // A panic while holding the lock cannot leave SQLite half-written (an
         // open transaction rolls back when dropped), so a poisoned lock is sound.
         self.writer.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-/// The writer's guard, seen through the boundary.
-struct Exclusive<'a>(MutexGuard<'a, SqliteStore>);
-
-impl Deref for Exclusive<'_> {
-    type Target = dyn Writes;
-
-    fn deref(&self) -> &(dyn Writes + 'static) {
-        &*self.0
-    }
-}
-
-impl DerefMut for Exclusive<'_> {
-    fn deref_mut(&mut self) -> &mut (dyn Writes + 'static) {
-        &mut *self.0
     }
 }
 
@@ -105,7 +88,7 @@ impl Backend for SqliteBackend {
     }
 
     fn writer(&self) -> Writer<'_> {
-        Box::new(Exclusive(self.lock_writer()))
+        Box::new(WriterGuard(self.lock_writer()))
     }
 
     fn location(&self) -> Option<String> {

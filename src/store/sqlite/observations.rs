@@ -44,9 +44,6 @@ fn site_id(field: &str, raw: Option<String>) -> rusqlite::Result<Option<SiteId>>
     raw.map(|s| checked(SiteId::parse(field, &s))).transpose()
 }
 
-/// Metres per degree of latitude, at least; used to widen SQL range prefilters.
-const MIN_METRES_PER_DEGREE: f64 = 110_500.0;
-
 /// An unmatched observation from the columns `id, lon, lat, observed_at,
 /// candidate_id, state of the candidate, cell`.
 fn unmatched_row(r: &rusqlite::Row) -> rusqlite::Result<Unmatched> {
@@ -58,29 +55,6 @@ fn unmatched_row(r: &rusqlite::Row) -> rusqlite::Result<Unmatched> {
         candidate_open: r.get::<_, Option<String>>(5)?.as_deref() == Some("open"),
         cell: r.get::<_, Option<i64>>(6)?.map(ClusterCell::from_key),
     })
-}
-
-/// The lon/lat ranges (one, or two across the antimeridian) that hold every
-/// point within `radius_m` of `p`.
-fn search_ranges(p: LonLat, radius_m: f64) -> (f64, f64, Vec<(f64, f64)>) {
-    let dlat = radius_m / MIN_METRES_PER_DEGREE + 1e-9;
-    let (south, north) = ((p.lat() - dlat).max(-90.0), (p.lat() + dlat).min(90.0));
-    let max_abs_lat = south.abs().max(north.abs());
-    if max_abs_lat >= 89.0 {
-        return (south, north, vec![(-180.0, 180.0)]);
-    }
-    let dlon = dlat / max_abs_lat.to_radians().cos();
-    let (w, e) = (p.lon() - dlon, p.lon() + dlon);
-    let ranges = if dlon >= 180.0 {
-        vec![(-180.0, 180.0)]
-    } else if w < -180.0 {
-        vec![(w + 360.0, 180.0), (-180.0, e)]
-    } else if e > 180.0 {
-        vec![(w, 180.0), (-180.0, e - 360.0)]
-    } else {
-        vec![(w, e)]
-    };
-    (south, north, ranges)
 }
 
 /// An open batch: everything written through it lands on commit, or not at all.
@@ -837,10 +811,7 @@ impl ImportUnit for BatchTx<'_> {
         obs: &Observation,
         links: &[SiteLink],
     ) -> Result<String, StoreError> {
-        let id = format!(
-            "obs-{}",
-            ulid::Ulid::generate().to_string().to_ascii_lowercase()
-        );
+        let id = crate::model::new_id("obs");
         let anchor = obs.place.anchor();
         let observed_at = obs.observed_at.to_rfc3339();
         let [w, s, e, n] = obs.place.lonlat_bounds();
@@ -911,7 +882,7 @@ impl ImportUnit for BatchTx<'_> {
     /// Unmatched observations whose anchors may lie within `radius_m` of `p`
     /// (a superset: the caller measures exactly).
     fn unmatched_near(&self, p: LonLat, radius_m: f64) -> Result<Vec<Unmatched>, StoreError> {
-        let (south, north, ranges) = search_ranges(p, radius_m);
+        let (south, north, ranges) = crate::store::radius_search_box(p, radius_m);
         let mut stmt = self.tx.prepare_cached(
             "SELECT o.id, o.lon, o.lat, o.observed_at, o.candidate_id, c.state, o.cell FROM observations o
              LEFT JOIN candidates c ON c.id = o.candidate_id
@@ -948,10 +919,7 @@ impl ImportUnit for BatchTx<'_> {
         at: LonLat,
         members: &[(String, ClusterCell)],
     ) -> Result<String, StoreError> {
-        let id = format!(
-            "cand-{}",
-            ulid::Ulid::generate().to_string().to_ascii_lowercase()
-        );
+        let id = crate::model::new_id("cand");
         self.tx.execute(
             "INSERT INTO candidates (id, created_at, batch_id, lon, lat) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![id, self.recorded_at, self.batch_id, at.lon(), at.lat()],
@@ -1045,11 +1013,14 @@ mod tests {
 
     #[test]
     fn search_ranges_split_at_the_antimeridian_and_cover_the_poles() {
-        let (_, _, r) = search_ranges(LonLat::parse("p", 179.999, 0.0).unwrap(), 1000.0);
+        let (_, _, r) =
+            crate::store::radius_search_box(LonLat::parse("p", 179.999, 0.0).unwrap(), 1000.0);
         assert_eq!(r.len(), 2);
-        let (_, _, r) = search_ranges(LonLat::parse("p", 10.0, 89.5).unwrap(), 1000.0);
+        let (_, _, r) =
+            crate::store::radius_search_box(LonLat::parse("p", 10.0, 89.5).unwrap(), 1000.0);
         assert_eq!(r, [(-180.0, 180.0)]);
-        let (s, n, r) = search_ranges(LonLat::parse("p", 10.0, 45.0).unwrap(), 1000.0);
+        let (s, n, r) =
+            crate::store::radius_search_box(LonLat::parse("p", 10.0, 45.0).unwrap(), 1000.0);
         assert!(s < 45.0 && n > 45.0 && r.len() == 1 && r[0].0 < 10.0 && r[0].1 > 10.0);
     }
 }

@@ -529,17 +529,6 @@ impl SiteWrites for SqliteStore {
             .written())
     }
 
-    /// Replaces a live site. Returns its revision after the write (the previous
-    /// one when nothing differs), or `None`, writing nothing, if no live site has
-    /// the id.
-    fn replace_site(
-        &mut self,
-        site: &Site,
-        by: &Provenance,
-    ) -> Result<Option<Revision>, StoreError> {
-        Ok(self.replace_site_if(site, by, None)?.written())
-    }
-
     fn replace_site_if(
         &mut self,
         site: &Site,
@@ -547,17 +536,6 @@ impl SiteWrites for SqliteStore {
         tags: Option<&[String]>,
     ) -> Result<Conditional, StoreError> {
         self.write_one(site, Expect::LiveSite, by, tags)
-    }
-
-    /// Retires a live site: a new revision marks it retired and it drops out of
-    /// [`SqliteStore::live_sites`]; its record and history stay. Returns that revision,
-    /// or `None`, writing nothing, if the site is unknown or already retired.
-    fn retire_site(
-        &mut self,
-        id: &SiteId,
-        by: &Provenance,
-    ) -> Result<Option<Revision>, StoreError> {
-        Ok(self.retire_site_if(id, by, None)?.written())
     }
 
     fn retire_site_if(
@@ -799,8 +777,11 @@ mod bulk {
         for group in fresh.chunks(ROWS_PER_STATEMENT) {
             let n = group.len();
             let ids: Vec<&str> = group.iter().map(|(site, _)| site.id.as_str()).collect();
+            // `OR ROLLBACK`: a statement that may stop halfway through its
+            // rows would otherwise be journalled page by page so that it
+            // alone could be undone; a bulk write is undone whole anyway.
             let sql = super::super::insert_rows(
-                "INSERT INTO site_revisions
+                "INSERT OR ROLLBACK INTO site_revisions
                     (rowid, site_id, revision, recorded_at, actor, reason, change, feature, diff)",
                 n,
                 |i| {
@@ -847,7 +828,7 @@ mod bulk {
         // read of their own.
         for group in fresh.chunks(ROWS_PER_STATEMENT) {
             let sql = super::super::insert_rows(
-                "INSERT INTO sites (id, revision, retired, created_at, updated_at, packed)",
+                "INSERT OR ROLLBACK INTO sites (id, revision, retired, created_at, updated_at, packed)",
                 group.len(),
                 |i| format!("(?{}, 1, 0, ?1, ?1, ?{})", 2 + 2 * i, 3 + 2 * i),
             );
