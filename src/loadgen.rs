@@ -518,6 +518,94 @@ impl fmt::Display for LoadReport {
     }
 }
 
+/// How long a write through one node takes to be seen through another.
+#[derive(Debug, Clone, Serialize)]
+pub struct Convergence {
+    pub writes: usize,
+    /// From the write's answer to the first answer of the other node that
+    /// shows it.
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    /// The writes' own time, for comparison.
+    pub write_p50_ms: f64,
+}
+
+impl fmt::Display for Convergence {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{} writes: visible on the other node after p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms (the write itself: p50 {:.1} ms)",
+            self.writes, self.p50_ms, self.p99_ms, self.max_ms, self.write_p50_ms
+        )
+    }
+}
+
+/// Renames `site` through `write_base` `writes` times, one after another,
+/// and after each asks `read_base` for the site until it shows the new name:
+/// the time from the write's answer to then is how long nodes take to
+/// converge. Gives up on a write not seen within a minute.
+pub fn convergence(
+    write_base: &str,
+    read_base: &str,
+    site: &str,
+    writes: usize,
+) -> Result<Convergence, LoadError> {
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .map_err(|e| LoadError::Client(e.to_string()))?;
+    let fail = |what: &str, e: String| LoadError::Client(format!("{what}: {e}"));
+    let item = |base: &str| format!("{base}/api/collections/sites/items/{site}");
+    let mut feature: serde_json::Value = client
+        .get(item(write_base))
+        .send()
+        .and_then(|r| r.error_for_status())
+        .and_then(|r| r.json())
+        .map_err(|e| fail("reading the site", e.to_string()))?;
+    let (mut seen, mut written) = (Vec::with_capacity(writes), Vec::with_capacity(writes));
+    for i in 0..writes {
+        let name = format!("convergence {i} {}", crate::model::new_id("n"));
+        feature["properties"]["name"] = serde_json::Value::String(name.clone());
+        let sent = Instant::now();
+        client
+            .put(item(write_base))
+            .header("content-type", "application/geo+json")
+            .body(feature.to_string())
+            .send()
+            .and_then(|r| r.error_for_status())
+            .map_err(|e| fail("writing the site", e.to_string()))?;
+        let done = Instant::now();
+        written.push(done.duration_since(sent).as_micros() as u32);
+        loop {
+            let doc: serde_json::Value = client
+                .get(item(read_base))
+                .send()
+                .and_then(|r| r.json())
+                .map_err(|e| fail("reading the other node", e.to_string()))?;
+            if doc["properties"]["name"] == name.as_str() {
+                break;
+            }
+            if done.elapsed() > Duration::from_secs(60) {
+                return Err(fail(
+                    "waiting",
+                    format!("write {i} not seen within a minute"),
+                ));
+            }
+        }
+        seen.push(done.elapsed().as_micros() as u32);
+    }
+    seen.sort_unstable();
+    written.sort_unstable();
+    Ok(Convergence {
+        writes,
+        p50_ms: percentile(&seen, 50.0),
+        p99_ms: percentile(&seen, 99.0),
+        max_ms: percentile(&seen, 100.0),
+        write_p50_ms: percentile(&written, 50.0),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

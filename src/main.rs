@@ -92,6 +92,11 @@ enum Command {
         /// version edited (its ETag); an edit without one gets 428.
         #[arg(long, env = "SITEWATCH_REQUIRE_IF_MATCH")]
         require_if_match: bool,
+        /// A streaming hot standby of the PostgreSQL primary named by --db,
+        /// for reads (postgres://...). Writes, and following the other
+        /// nodes' writes, still go to the primary.
+        #[arg(long, env = "SITEWATCH_DB_READ", hide_env_values = true)]
+        db_read: Option<String>,
     },
     /// Import a GeoJSON FeatureCollection into the catalogue.
     Import {
@@ -291,6 +296,14 @@ struct BenchArgs {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+    /// Instead of the mix: rename a site (--history-site, or the first)
+    /// through --url this many times, and measure how long each takes to show
+    /// through --converge-to.
+    #[arg(long, requires = "converge_to", default_value_t = 200)]
+    converge_writes: usize,
+    /// Another node on the same database, which must see the writes.
+    #[arg(long)]
+    converge_to: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -349,6 +362,27 @@ fn open_postgres(db: &DbArg, url: &str) -> Result<Catalogue> {
     let shown = sitewatch::store::postgres::redacted(url);
     let backend = sitewatch::store::postgres::PgBackend::connect(url)
         .with_context(|| format!("opening {shown}"))?;
+    opened(db, Catalogue::from_backend(Box::new(backend)))
+}
+
+/// A catalogue on a PostgreSQL primary whose reads go to a standby.
+fn open_postgres_with_reads(db: &DbArg, read: &str) -> Result<Catalogue> {
+    let (Some(url), true) = (
+        postgres_url(&db.db),
+        sitewatch::store::postgres::is_postgres_url(read),
+    ) else {
+        bail!(
+            "--db-read names a PostgreSQL standby, and needs --db to name its primary (both postgres://...)"
+        );
+    };
+    let backend = sitewatch::store::postgres::PgBackend::connect_with_reads(&url, read)
+        .with_context(|| {
+            format!(
+                "opening {} with reads from {}",
+                sitewatch::store::postgres::redacted(&url),
+                sitewatch::store::postgres::redacted(read)
+            )
+        })?;
     opened(db, Catalogue::from_backend(Box::new(backend)))
 }
 
@@ -469,6 +503,7 @@ fn run(cli: Cli) -> Result<()> {
             public_url,
             trusted_proxy,
             require_if_match,
+            db_read,
         } => {
             let cors = api::Cors::parse(&cors_origin).map_err(anyhow::Error::msg)?;
             let tiles = tiles
@@ -487,7 +522,13 @@ fn run(cli: Cli) -> Result<()> {
                 );
             }
             let hosts = api::Hosts::new(addr, &public_url, &trusted_proxy)?;
-            let cat = Arc::new(open(&db)?);
+            let cat = Arc::new(match &db_read {
+                None => open(&db)?,
+                Some(read) => open_postgres_with_reads(&db, read)?,
+            });
+            // Other nodes' writes, on a database they share, reach this one's
+            // index while it serves; stopped when serving ends.
+            let _following = cat.follow();
             if auth.has_token() {
                 tracing::info!("writes need the bearer token");
             } else {
@@ -506,7 +547,12 @@ fn run(cli: Cli) -> Result<()> {
                     );
                 }
             }
-            tracing::info!(sites = cat.index().len(), db = %db.db.display(), "catalogue ready");
+            tracing::info!(
+                sites = cat.index().len(),
+                db = %sitewatch::store::postgres::redacted(&db.db.to_string_lossy()),
+                following = cat.is_shared(),
+                "catalogue ready"
+            );
             // Tests and scripts read the address from this line when they ask for port 0.
             println!("sitewatch listening on http://{addr}");
             std::io::stdout().flush()?;
@@ -813,6 +859,28 @@ fn generate(args: GenArgs) -> Result<()> {
 /// `sitewatch bench`: loads a running server and prints what it measured.
 fn bench(args: BenchArgs) -> Result<()> {
     use sitewatch::loadgen::{LoadPlan, RequestKind, run, site_ids, spans};
+    if let Some(other) = &args.converge_to {
+        let base = args.url.trim_end_matches('/');
+        let site = match &args.history_site {
+            Some(id) => id.clone(),
+            None => site_ids(base)?
+                .into_iter()
+                .next()
+                .context("the server has no sites")?,
+        };
+        let report = sitewatch::loadgen::convergence(
+            base,
+            other.trim_end_matches('/'),
+            &site,
+            args.converge_writes.max(1),
+        )?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        } else {
+            print!("{report}");
+        }
+        return Ok(());
+    }
     let mut kinds = Vec::new();
     for k in &args.mix {
         match k.trim() {

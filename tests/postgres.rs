@@ -9,6 +9,9 @@ use std::process::{Command, Output};
 #[path = "support/pg_cluster.rs"]
 mod pg_cluster;
 use pg_cluster::Cluster;
+#[path = "support/node.rs"]
+mod node;
+use node::Node;
 
 const BIN: &str = env!("CARGO_BIN_EXE_sitewatch");
 
@@ -321,55 +324,6 @@ fn check_of_a_postgres_url_says_how_to_compare_one_instead() {
     assert!(!err.contains("s3cret"), "{err}");
 }
 
-/// `sitewatch serve` on a PostgreSQL database, its first line read for the
-/// address; stopped when dropped.
-struct PgServer {
-    child: std::process::Child,
-    base: String,
-}
-
-impl PgServer {
-    fn start(url: &str) -> Self {
-        use std::io::{BufRead, BufReader};
-        let mut child = Command::new(BIN)
-            .args(["serve", "--bind", "127.0.0.1:0", "--db", url])
-            .env("RUST_LOG", "warn")
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("spawn sitewatch serve");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let base = line.trim().rsplit(' ').next().unwrap().to_owned();
-        assert!(base.starts_with("http://127.0.0.1:"), "first line {line:?}");
-        Self { child, base }
-    }
-
-    fn get(&self, path: &str) -> Value {
-        let resp = reqwest::blocking::get(format!("{}{path}", self.base)).unwrap();
-        assert_eq!(resp.status(), 200, "GET {path}");
-        resp.json().unwrap()
-    }
-
-    fn send(&self, method: reqwest::Method, path: &str, body: &Value) -> (u16, Value) {
-        let resp = reqwest::blocking::Client::new()
-            .request(method, format!("{}{path}", self.base))
-            .header("content-type", "application/geo+json")
-            .body(body.to_string())
-            .send()
-            .unwrap();
-        (resp.status().as_u16(), resp.json().unwrap_or(Value::Null))
-    }
-}
-
-impl Drop for PgServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn ids(collection: &Value) -> Vec<&str> {
     collection["features"]
         .as_array()
@@ -386,7 +340,7 @@ fn a_server_on_postgis_seeds_edits_imports_and_keeps_it_all_across_a_restart() {
     };
     let url = cluster.postgres_url();
     let items = "/api/collections/sites/items";
-    let s = PgServer::start(&url);
+    let s = Node::start(BIN, &url, &[]);
     assert_eq!(s.get(&format!("{items}?limit=1"))["numberMatched"], 42);
 
     let site = json!({"type": "Feature", "id": "pg-test-site",
@@ -427,7 +381,7 @@ fn a_server_on_postgis_seeds_edits_imports_and_keeps_it_all_across_a_restart() {
     drop(s);
 
     // Everything is in the database, not in the node: a new node sees it all.
-    let s = PgServer::start(&url);
+    let s = Node::start(BIN, &url, &[]);
     assert_eq!(s.get(&format!("{items}?limit=1"))["numberMatched"], 43);
     let history = s.get("/api/sites/pg-test-site/history");
     let names: Vec<&str> = history["features"]

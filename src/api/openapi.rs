@@ -538,8 +538,40 @@ mod schemas {
     /// `GET /healthz`.
     #[derive(Serialize, ToSchema)]
     pub struct Health {
+        /// `ok`, or `degraded` when the database or its replica cannot be reached.
         pub status: String,
         pub sites: u64,
+        /// On a database several nodes share: how far this node is behind it.
+        pub following: Option<Following>,
+        /// When reads go to a standby (`--db-read`): which, and how far
+        /// behind the primary it is.
+        pub reads: Option<Reads>,
+        pub database_reachable: Option<bool>,
+        pub replica_reachable: Option<bool>,
+    }
+
+    /// A node's place in the change log that several nodes write.
+    #[derive(Serialize, ToSchema)]
+    pub struct Following {
+        /// The newest change log entry this node has applied.
+        pub applied_seq: i64,
+        /// The newest entry in the database.
+        pub head_seq: i64,
+        /// 0 when every entry is applied, else how long ago the node last caught up.
+        pub lag_ms: u64,
+        /// Whether the node is woken by commits (it looks every half second anyway).
+        pub listening: bool,
+    }
+
+    /// The read replica a node reads from.
+    #[derive(Serialize, ToSchema)]
+    pub struct Reads {
+        /// The replica's connection string, without a password.
+        pub location: String,
+        /// Whether it is a standby still replaying the primary's log.
+        pub in_recovery: bool,
+        /// How long ago the last transaction it replayed committed on the primary.
+        pub replay_lag_ms: Option<u64>,
     }
 
     /// The output format of items.
@@ -842,7 +874,7 @@ impl Modify for BearerToken {
         ObservationProperties, ObservationFeature, ObservationCollection, CandidateProperties,
         CandidateFeature, CandidateCollection, CandidateList, NearbyQuery, NearbyCollection,
         EventFeature, HistoryCollection, ChangesCollection, LogEntry, ChangeLog, Batch, BatchList, FeatureProblem,
-        DuplicateFeature, ImportReport, Promotion, Health, ItemFormat, FilterLang,
+        DuplicateFeature, ImportReport, Promotion, Health, Following, Reads, ItemFormat, FilterLang,
         JsonOnly, CandidateState, SchemaFormat,
         SiteKindName, DeclarationName, StatusName, ConfidenceName, PositionQualityName, FindingName,
     )),

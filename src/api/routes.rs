@@ -34,7 +34,35 @@ const NEAREST_DEFAULT: usize = 10;
     )
 )]
 pub async fn healthz(cat: web::Data<Arc<Catalogue>>) -> HttpResponse {
-    HttpResponse::Ok().json(json!({"status": "ok", "sites": cat.index().len()}))
+    let sites = cat.index().len();
+    if !cat.is_shared() {
+        return HttpResponse::Ok().json(json!({"status": "ok", "sites": sites}));
+    }
+    // A node on a shared database also says how far behind it is, and where
+    // its reads go; both ask the database, so off the async workers.
+    let c = cat.get_ref().clone();
+    let asked = web::block(move || (c.follow_status(), c.read_replica())).await;
+    let (following, reads) = asked.unwrap_or_default();
+    let mut body = json!({"status": "ok", "sites": sites});
+    match following {
+        Some(Ok(f)) => body["following"] = json!(f),
+        Some(Err(e)) => {
+            tracing::warn!(error = %e, "health: cannot read the database's change log");
+            body["status"] = json!("degraded");
+            body["database_reachable"] = json!(false);
+        }
+        None => {}
+    }
+    match reads {
+        Some(Ok(r)) => body["reads"] = json!(r),
+        Some(Err(e)) => {
+            tracing::warn!(error = %e, "health: cannot reach the read replica");
+            body["status"] = json!("degraded");
+            body["replica_reachable"] = json!(false);
+        }
+        None => {}
+    }
+    HttpResponse::Ok().json(body)
 }
 
 /// The base URL the client used, so links work behind the same host name:

@@ -3,6 +3,7 @@
 
 mod check;
 mod edits;
+mod follow;
 mod history;
 mod observations;
 mod observed;
@@ -11,6 +12,7 @@ mod seed;
 
 pub use check::{CheckReport, check_database};
 pub use edits::EditError;
+pub use follow::{FollowHandle, FollowStatus};
 pub use history::{ChangesQuery, Cursor, EventKind, HistoryQuery, Order, Page};
 
 pub use observations::{ObservationImportError, PromoteError, Promotion};
@@ -54,6 +56,8 @@ pub struct Catalogue {
     observed_span: ArcSwap<Option<(Timestamp, Timestamp)>>,
     /// The sites by last observation time, kept with `stats` and the index.
     observed: Arc<ObservedKeeper>,
+    /// Where this node is in a log that other nodes write too.
+    following: Option<follow::Following>,
 }
 
 /// What opening a catalogue did, for the caller to report.
@@ -149,6 +153,13 @@ impl Catalogue {
                 "seed sites corrected"
             );
         }
+        // A database others write too is followed from before the load, so
+        // that what they commit while it runs is applied after it.
+        let following = match store.log_mark() {
+            Ok(mark) => Some(follow::Following::new(mark, store.log_head()?)),
+            Err(StoreError::NotShared) => None,
+            Err(e) => return Err(e.into()),
+        };
         let started = std::time::Instant::now();
         // The observation counts are read on a second connection while the
         // sites are read and indexed; in memory there is only the one.
@@ -186,6 +197,7 @@ impl Catalogue {
             index: ArcSwap::new(index),
             observed_span: ArcSwap::from_pointee(span_of(&stats)),
             stats: ArcSwap::new(stats),
+            following,
         };
         if seeded.is_some() {
             let opts = crate::import::ImportOptions::default();

@@ -31,8 +31,11 @@ impl Catalogue {
     ) -> Result<ImportReport, ObservationImportError> {
         let batch_id = crate::model::new_id("batch");
         let received_at = Timestamp::now();
-        let index = self.index();
         let mut store = self.store();
+        // Matched against every site in the database, those other nodes
+        // wrote a moment ago too.
+        self.catch_up_with(&**store)?;
+        let index = self.index();
         let tx = store.begin_batch(&batch_id, received_at)?;
         // This batch's own row is marked stored only at commit, so it never
         // matches itself.

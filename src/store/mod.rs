@@ -50,6 +50,10 @@ pub enum StoreError {
     /// keeps the journal beside it.
     #[error("{path} is read-only ({why}); the catalogue cannot be written there")]
     ReadOnly { path: String, why: String },
+    /// Following other writers was asked of a database only this process
+    /// writes.
+    #[error("this database is written by this process alone; there is nothing to follow")]
+    NotShared,
 }
 
 fn wal_note(path: &str, wal_bytes: u64) -> String {
@@ -547,6 +551,41 @@ pub trait ChangeLogReads {
     fn log_after(&self, after: i64, limit: usize) -> Result<Vec<LogEntry>, StoreError>;
     /// The last sequence number written; 0 when the log is empty.
     fn log_head(&self) -> Result<i64, StoreError>;
+    /// Where a follower starts: taken before the live sites are read, so
+    /// that whatever commits after that read is news to it.
+    fn log_mark(&self) -> Result<LogMark, StoreError> {
+        Err(StoreError::NotShared)
+    }
+    /// What was committed since `mark`, by anyone, as it stands now, read in
+    /// one snapshot; moves `mark` past it. Whatever commits while this reads
+    /// is in the next answer; nothing is skipped, though an entry may come
+    /// twice (its sites are then read twice, which changes nothing).
+    fn news_since(&self, mark: &mut LogMark) -> Result<News, StoreError> {
+        let _ = mark;
+        Err(StoreError::NotShared)
+    }
+}
+
+/// How far a follower has read the change log: every entry written by a
+/// transaction numbered below `horizon` (all of which have finished), and
+/// of the later ones those in `seen`. Only a database that several
+/// processes write gives marks.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogMark {
+    pub horizon: i64,
+    pub seen: std::collections::BTreeSet<i64>,
+}
+
+/// What others committed since a [`LogMark`]: the sites they wrote, each as
+/// it is now (`None` if it is no longer live), and the statistics of every
+/// site they observed or wrote.
+#[derive(Debug, Clone, Default)]
+pub struct News {
+    /// The entries read, and the newest sequence number among them.
+    pub entries: usize,
+    pub newest_seq: Option<i64>,
+    pub sites: Vec<(SiteId, Option<Arc<Site>>)>,
+    pub stats: Vec<(SiteId, crate::model::ObservationStats)>,
 }
 
 /// Small named settings kept with the catalogue.
@@ -656,4 +695,35 @@ pub trait Backend: Send + Sync {
     /// one large write, which a backend may run faster with the database to
     /// itself.
     fn close_idle_readers(&self) {}
+    /// For a database that other processes write too, a connection that is
+    /// woken when they commit; `None` where this process is the only writer.
+    fn listen(&self) -> Option<Result<Box<dyn Wakeup>, StoreError>> {
+        None
+    }
+    /// Where reads go when not to the writer's database (a standby), for
+    /// `/healthz`: its name and how far behind the primary it is.
+    fn read_replica(&self) -> Option<Result<ReplicaState, StoreError>> {
+        None
+    }
+}
+
+/// A connection that waits for other processes' commits.
+pub trait Wakeup: Send {
+    /// Waits until something may have been committed, or `timeout` has
+    /// passed (`Ok(false)`). An error means the connection is lost: make a
+    /// new one, and read what was missed meanwhile.
+    fn wait(&mut self, timeout: std::time::Duration) -> Result<bool, StoreError>;
+}
+
+/// A read replica as a node sees it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReplicaState {
+    /// The replica, with no password.
+    pub location: String,
+    /// Whether it is a standby still replaying the primary's log.
+    pub in_recovery: bool,
+    /// How long ago the last transaction it replayed committed on the
+    /// primary; nothing when nothing was replayed since it started.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replay_lag_ms: Option<u64>,
 }

@@ -140,6 +140,57 @@ impl Cluster {
     pub fn folder(&self) -> &Path {
         self.dir.path()
     }
+
+    /// A streaming hot standby of this cluster, made with `pg_basebackup`,
+    /// in a folder of its own; stopped when dropped.
+    pub fn standby(&self) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        Command::new("chmod")
+            .arg("755")
+            .arg(dir.path())
+            .status()
+            .unwrap();
+        let _ = Command::new("chown")
+            .arg("postgres")
+            .arg(dir.path())
+            .status();
+        let ok = as_pg(&self.bin.join("pg_basebackup"))
+            .arg("-h")
+            .arg(self.dir.path())
+            .args(["-p", "5432", "-U", "postgres", "-X", "stream", "-R", "-c", "fast", "-D"])
+            .arg(&data)
+            .output()
+            .unwrap();
+        assert!(
+            ok.status.success(),
+            "pg_basebackup: {}",
+            String::from_utf8_lossy(&ok.stderr)
+        );
+        let ok = as_pg(&self.bin.join("pg_ctl"))
+            .arg("-D")
+            .arg(&data)
+            .arg("-l")
+            .arg(dir.path().join("log"))
+            .arg("-w")
+            .arg("-o")
+            .arg(format!(
+                "-p 5432 -k {} -c listen_addresses='' -c fsync=off -c hot_standby=on",
+                dir.path().display()
+            ))
+            .arg("start")
+            .output()
+            .unwrap();
+        assert!(
+            ok.status.success(),
+            "pg_ctl (standby): {}",
+            String::from_utf8_lossy(&ok.stderr)
+        );
+        Cluster {
+            bin: self.bin.clone(),
+            dir,
+        }
+    }
 }
 
 impl Drop for Cluster {

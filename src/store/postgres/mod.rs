@@ -9,6 +9,7 @@
 mod backend;
 mod candidates;
 mod compare;
+mod follow;
 mod history;
 mod observations;
 mod schema;
@@ -18,6 +19,7 @@ mod transfer;
 
 pub use backend::PgBackend;
 pub use compare::{Comparison, TableComparison, compare};
+pub use follow::PgListener;
 pub use schema::CURRENT_VERSION;
 pub use store::PgStore;
 pub use transfer::{Transferred, transfer};

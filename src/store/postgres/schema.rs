@@ -215,6 +215,21 @@ const MIGRATIONS: &[&str] = &[
         );",
         observation_extent_from_rows!()
     ),
+    // 5: what a node needs to follow the writes of others. Each log entry
+    // keeps the id of the transaction that wrote it, so that a follower can
+    // tell which entries may still be joined by earlier ones (those of
+    // transactions not yet finished; see `follow.rs`); a statement trigger
+    // wakes listeners at commit; and a batch's observations are found by
+    // batch, to bring its sites' statistics up to date.
+    "ALTER TABLE change_log ADD COLUMN xid bigint NOT NULL DEFAULT 0;
+    ALTER TABLE change_log ALTER COLUMN xid SET DEFAULT (pg_current_xact_id()::text::bigint);
+    CREATE INDEX change_log_by_xid ON change_log (xid);
+    CREATE INDEX observations_by_batch ON observations (batch_id);
+    CREATE FUNCTION sitewatch_notify_changes() RETURNS trigger
+        LANGUAGE plpgsql
+        AS $$ BEGIN PERFORM pg_notify('sitewatch_changes', ''); RETURN NULL; END $$;
+    CREATE TRIGGER change_log_notify AFTER INSERT ON change_log
+        FOR EACH STATEMENT EXECUTE FUNCTION sitewatch_notify_changes();",
 ];
 
 /// The schema version this build writes.

@@ -12,7 +12,7 @@ use super::store::{from_pg, to_pg};
 use crate::model::{FieldChange, IdPolicy, Site, SiteId, Timestamp, creation_diff, diff_sites};
 use crate::store::{
     Abandoned, ApplyReport, CREATION_DIFF, Change, ChangeLogReads, Conditional, LogEntry, LogKind,
-    Meta, Provenance, Revision, SiteReads, SiteWrites, StoreError,
+    LogMark, Meta, News, Provenance, Revision, SiteReads, SiteWrites, StoreError,
 };
 use chrono::{DateTime, Utc};
 use postgres::types::ToSql;
@@ -826,6 +826,14 @@ impl ChangeLogReads for PgStore {
             .client()
             .query_one("SELECT coalesce(max(seq), 0)::bigint FROM change_log", &[])?
             .try_get(0)?)
+    }
+
+    fn log_mark(&self) -> Result<LogMark, StoreError> {
+        self.mark_now()
+    }
+
+    fn news_since(&self, mark: &mut LogMark) -> Result<News, StoreError> {
+        self.read_news(mark)
     }
 }
 
