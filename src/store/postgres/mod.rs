@@ -7,6 +7,7 @@
 //! `postgres` crate.
 
 mod backend;
+mod bulk;
 mod candidates;
 mod compare;
 mod follow;

@@ -8,6 +8,7 @@
 //! order all hold until it commits, whichever node it runs on.
 
 use super::PgStore;
+use super::bulk;
 use super::store::{from_pg, to_pg};
 use crate::model::{FieldChange, IdPolicy, Site, SiteId, Timestamp, creation_diff, diff_sites};
 use crate::store::{
@@ -202,10 +203,63 @@ fn sites_from_rows(rows: &[Row]) -> Result<Vec<Arc<Site>>, StoreError> {
 
 /// A site's row in `sites`: its latest revision number, whether it is
 /// retired, and that revision's feature.
-struct Current {
-    revision: i64,
-    retired: bool,
-    feature: Value,
+pub(super) struct Current {
+    pub(super) revision: i64,
+    pub(super) retired: bool,
+    pub(super) feature: Value,
+}
+
+impl Current {
+    pub(super) fn from_row(r: &Row, first: usize) -> Result<Self, StoreError> {
+        Ok(Self {
+            revision: r.try_get(first)?,
+            retired: r.try_get(first + 1)?,
+            feature: r.try_get(first + 2)?,
+        })
+    }
+}
+
+/// What writing `site` over its stored state `current` records: a new site
+/// is created, a retired one restored, a live one that differs updated with
+/// its field-level diff. `None` for an identical live site, left alone.
+pub(super) fn plan(
+    site: &Site,
+    current: Option<&Current>,
+) -> Result<Option<(Change, Vec<FieldChange>)>, StoreError> {
+    let old = current
+        .map(|c| parse_stored(site.id.as_str(), &c.feature))
+        .transpose()?;
+    let diff = diff_sites(old.as_ref(), site);
+    let change = match current {
+        None => Change::Created,
+        Some(c) if c.retired => Change::Restored,
+        Some(_) if diff.is_empty() => return Ok(None),
+        Some(_) => Change::Updated,
+    };
+    Ok(Some((change, diff)))
+}
+
+/// A revision's diff as stored: a creation's is [`CREATION_DIFF`], read
+/// back from the feature.
+pub(super) fn diff_json(
+    id: &SiteId,
+    change: Change,
+    diff: &[FieldChange],
+) -> Result<String, StoreError> {
+    if change == Change::Created {
+        Ok(CREATION_DIFF.to_owned())
+    } else {
+        serde_json::to_string(diff).map_err(|e| corrupt(id.as_str(), e))
+    }
+}
+
+/// Counts a written site (or `None`, one left alone) in the report.
+pub(super) fn tally(report: &mut ApplyReport, site: &Site, written: Option<Change>) {
+    match written {
+        Some(Change::Created) => report.created.push(site.id.clone()),
+        Some(_) => report.updated.push(site.id.clone()),
+        None => report.unchanged += 1,
+    }
 }
 
 /// Which stored state a create-only or replace-only write requires.
@@ -288,12 +342,12 @@ struct RevisionWrite<'a> {
 
 /// One write of sites in progress: its transaction, the time it records
 /// every revision at, and the log entries it appends when it ends.
-struct Write<'a> {
-    tx: Transaction<'a>,
-    at: Timestamp,
+pub(super) struct Write<'a> {
+    pub(super) tx: Transaction<'a>,
+    pub(super) at: Timestamp,
     stmts: Statements,
     /// `(kind, site, revision, bounds)`, in the order written.
-    log: Vec<(LogKind, String, i64, [f64; 4])>,
+    pub(super) log: Vec<(LogKind, String, i64, [f64; 4])>,
 }
 
 impl<'a> Write<'a> {
@@ -315,16 +369,10 @@ impl<'a> Write<'a> {
         })
     }
 
-    fn current(&mut self, id: &SiteId) -> Result<Option<Current>, StoreError> {
+    pub(super) fn current(&mut self, id: &SiteId) -> Result<Option<Current>, StoreError> {
         self.tx
             .query_opt(&self.stmts.current, &[&id.as_str()])?
-            .map(|r| {
-                Ok(Current {
-                    revision: r.try_get(0)?,
-                    retired: r.try_get(1)?,
-                    feature: r.try_get(2)?,
-                })
-            })
+            .map(|r| Current::from_row(&r, 0))
             .transpose()
     }
 
@@ -340,11 +388,7 @@ impl<'a> Write<'a> {
             bounds,
         } = w;
         let revision = previous.map_or(1, |r| r + 1);
-        let diff_json = if change == Change::Created {
-            CREATION_DIFF.to_owned()
-        } else {
-            serde_json::to_string(&diff).map_err(|e| corrupt(id.as_str(), e))?
-        };
+        let diff_json = diff_json(id, change, &diff)?;
         let at = to_pg(self.at);
         let (tx, s) = (&mut self.tx, &self.stmts);
         if let Some(previous) = previous {
@@ -390,25 +434,15 @@ impl<'a> Write<'a> {
         })
     }
 
-    /// Writes one site over its stored state `current`: a new site is
-    /// created, a retired one restored, a live one that differs updated with
-    /// its field-level diff. `None` for an identical live site, left alone.
+    /// Writes one site over its stored state `current`, as [`plan`] says.
     fn write_site(
         &mut self,
         site: &Site,
         current: Option<Current>,
         by: &Provenance,
     ) -> Result<Option<Revision>, StoreError> {
-        let old = current
-            .as_ref()
-            .map(|c| parse_stored(site.id.as_str(), &c.feature))
-            .transpose()?;
-        let diff = diff_sites(old.as_ref(), site);
-        let change = match &current {
-            None => Change::Created,
-            Some(c) if c.retired => Change::Restored,
-            Some(_) if diff.is_empty() => return Ok(None),
-            Some(_) => Change::Updated,
+        let Some((change, diff)) = plan(site, current.as_ref())? else {
+            return Ok(None);
         };
         let feature = site.feature_text();
         let bounds = site.footprint.lonlat_bounds();
@@ -433,11 +467,7 @@ impl<'a> Write<'a> {
     ) -> Result<(), StoreError> {
         let current = self.current(&site.id)?;
         let written = self.write_site(site, current, by)?;
-        match written {
-            Some(r) if r.change == Change::Created => report.created.push(site.id.clone()),
-            Some(_) => report.updated.push(site.id.clone()),
-            None => report.unchanged += 1,
-        }
+        tally(report, site, written.map(|r| r.change));
         Ok(())
     }
 
@@ -492,7 +522,7 @@ impl<'a> Write<'a> {
 impl PgStore {
     /// Runs `work` as one write of sites: committed, with its log entries,
     /// if it succeeds, rolled back if it fails.
-    fn writing<T>(
+    pub(super) fn writing<T>(
         &self,
         work: impl FnOnce(&mut Write<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
@@ -690,6 +720,12 @@ impl SiteReads for PgStore {
 
 impl SiteWrites for PgStore {
     fn apply_sites(&mut self, sites: &[Site], by: &Provenance) -> Result<ApplyReport, StoreError> {
+        if sites.len() >= bulk::WORTH_IT {
+            return self.writing(|w| {
+                let chunks = sites.chunks(bulk::WORTH_IT).map(Ok);
+                bulk::apply(w, chunks, by)
+            });
+        }
         self.writing(|w| {
             let mut report = ApplyReport::default();
             for site in sites {
@@ -699,22 +735,14 @@ impl SiteWrites for PgStore {
         })
     }
 
-    // Each site is read and written as `apply_sites` does; loading a large
-    // catalogue faster (binary COPY into staging tables, as the move from
-    // SQLite does) is a later step.
     fn apply_site_chunks(
         &mut self,
         chunks: &mut (dyn Iterator<Item = Result<Vec<Site>, Abandoned>> + Send),
         by: &Provenance,
     ) -> Result<ApplyReport, StoreError> {
         self.writing(|w| {
-            let mut report = ApplyReport::default();
-            for chunk in chunks {
-                for site in &chunk.map_err(|Abandoned| StoreError::Abandoned)? {
-                    w.apply(&mut report, site, by)?;
-                }
-            }
-            Ok(report)
+            let chunks = chunks.map(|c| c.map_err(|Abandoned| StoreError::Abandoned));
+            bulk::apply(w, chunks, by)
         })
     }
 
