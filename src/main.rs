@@ -257,8 +257,9 @@ struct GenArgs {
     /// Also write sites.tsv (id and EWKT) for PostgreSQL's COPY.
     #[arg(long)]
     postgis: bool,
-    /// Load the files into this database (which must not exist yet), without
-    /// the built-in seed, through the same import paths as `sitewatch import`.
+    /// Load the files into this database (a file that must not exist yet, or
+    /// a PostgreSQL database with no catalogue in it), without the built-in
+    /// seed, through the same import paths as `sitewatch import`.
     #[arg(long)]
     db: Option<PathBuf>,
 }
@@ -780,11 +781,8 @@ fn run(cli: Cli) -> Result<()> {
 fn generate(args: GenArgs) -> Result<()> {
     use sitewatch::synth::{GenPlan, ObservationPlan, write_files};
     use std::time::Instant;
-    if let Some(db) = args.db.as_ref().filter(|db| db.exists()) {
-        bail!(
-            "{} exists; gen loads only into a new database",
-            db.display()
-        );
+    if let Some(db) = &args.db {
+        refuse_existing(db)?;
     }
     let plan = GenPlan {
         out_dir: args.out.clone(),
@@ -813,8 +811,8 @@ fn generate(args: GenArgs) -> Result<()> {
         return Ok(());
     };
     let t = Instant::now();
-    let (cat, _) =
-        Catalogue::open_unseeded(db).with_context(|| format!("creating {}", db.display()))?;
+    let shown = sitewatch::store::postgres::redacted(&db.to_string_lossy());
+    let cat = open_unseeded(db).with_context(|| format!("creating {shown}"))?;
     let by = Provenance {
         actor: "gen".into(),
         reason: Some(format!("synthetic catalogue, seed {}", args.seed)),
@@ -826,16 +824,14 @@ fn generate(args: GenArgs) -> Result<()> {
         &by,
     )?;
     eprintln!(
-        "imported {} sites into {} in {:.1} s",
+        "imported {} sites into {shown} in {:.1} s",
         applied.created.len(),
-        db.display(),
         t.elapsed().as_secs_f64()
     );
     if report.observations == 0 {
         return Ok(());
     }
-    let (cat, _) =
-        Catalogue::open_unseeded(db).with_context(|| format!("opening {}", db.display()))?;
+    let cat = open_unseeded(db).with_context(|| format!("opening {shown}"))?;
     let t = Instant::now();
     let opts = sitewatch::import::ImportOptions::default();
     for file in &report.observation_files {
@@ -854,6 +850,38 @@ fn generate(args: GenArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Refuses a database `gen` would load into that is not new: a file that
+/// exists, or a PostgreSQL database that holds a catalogue.
+fn refuse_existing(db: &std::path::Path) -> Result<()> {
+    let Some(url) = postgres_url(db) else {
+        if db.exists() {
+            bail!(
+                "{} exists; gen loads only into a new database",
+                db.display()
+            );
+        }
+        return Ok(());
+    };
+    let shown = sitewatch::store::postgres::redacted(&url);
+    let store = sitewatch::store::postgres::PgStore::connect(&url)
+        .with_context(|| format!("opening {shown}"))?;
+    if sitewatch::catalogue::holds_catalogue(&store)? {
+        bail!("{shown} already holds a catalogue; gen loads only into a new database");
+    }
+    Ok(())
+}
+
+/// A catalogue without the built-in seed, in a file or in PostgreSQL.
+fn open_unseeded(db: &std::path::Path) -> Result<Catalogue> {
+    let (cat, _) = match postgres_url(db) {
+        Some(url) => Catalogue::from_backend_unseeded(Box::new(
+            sitewatch::store::postgres::PgBackend::connect(&url)?,
+        ))?,
+        None => Catalogue::open_unseeded(db)?,
+    };
+    Ok(cat)
 }
 
 /// `sitewatch bench`: loads a running server and prints what it measured.

@@ -418,3 +418,43 @@ fn a_server_on_postgis_seeds_edits_imports_and_keeps_it_all_across_a_restart() {
         .get(0);
     assert_eq!(within, 1);
 }
+
+#[test]
+fn gen_loads_a_new_postgres_database_and_refuses_one_that_holds_a_catalogue() {
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    let url = cluster.new_database("generated");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("gen");
+    let out = out.to_str().unwrap();
+    let args = [
+        "gen",
+        "--sites",
+        "300",
+        "--observations",
+        "500",
+        "--out",
+        out,
+        "--db",
+        &url,
+    ];
+    ok(sitewatch(&args));
+    let mut client = cluster.client_of("generated");
+    assert_eq!(count(&mut client, "SELECT count(*) FROM sites"), 300);
+    assert_eq!(count(&mut client, "SELECT count(*) FROM observations"), 500);
+    assert_eq!(
+        count(
+            &mut client,
+            "SELECT count(*) FROM sites WHERE id = 'yongbyon'"
+        ),
+        0,
+        "without the built-in seed"
+    );
+
+    let again = sitewatch(&args);
+    assert!(!again.status.success());
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(err.contains("already holds a catalogue"), "{err}");
+    assert_eq!(count(&mut client, "SELECT count(*) FROM sites"), 300);
+}

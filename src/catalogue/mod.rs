@@ -24,8 +24,8 @@ use crate::index::{SiteChange, SiteIndex};
 use crate::model::SiteStats;
 use crate::model::{IdPolicy, Site, SiteId, Timestamp};
 use crate::store::{
-    Abandoned, ApplyReport, Backend, Meta, Provenance, Reader, Revision, SqliteBackend,
-    SqliteStore, StoreError, Writer,
+    Abandoned, ApplyReport, Backend, Provenance, Reader, Revision, SqliteBackend, SqliteStore,
+    StoreError, Writer,
 };
 use arc_swap::ArcSwap;
 use std::path::Path;
@@ -91,11 +91,20 @@ impl Catalogue {
     /// hold only what is imported (a generated one, say). A database that was
     /// seeded before keeps its sites.
     pub fn open_unseeded(path: &Path) -> Result<(Self, Opened), CatalogueError> {
-        let store = SqliteStore::open(path)?;
-        if store.meta(SEEDED_KEY)?.is_none() {
-            store.set_meta(SEEDED_KEY, "never: opened without the built-in seed")?;
+        Self::from_backend_unseeded(Box::new(SqliteBackend::new(SqliteStore::open(path)?)))
+    }
+
+    /// [`Catalogue::open_unseeded`] on any backend.
+    pub fn from_backend_unseeded(
+        backend: Box<dyn Backend>,
+    ) -> Result<(Self, Opened), CatalogueError> {
+        {
+            let store = backend.writer();
+            if store.meta(SEEDED_KEY)?.is_none() {
+                store.set_meta(SEEDED_KEY, "never: opened without the built-in seed")?;
+            }
         }
-        Self::from_store(store)
+        Self::from_backend(backend)
     }
 
     /// A catalogue on an open SQLite database.
@@ -341,6 +350,12 @@ impl Catalogue {
     pub fn revisions(&self, id: &SiteId) -> Result<Vec<Revision>, StoreError> {
         self.reader()?.revisions(id)
     }
+}
+
+/// Whether a database already holds a catalogue: sites, or the mark that it
+/// was seeded (or opened to stay without the seed).
+pub fn holds_catalogue(store: &dyn crate::store::Reads) -> Result<bool, StoreError> {
+    Ok(store.site_count()? > 0 || store.meta(SEEDED_KEY)?.is_some())
 }
 
 /// Whether opening a catalogue may seed and correct the database.
