@@ -291,14 +291,7 @@ fn a_node_reading_from_a_hot_standby_says_so_and_serves_what_the_primary_took() 
         s == 200 && h["features"].as_array().is_some_and(|f| f.len() == 1)
     });
     // The standby really is where reads go: it holds the node's readers.
-    let mut on_standby = postgres::Client::connect(
-        &format!(
-            "host={} port=5432 user=postgres dbname=replicated",
-            standby.folder().display()
-        ),
-        postgres::NoTls,
-    )
-    .unwrap();
+    let mut on_standby = standby.client_of("replicated");
     let readers: i64 = on_standby
         .query_one(
             "SELECT count(*) FROM pg_stat_activity
@@ -313,4 +306,40 @@ fn a_node_reading_from_a_hot_standby_says_so_and_serves_what_the_primary_took() 
         .unwrap()
         .get(0);
     assert!(in_recovery);
+}
+
+#[test]
+fn an_entry_that_commits_after_a_later_one_is_read_not_skipped() {
+    use sitewatch::store::ChangeLogReads;
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    let url = cluster.new_database("horizon");
+    let store = sitewatch::store::postgres::PgStore::connect(&url).unwrap();
+    let mut mark = store.log_mark().unwrap();
+    let (mut slow, mut fast) = (cluster.client_of("horizon"), cluster.client_of("horizon"));
+    let append = "INSERT INTO change_log (at, kind, site_id, revision)
+                  VALUES (now(), 'site_updated', $1, 2) RETURNING seq";
+    // Two writers that do not take sitewatch's lock: the first draws the
+    // lower number but commits last.
+    let mut late = slow.transaction().unwrap();
+    let early_seq: i64 = late.query_one(append, &[&"slow-site"]).unwrap().get(0);
+    let later_seq: i64 = fast.query_one(append, &[&"fast-site"]).unwrap().get(0);
+    assert!(early_seq < later_seq);
+
+    let ids = |news: &sitewatch::store::News| -> Vec<String> {
+        news.sites
+            .iter()
+            .map(|(id, _)| id.as_str().to_owned())
+            .collect()
+    };
+    let news = store.news_since(&mut mark).unwrap();
+    assert_eq!(ids(&news), ["fast-site"]);
+    assert_eq!(news.newest_seq, Some(later_seq));
+    late.commit().unwrap();
+    let news = store.news_since(&mut mark).unwrap();
+    assert_eq!(ids(&news), ["slow-site"], "the late commit is read");
+    assert_eq!(news.newest_seq, Some(early_seq));
+    let news = store.news_since(&mut mark).unwrap();
+    assert_eq!(news.entries, 0, "and nothing twice");
 }

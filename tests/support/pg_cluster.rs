@@ -114,6 +114,15 @@ impl Cluster {
     pub fn client(&self) -> postgres::Client {
         postgres::Client::connect(&self.url(), postgres::NoTls).unwrap()
     }
+
+    /// A connection to another database of the cluster.
+    pub fn client_of(&self, dbname: &str) -> postgres::Client {
+        let url = format!(
+            "host={} port=5432 user=postgres dbname={dbname}",
+            self.dir.path().display()
+        );
+        postgres::Client::connect(&url, postgres::NoTls).unwrap()
+    }
 }
 
 impl Cluster {
@@ -158,7 +167,9 @@ impl Cluster {
         let ok = as_pg(&self.bin.join("pg_basebackup"))
             .arg("-h")
             .arg(self.dir.path())
-            .args(["-p", "5432", "-U", "postgres", "-X", "stream", "-R", "-c", "fast", "-D"])
+            .args([
+                "-p", "5432", "-U", "postgres", "-X", "stream", "-R", "-c", "fast", "-D",
+            ])
             .arg(&data)
             .output()
             .unwrap();
