@@ -873,11 +873,21 @@ fn a_batch_that_fails_midway_stores_nothing_and_the_next_one_lands() {
         let unit = pg
             .begin_batch("batch-a", t("2024-05-02T00:00:00Z"))
             .unwrap();
-        unit.insert_observation(0, &obs("one"), &[]).unwrap();
-        // The same sender's id twice breaks the unique index: the unit's
-        // transaction fails, and is rolled back whole.
-        assert!(unit.insert_observation(1, &obs("one"), &[]).is_err());
-        unit.rollback().unwrap();
+        // More than one sending's worth, so that some have reached the
+        // server when the batch breaks.
+        for i in 0..10_000 {
+            unit.insert_observation(i, &obs(&format!("n{i}")), &[])
+                .unwrap();
+        }
+        // The same sender's id twice breaks the unique index (as a sender
+        // repeating itself would not: the importer asks `existing_external`
+        // first): the unit's transaction fails when they are sent, and is
+        // rolled back whole.
+        unit.insert_observation(10_000, &obs("n0"), &[]).unwrap();
+        assert!(
+            unit.commit("a.geojson", "hash-a", "atomic", &json!({}))
+                .is_err()
+        );
     }
     assert!(pg.batches(10, None).unwrap().is_empty());
     assert_eq!(pg.count_observations(None, None, None, &[], 10).unwrap(), 0);

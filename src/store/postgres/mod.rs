@@ -12,6 +12,7 @@ mod candidates;
 mod compare;
 mod follow;
 mod history;
+mod observation_copy;
 mod observations;
 mod schema;
 mod sites;

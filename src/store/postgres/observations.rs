@@ -3,6 +3,7 @@
 //! PostgreSQL transaction. The answers are the SQLite store's, in the same
 //! order and paged by the same keys.
 
+use super::observation_copy::Pending;
 use super::sites::WRITE_LOCK;
 use super::store::{PgStore, from_pg, to_pg};
 use crate::model::{
@@ -561,6 +562,7 @@ impl ObservationWrites for PgStore {
             bounds: Cell::new(None),
             times: Cell::new(None),
             site_stats: RefCell::default(),
+            pending: RefCell::default(),
         }))
     }
 
@@ -595,6 +597,11 @@ struct PgBatch<'a> {
     times: Cell<Option<(Timestamp, Timestamp)>>,
     /// Per linked site: the batch's latest observation of it and how many.
     site_stats: RefCell<HashMap<String, (Timestamp, u64)>>,
+    /// Observations written but not yet sent. Reads during the batch need
+    /// not see them: the clustering holds the batch's own observations and
+    /// passes over them when a read returns them, and duplicates within the
+    /// batch are found in `pending`. Writes that refer to them flush first.
+    pending: RefCell<Pending>,
 }
 
 impl PgBatch<'_> {
@@ -605,6 +612,13 @@ impl PgBatch<'_> {
         let s = self.tx.borrow_mut().prepare(sql)?;
         self.statements.borrow_mut().insert(sql, s.clone());
         Ok(s)
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        let mut tx = self.tx.borrow_mut();
+        self.pending
+            .borrow_mut()
+            .flush(&mut tx, &self.batch_id, to_pg(self.received_at))
     }
 
     fn execute(&self, sql: &'static str, args: &[&(dyn ToSql + Sync)]) -> Result<u64, StoreError> {
@@ -681,6 +695,9 @@ impl ImportUnit for PgBatch<'_> {
         source: Option<&str>,
         external_id: &str,
     ) -> Result<Option<String>, StoreError> {
+        if let Some(id) = self.pending.borrow().external(source, external_id) {
+            return Ok(Some(id.to_owned()));
+        }
         Ok(self
             .query(
                 "SELECT id FROM observations WHERE coalesce(source, '') = coalesce($1, '') AND external_id = $2",
@@ -697,34 +714,14 @@ impl ImportUnit for PgBatch<'_> {
         links: &[SiteLink],
     ) -> Result<String, StoreError> {
         let id = crate::model::new_id("obs");
-        let anchor = obs.place.anchor();
         let observed_at = to_pg(obs.observed_at);
-        self.execute(
-            "INSERT INTO observations (id, batch_id, feature_index, observed_at, recorded_at, sensor,
-                 finding, confidence, geometry, anchor, site_id, description, image_ref, source,
-                 external_id, matched)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, ST_GeomFromGeoJSON($9::text)::geography,
-                 ST_SetSRID(ST_MakePoint($10, $11), 4326)::geography, $12, $13, $14, $15, $16, $17)",
-            &[
-                &id,
-                &self.batch_id,
-                &(feature_index as i64),
-                &observed_at,
-                &to_pg(self.received_at),
-                &obs.sensor,
-                &obs.finding.as_str(),
-                &obs.confidence.as_str(),
-                &obs.place.to_geojson().to_string(),
-                &anchor.lon(),
-                &anchor.lat(),
-                &obs.site_id.as_ref().map(SiteId::as_str),
-                &obs.description,
-                &obs.image_ref,
-                &obs.source,
-                &obs.external_id,
-                &!links.is_empty(),
-            ],
-        )?;
+        let full = self
+            .pending
+            .borrow_mut()
+            .hold(&id, feature_index, obs, links, observed_at);
+        if full {
+            self.flush()?;
+        }
         let [w, s, e, n] = obs.place.lonlat_bounds();
         self.bounds.set(Some(match self.bounds.get() {
             None => [w, s, e, n],
@@ -742,17 +739,6 @@ impl ImportUnit for PgBatch<'_> {
                 .or_insert((t, 0));
             e.0 = e.0.max(t);
             e.1 += 1;
-            self.execute(
-                "INSERT INTO observation_sites (observation_id, site_id, how, distance_m, observed_at)
-                 VALUES ($1, $2, $3, $4, $5)",
-                &[
-                    &id,
-                    &l.site_id.as_str(),
-                    &l.how.as_str(),
-                    &l.distance_m,
-                    &observed_at,
-                ],
-            )?;
         }
         Ok(id)
     }
@@ -821,6 +807,7 @@ impl ImportUnit for PgBatch<'_> {
         at: LonLat,
         members: &[(String, ClusterCell)],
     ) -> Result<String, StoreError> {
+        self.flush()?;
         let id = crate::model::new_id("cand");
         self.execute(
             "INSERT INTO candidates (id, created_at, batch_id, position)
@@ -842,6 +829,7 @@ impl ImportUnit for PgBatch<'_> {
         candidate: &str,
         members: &[(String, ClusterCell)],
     ) -> Result<(), StoreError> {
+        self.flush()?;
         // The first member of a cube represents it; the subquery sees the
         // rows as they were before this one joined.
         for (m, cell) in members {
@@ -863,19 +851,30 @@ impl ImportUnit for PgBatch<'_> {
         mode: &str,
         report: &Value,
     ) -> Result<(), StoreError> {
+        self.flush()?;
         self.execute(
             "UPDATE batches SET origin = $2, content_hash = $3, mode = $4, stored = true, report = $5
              WHERE id = $1",
             &[&self.batch_id, &origin, &content_hash, &mode, report],
         )?;
-        for (site, (last, count)) in self.site_stats.take() {
+        // One statement for every site the batch observed, not one each.
+        let stats = self.site_stats.take();
+        let mut sites = Vec::with_capacity(stats.len());
+        let mut lasts = Vec::with_capacity(stats.len());
+        let mut counts = Vec::with_capacity(stats.len());
+        for (site, (last, count)) in stats {
+            sites.push(site);
+            lasts.push(to_pg(last));
+            counts.push(count as i64);
+        }
+        if !sites.is_empty() {
             self.execute(
                 "INSERT INTO site_observation_stats (site_id, last_observed_at, count)
-                 VALUES ($1, $2, $3)
+                 SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::bigint[])
                  ON CONFLICT (site_id) DO UPDATE SET
                    last_observed_at = greatest(site_observation_stats.last_observed_at, excluded.last_observed_at),
                    count = site_observation_stats.count + excluded.count",
-                &[&site, &to_pg(last), &(count as i64)],
+                &[&sites, &lasts, &counts],
             )?;
         }
         if let (Some([w, s, e, n]), Some((first, last))) = (self.bounds.get(), self.times.get()) {
