@@ -36,22 +36,16 @@ PORT_S=${PORT_S:-18773}
 log() { printf '== %s\n' "$*" >&2; }
 secs() { python3 -c "print(f'{$2 - $1:.1f}')"; }
 
-pgbin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1 || true)
-if [ -z "$pgbin" ] || ! ls /usr/share/postgresql/*/extension/postgis.control >/dev/null 2>&1; then
-  log "installing PostgreSQL and PostGIS (apt-get)"
-  apt-get update
-  DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql postgresql-15-postgis-3
-  pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
-fi
+. "$root/scripts/pg-cluster.sh"
+pg_find_or_install
 
 work=$(mktemp -d /tmp/sitewatch-nodes.XXXXXX)
 chmod 755 "$work"
 pids=()
-as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 cleanup() {
   set +e
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null; done
-  [ -f "$work/pg/postmaster.pid" ] && as_pg "$pgbin/pg_ctl" -D "$work/pg" -m fast stop >/dev/null
+  pg_stop "$work"
   if [ "${KEEP:-0}" = 1 ]; then log "kept $work"; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
@@ -70,10 +64,7 @@ log "generating $SITES sites and $OBS observations (seed $SEED)"
 chmod 644 "$work/gen/"*
 
 log "starting PostgreSQL (socket in $work, port $PGPORT)"
-mkdir -p "$work/pg" && chown postgres "$work/pg" "$work" 2>/dev/null || true
-as_pg "$pgbin/initdb" -D "$work/pg" -U postgres --auth=trust >/dev/null
-as_pg "$pgbin/pg_ctl" -D "$work/pg" -l "$work/pg.log" -w \
-  -o "-p $PGPORT -k $work -c listen_addresses='' -c shared_buffers=1GB -c max_connections=60" start >/dev/null
+pg_start "$work" "$PGPORT" -c "listen_addresses=''" -c shared_buffers=1GB -c max_connections=60
 psql=(as_pg "$pgbin/psql" -X -q -v ON_ERROR_STOP=1 -h "$work" -p "$PGPORT" -U postgres)
 "${psql[@]}" -c "CREATE DATABASE sites" -c "CREATE DATABASE copied" >/dev/null
 url="postgresql://postgres@localhost:$PGPORT/sites?host=$work"

@@ -30,24 +30,17 @@ SWPORT=${SWPORT:-18765}
 log() { printf '== %s\n' "$*" >&2; }
 
 # --- PostgreSQL + PostGIS from Debian, if missing --------------------------------
-pgbin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1 || true)
-if [ -z "$pgbin" ] || ! ls /usr/share/postgresql/*/extension/postgis.control >/dev/null 2>&1; then
-  log "installing PostgreSQL and PostGIS (apt-get)"
-  apt-get update
-  DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql postgresql-15-postgis-3
-  pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
-fi
+. "$root/scripts/pg-cluster.sh"
+pg_find_or_install
 command -v python3 >/dev/null || { apt-get update && apt-get install -y python3; }
 
 work=$(mktemp -d /tmp/sitewatch-compare.XXXXXX)
 chmod 755 "$work"
 sw_pid=""
-# PostgreSQL will not run as root: it runs as the `postgres` user when we are root.
-as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 cleanup() {
   set +e
   [ -n "$sw_pid" ] && kill "$sw_pid" 2>/dev/null && wait "$sw_pid" 2>/dev/null
-  [ -f "$work/pg/postmaster.pid" ] && as_pg "$pgbin/pg_ctl" -D "$work/pg" -m fast stop >/dev/null
+  pg_stop "$work"
   if [ "${KEEP:-0}" = 1 ]; then log "kept $work"; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
@@ -64,10 +57,7 @@ cat "$work/gen.log" >&2
 sw_load=$(sed -n 's/^imported [0-9]* sites into .* in \([0-9.]*\) s$/\1/p' "$work/gen.log")
 
 log "starting PostgreSQL on 127.0.0.1:$PGPORT"
-mkdir -p "$work/pg" && chown postgres "$work/pg" "$work" 2>/dev/null || true
-as_pg "$pgbin/initdb" -D "$work/pg" -U postgres --auth=trust >/dev/null
-as_pg "$pgbin/pg_ctl" -D "$work/pg" -l "$work/pg.log" -w \
-  -o "-p $PGPORT -k $work -c listen_addresses=127.0.0.1 -c shared_buffers=1GB -c max_connections=20" start >/dev/null
+pg_start "$work" "$PGPORT" -c listen_addresses=127.0.0.1 -c shared_buffers=1GB -c max_connections=20
 psql=(as_pg "$pgbin/psql" -X -q -v ON_ERROR_STOP=1 -h "$work" -p "$PGPORT" -U postgres)
 "${psql[@]}" -c "CREATE DATABASE bench" >/dev/null
 psql=("${psql[@]}" -d bench)
