@@ -3,7 +3,8 @@
 #   1. generate a synthetic catalogue and a batch of observations,
 #   2. load the sites into PostgreSQL through `sitewatch import sites`, and the
 #      same rows by plain COPY + GiST index into a second database, timing both,
-#   3. import the observations through a node, timing it,
+#   3. import the observations through a node, and the same rows by plain COPY
+#      + indexes, timing both,
 #   4. the query mix against one node, then against two nodes at once,
 #   5. how long a write through one node takes to show through the other
 #      (`sitewatch bench --converge-to`),
@@ -117,6 +118,32 @@ t1=$(date +%s.%N)
 obs_load=$(secs "$t0" "$t1")
 accepted=$(python3 -c "import json; print(json.load(open('$work/import.json'))['accepted'])")
 
+log "the same observations by COPY, then a GiST index and one by time"
+python3 - "$work/gen/observations-0001.geojson" "$work/observations.tsv" <<'PY'
+import json, sys
+with open(sys.argv[1]) as src, open(sys.argv[2], "w") as out:
+    for line in src:
+        line = line.strip().rstrip(",")
+        if not line.startswith('{"type":"Feature"'):
+            continue
+        f = json.loads(line)
+        p = f["properties"]
+        lon, lat = f["geometry"]["coordinates"]
+        cells = [p["external_id"], p["observed_at"], p["sensor"], p["finding"], p["confidence"],
+                 p.get("site_id") or "\\N", f"SRID=4326;POINT({lon!r} {lat!r})"]
+        out.write("\t".join(cells) + "\n")
+PY
+chmod 644 "$work/observations.tsv"
+t0=$(date +%s.%N)
+"${psql[@]}" -d copied -c "CREATE TABLE observations (id text PRIMARY KEY, observed_at timestamptz NOT NULL,
+    sensor text NOT NULL, finding text NOT NULL, confidence text NOT NULL, site_id text,
+    geog geography(Point, 4326) NOT NULL)" \
+  -c "\\copy observations FROM '$work/observations.tsv'"
+"${psql[@]}" -d copied -c "CREATE INDEX observations_geog ON observations USING gist (geog)" \
+  -c "CREATE INDEX observations_time ON observations (observed_at, id)"
+t1=$(date +%s.%N)
+obs_copy=$(secs "$t0" "$t1")
+
 mix=nearby,nearest,bbox,item
 bench() { # port, output
   "$sw" bench --url "http://127.0.0.1:$1" --mix "$mix" --seconds "$SECS" \
@@ -180,6 +207,7 @@ mkdir -p "$(dirname "$OUT")"
   echo "| load $SITES sites through $load_how | ${sw_load} s |"
   echo "| the same rows by plain COPY + GiST index | ${pg_copy} s |"
   echo "| import $OBS observations through a node ($accepted accepted) | ${obs_load} s |"
+  echo "| the same observations by plain COPY + GiST and time indexes | ${obs_copy} s |"
   echo "| node ready after start (A / B) | ${ready_a} s / ${ready_b} s |"
   echo "| the mix, one node | $(total "$work/one.json") q/s, p99 ≤ $(p99 "$work/one.json") ms |"
   echo "| the mix, two nodes at once | $(total "$work/two-a.json" "$work/two-b.json") q/s, p99 ≤ $(p99 "$work/two-a.json" "$work/two-b.json") ms |"
