@@ -108,12 +108,15 @@ start_node() { # port, then more arguments; sets `ready` to the seconds it took
 }
 
 log "node A"
-start_node "$PORT_A" --db "$url"; ready_a=$ready
+# The batch goes in as one request, which may be larger than the default body limit.
+batch_bytes=$(stat -c %s "$work/gen/observations-0001.geojson")
+start_node "$PORT_A" --db "$url" --max-body $((batch_bytes + 1048576)); ready_a=$ready
 
 log "importing $OBS observations through node A"
 t0=$(date +%s.%N)
-curl -sf -o "$work/import.json" -H 'Content-Type: application/geo+json' \
-  --data-binary @"$work/gen/observations-0001.geojson" "http://127.0.0.1:$PORT_A/api/observations"
+curl -sS --fail-with-body -o "$work/import.json" -H 'Content-Type: application/geo+json' \
+  --data-binary @"$work/gen/observations-0001.geojson" "http://127.0.0.1:$PORT_A/api/observations" \
+  || { cat "$work/import.json" >&2; exit 1; }
 t1=$(date +%s.%N)
 obs_load=$(secs "$t0" "$t1")
 accepted=$(python3 -c "import json; print(json.load(open('$work/import.json'))['accepted'])")
