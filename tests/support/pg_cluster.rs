@@ -97,31 +97,35 @@ impl Cluster {
 
     /// A connection string for the cluster's `postgres` database.
     pub fn url(&self) -> String {
-        format!(
-            "host={} port=5432 user=postgres dbname=postgres",
-            self.dir.path().display()
-        )
+        self.conninfo("postgres")
     }
 
     /// The same database as a `postgres://` URL, the form `--db` takes.
     pub fn postgres_url(&self) -> String {
-        format!(
-            "postgresql://postgres@localhost:5432/postgres?host={}",
-            self.dir.path().display()
-        )
+        self.postgres_url_of("postgres")
     }
 
     pub fn client(&self) -> postgres::Client {
-        postgres::Client::connect(&self.url(), postgres::NoTls).unwrap()
+        self.client_of("postgres")
     }
 
     /// A connection to another database of the cluster.
     pub fn client_of(&self, dbname: &str) -> postgres::Client {
-        let url = format!(
+        postgres::Client::connect(&self.conninfo(dbname), postgres::NoTls).unwrap()
+    }
+
+    fn conninfo(&self, dbname: &str) -> String {
+        format!(
             "host={} port=5432 user=postgres dbname={dbname}",
             self.dir.path().display()
-        );
-        postgres::Client::connect(&url, postgres::NoTls).unwrap()
+        )
+    }
+
+    fn postgres_url_of(&self, dbname: &str) -> String {
+        format!(
+            "postgresql://postgres@localhost:5432/{dbname}?host={}",
+            self.dir.path().display()
+        )
     }
 }
 
@@ -140,10 +144,7 @@ impl Cluster {
         self.client()
             .batch_execute(&format!("CREATE DATABASE {name}"))
             .unwrap();
-        format!(
-            "postgresql://postgres@localhost:5432/{name}?host={}",
-            self.dir.path().display()
-        )
+        self.postgres_url_of(name)
     }
 
     pub fn folder(&self) -> &Path {
