@@ -2,9 +2,12 @@
 # Several sitewatch nodes on one PostgreSQL database, measured in one run:
 #   1. generate a synthetic catalogue and a batch of observations,
 #   2. load the sites into PostgreSQL through `sitewatch import sites`, and the
-#      same rows by plain COPY + GiST index into a second database, timing both,
+#      same rows by plain COPY + GiST index into a second database, timing both;
+#      then every row sitewatch stored (sites, revisions, change log) restored
+#      by pg_restore (COPY, then the indexes and keys) into a third,
 #   3. import the observations through a node, and the same rows by plain COPY
-#      + indexes, timing both,
+#      + indexes, timing both; then the whole database restored again, the
+#      difference being what restoring the rows the import added costs,
 #   4. the query mix against one node, then against two nodes at once,
 #   5. how long a write through one node takes to show through the other
 #      (`sitewatch bench --converge-to`),
@@ -95,6 +98,18 @@ t0=$(date +%s.%N)
 t1=$(date +%s.%N)
 pg_copy=$(secs "$t0" "$t1")
 
+# restored DUMP DB: pg_restore of DUMP into a new database DB, in seconds.
+restored() {
+  "${psql[@]}" -c "CREATE DATABASE $2" >/dev/null
+  local t0; t0=$(date +%s.%N)
+  as_pg "$pgbin/pg_restore" -h "$work" -p "$PGPORT" -U postgres -d "$2" "$1"
+  secs "$t0" "$(date +%s.%N)"
+}
+log "every row sitewatch stored, by pg_dump and a timed pg_restore"
+as_pg "$pgbin/pg_dump" -h "$work" -p "$PGPORT" -U postgres -Fc -f "$work/sites.dump" sites
+sites_restore=$(restored "$work/sites.dump" restored_sites)
+rm -f "$work/sites.dump"
+
 start_node() { # port, then more arguments; sets `ready` to the seconds it took
   local port=$1; shift
   local t0; t0=$(date +%s.%N)
@@ -146,6 +161,12 @@ t0=$(date +%s.%N)
   -c "CREATE INDEX observations_time ON observations (observed_at, id)"
 t1=$(date +%s.%N)
 obs_copy=$(secs "$t0" "$t1")
+
+log "the database with the observations, by pg_dump and a timed pg_restore"
+as_pg "$pgbin/pg_dump" -h "$work" -p "$PGPORT" -U postgres -Fc -f "$work/all.dump" sites
+all_restore=$(restored "$work/all.dump" restored_all)
+rm -f "$work/all.dump"
+obs_restore=$(secs "$sites_restore" "$all_restore")
 
 mix=nearby,nearest,bbox,item
 bench() { # port, output
@@ -208,9 +229,11 @@ mkdir -p "$(dirname "$OUT")"
   echo "| measure | figure |"
   echo "|---|---:|"
   echo "| load $SITES sites through $load_how | ${sw_load} s |"
-  echo "| the same rows by plain COPY + GiST index | ${pg_copy} s |"
+  echo "| the same sites by plain COPY + GiST index (id and footprint only) | ${pg_copy} s |"
+  echo "| every row the load stored (sites, revisions, change log), by pg_restore | ${sites_restore} s |"
   echo "| import $OBS observations through a node ($accepted accepted) | ${obs_load} s |"
-  echo "| the same observations by plain COPY + GiST and time indexes | ${obs_copy} s |"
+  echo "| the same observations by plain COPY + GiST and time indexes (one table) | ${obs_copy} s |"
+  echo "| every row the import added (observations, links, statistics, candidates), by pg_restore | ${obs_restore} s |"
   echo "| node ready after start (A / B) | ${ready_a} s / ${ready_b} s |"
   echo "| the mix, one node | $(total "$work/one.json") q/s, p99 ≤ $(p99 "$work/one.json") ms |"
   echo "| the mix, two nodes at once | $(total "$work/two-a.json" "$work/two-b.json") q/s, p99 ≤ $(p99 "$work/two-a.json" "$work/two-b.json") ms |"

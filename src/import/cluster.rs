@@ -420,6 +420,9 @@ mod tests {
         fn stored_batch_with_hash(&self, hash: &str) -> Result<Option<String>, StoreError> {
             self.inner.stored_batch_with_hash(hash)
         }
+        fn look_up_externals(&self, keys: &[(Option<&str>, &str)]) -> Result<(), StoreError> {
+            self.inner.look_up_externals(keys)
+        }
         fn existing_external(
             &self,
             s: Option<&str>,

@@ -8,7 +8,7 @@ use super::matching::match_place;
 use super::stream::{StreamError, for_each_feature};
 use crate::index::SiteIndex;
 use crate::model::{BatchStats, ObservationStats};
-use crate::model::{Meters, Observation};
+use crate::model::{FieldError, Meters, Observation, SiteLink};
 use crate::store::{ImportUnit, StoreError};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -142,6 +142,86 @@ fn push_capped<T>(list: &mut Vec<T>, truncated: &mut bool, item: T) {
     }
 }
 
+/// How many features are read ahead, so that the store can look up their
+/// external ids together rather than one round trip each.
+const BLOCK: usize = 1_024;
+
+type Parsed = Result<(Observation, Vec<SiteLink>), FieldError>;
+
+/// What storing the features of a batch, a block at a time, changes.
+struct Block<'r, 'u> {
+    tx: &'u dyn ImportUnit,
+    r: &'r mut ImportReport,
+    site_stats: &'r mut BatchStats,
+    clustering: &'r mut Clustering<'u>,
+}
+
+impl Block<'_, '_> {
+    /// Stores the features of `block`, in order, and empties it.
+    fn store(&mut self, block: &mut Vec<(usize, Parsed)>) -> Result<(), RunError> {
+        let keys: Vec<(Option<&str>, &str)> = block
+            .iter()
+            .filter_map(|(_, p)| p.as_ref().ok())
+            .filter_map(|(o, _)| Some((o.source.as_deref(), o.external_id.as_deref()?)))
+            .collect();
+        if !keys.is_empty() {
+            self.tx.look_up_externals(&keys)?;
+        }
+        for (i, parsed) in block.drain(..) {
+            self.feature(i, parsed)?;
+        }
+        Ok(())
+    }
+
+    fn feature(&mut self, i: usize, parsed: Parsed) -> Result<(), RunError> {
+        let r = &mut *self.r;
+        let (obs, links) = match parsed {
+            Ok(x) => x,
+            Err(e) => {
+                r.rejected += 1;
+                push_capped(
+                    &mut r.problems,
+                    &mut r.lists_truncated,
+                    FeatureProblem {
+                        index: i,
+                        field: e.field,
+                        reason: e.reason,
+                    },
+                );
+                return Ok(());
+            }
+        };
+        if let Some(ext) = &obs.external_id
+            && let Some(existing) = self.tx.existing_external(obs.source.as_deref(), ext)?
+        {
+            r.duplicates += 1;
+            let dup = Duplicate {
+                index: i,
+                source: obs.source.clone(),
+                external_id: ext.clone(),
+                existing,
+            };
+            push_capped(&mut r.duplicate_features, &mut r.lists_truncated, dup);
+            return Ok(());
+        }
+        let id = self.tx.insert_observation(i, &obs, &links)?;
+        r.accepted += 1;
+        if links.is_empty() {
+            r.unmatched += 1;
+            self.clustering
+                .add(&id, obs.place.anchor(), obs.observed_at)?;
+        } else {
+            r.matched += 1;
+            for l in links {
+                let before = self.site_stats.get(&l.site_id);
+                let next = ObservationStats::of(before, obs.observed_at, 1);
+                self.site_stats.insert(l.site_id, next);
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Streams a batch into `tx`. `seen_hash` tells whether content with a given
 /// hash was stored before; `progress(features, bytes)` is called as features arrive.
 pub fn run_import<R: Read>(
@@ -181,62 +261,32 @@ pub fn run_import<R: Read>(
     };
     let mut site_stats = BatchStats::new();
     let mut clustering = Clustering::new(tx, opts.cluster_radius.get(), opts.cluster_min_days);
+    let mut block: Vec<(usize, Parsed)> = Vec::with_capacity(BLOCK);
+    let mut state = Block {
+        tx,
+        r: &mut r,
+        site_stats: &mut site_stats,
+        clustering: &mut clustering,
+    };
     let streamed = for_each_feature(&mut hashing, |i, feature| -> Result<(), RunError> {
-        r.features = i + 1;
+        state.r.features = i + 1;
         if i % 1024 == 0 {
             progress(i, bytes.get());
         }
         let parsed = Observation::from_feature(&feature)
             .and_then(|o| match_place(index, &o, opts.match_radius).map(|links| (o, links)));
-        let (obs, links) = match parsed {
-            Ok(x) => x,
-            Err(e) => {
-                r.rejected += 1;
-                push_capped(
-                    &mut r.problems,
-                    &mut r.lists_truncated,
-                    FeatureProblem {
-                        index: i,
-                        field: e.field,
-                        reason: e.reason,
-                    },
-                );
-                return Ok(());
-            }
-        };
-        if let Some(ext) = &obs.external_id
-            && let Some(existing) = tx.existing_external(obs.source.as_deref(), ext)?
-        {
-            r.duplicates += 1;
-            let dup = Duplicate {
-                index: i,
-                source: obs.source.clone(),
-                external_id: ext.clone(),
-                existing,
-            };
-            push_capped(&mut r.duplicate_features, &mut r.lists_truncated, dup);
-            return Ok(());
-        }
-        let id = tx.insert_observation(i, &obs, &links)?;
-        r.accepted += 1;
-        if links.is_empty() {
-            r.unmatched += 1;
-            clustering.add(&id, obs.place.anchor(), obs.observed_at)?;
-        } else {
-            r.matched += 1;
-            for l in links {
-                let before = site_stats.get(&l.site_id);
-                let next = ObservationStats::of(before, obs.observed_at, 1);
-                site_stats.insert(l.site_id, next);
-            }
+        block.push((i, parsed));
+        if block.len() == BLOCK {
+            state.store(&mut block)?;
         }
         Ok(())
     });
     match streamed {
-        Ok(n) => r.features = n,
+        Ok(n) => state.r.features = n,
         Err(Ok(stream)) => return Err(stream.into()),
         Err(Err(run)) => return Err(run),
     }
+    state.store(&mut block)?;
     progress(r.features, bytes.get());
     r.candidates_created = clustering.finish()?;
     r.content_hash = hex::encode(hashing.hash.finalize());

@@ -599,6 +599,14 @@ pub trait ImportUnit {
     fn batch_id(&self) -> &str;
     /// The stored batch with this content hash, seen from inside the unit.
     fn stored_batch_with_hash(&self, hash: &str) -> Result<Option<String>, StoreError>;
+    /// Told the `(source, external id)` keys of the next features, before
+    /// [`existing_external`](Self::existing_external) is asked about each:
+    /// a store across a network looks them up in one round trip. The
+    /// answers must still count the unit's own writes made in between.
+    fn look_up_externals(&self, keys: &[(Option<&str>, &str)]) -> Result<(), StoreError> {
+        let _ = keys;
+        Ok(())
+    }
     /// The observation already stored under this source's external id.
     fn existing_external(
         &self,

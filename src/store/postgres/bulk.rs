@@ -3,8 +3,10 @@
 //! and the revisions go to the server through binary COPY into a staging
 //! table and a few statements over it, instead of several round trips a site.
 
+use super::boxes::index_box;
 use super::sites::{Current, Write, diff_json, plan, tally};
 use super::store::to_pg;
+use super::wkb::{Geography, JsonbText};
 use crate::model::Site;
 use crate::store::{ApplyReport, Change, Provenance, StoreError};
 use postgres::Statement;
@@ -16,31 +18,21 @@ use std::collections::{HashMap, HashSet};
 pub(super) const WORTH_IT: usize = 1_024;
 
 /// The revisions of one flush, in the order planned (`n`); `previous` is the
-/// revision they follow, null for a new site. Dropped with the transaction.
+/// revision they follow, null for a new site. The feature and footprint are
+/// parsed once, on the way in, for both tables. Dropped with the transaction.
 const STAGE: &str = "CREATE TEMP TABLE IF NOT EXISTS site_stage (
         n bigint NOT NULL, id text NOT NULL, revision bigint NOT NULL, previous bigint,
-        change text NOT NULL, feature text NOT NULL, diff text NOT NULL
+        change text NOT NULL, feature jsonb NOT NULL, diff jsonb NOT NULL,
+        footprint geography NOT NULL, bounds real[] NOT NULL
     ) ON COMMIT DROP";
 
-const COPY: &str =
-    "COPY site_stage (n, id, revision, previous, change, feature, diff) FROM STDIN (FORMAT binary)";
+const COPY: &str = "COPY site_stage (n, id, revision, previous, change, feature, diff, footprint,
+    bounds) FROM STDIN (FORMAT binary)";
 
-const COPY_TYPES: &[Type] = &[
-    Type::INT8,
-    Type::TEXT,
-    Type::INT8,
-    Type::INT8,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-];
-
-/// The statements of a flush. They do what the single write's prepared
-/// statements do, with the same expressions, so that the rows come out the
-/// same: each feature is parsed once per statement (`OFFSET 0` keeps the
-/// planner from folding the subquery, and the cast, into each use), and rows
-/// go in in the order planned.
+/// The statements of a flush, and the COPY's column types (`geography`'s
+/// number is the database's own). The rows go in in the order planned.
 struct Statements {
+    copy_types: Vec<Type>,
     close_previous: Statement,
     insert_sites: Statement,
     update_sites: Statement,
@@ -50,37 +42,42 @@ struct Statements {
 impl Statements {
     fn prepare(w: &mut Write<'_>) -> Result<Self, StoreError> {
         let tx = &mut w.tx;
+        let geography = tx.prepare("SELECT NULL::geography")?.columns()[0]
+            .type_()
+            .clone();
         Ok(Self {
+            copy_types: vec![
+                Type::INT8,
+                Type::TEXT,
+                Type::INT8,
+                Type::INT8,
+                Type::TEXT,
+                Type::JSONB,
+                Type::JSONB,
+                geography,
+                Type::FLOAT4_ARRAY,
+            ],
             close_previous: tx.prepare(
                 "UPDATE site_revisions r SET valid_until = $1::timestamptz
                  FROM site_stage s WHERE r.site_id = s.id AND r.revision = s.previous",
             )?,
             insert_sites: tx.prepare(
                 "INSERT INTO sites (id, revision, retired, feature, footprint, created_at, updated_at)
-                 SELECT id, revision, false, f,
-                        ST_GeomFromGeoJSON(f -> 'geometry')::geography,
-                        $1::timestamptz, $1::timestamptz
-                 FROM (SELECT n, id, revision, feature::jsonb AS f FROM site_stage
-                       WHERE previous IS NULL OFFSET 0) x
-                 ORDER BY n",
+                 SELECT id, revision, false, feature, footprint, $1::timestamptz, $1::timestamptz
+                 FROM site_stage WHERE previous IS NULL ORDER BY n",
             )?,
             update_sites: tx.prepare(
-                "UPDATE sites SET revision = x.revision, retired = false, feature = x.f,
-                        footprint = ST_GeomFromGeoJSON(x.f -> 'geometry')::geography,
-                        updated_at = $1::timestamptz
-                 FROM (SELECT id, revision, feature::jsonb AS f FROM site_stage
-                       WHERE previous IS NOT NULL OFFSET 0) x
-                 WHERE sites.id = x.id",
+                "UPDATE sites SET revision = s.revision, retired = false, feature = s.feature,
+                        footprint = s.footprint, updated_at = $1::timestamptz
+                 FROM site_stage s WHERE sites.id = s.id AND s.previous IS NOT NULL",
             )?,
             // After the sites, which a new site's revision refers to.
             insert_revisions: tx.prepare(
                 "INSERT INTO site_revisions (site_id, revision, recorded_at, actor, reason, change,
-                     feature, diff, footprint)
-                 SELECT id, revision, $1::timestamptz, $2::text, $3::text, change, f,
-                        diff::jsonb, ST_GeomFromGeoJSON(f -> 'geometry')::geography
-                 FROM (SELECT n, id, revision, change, diff, feature::jsonb AS f
-                       FROM site_stage OFFSET 0) x
-                 ORDER BY n",
+                     feature, diff, footprint, bounds)
+                 SELECT id, revision, $1::timestamptz, $2::text, $3::text, change, feature, diff,
+                        footprint, bounds
+                 FROM site_stage ORDER BY n",
             )?,
         })
     }
@@ -94,6 +91,8 @@ struct Staged {
     change: Change,
     feature: String,
     diff: String,
+    footprint: Geography,
+    bounds: Vec<f32>,
 }
 
 /// Writes every site of `chunks`, in order, as [`Write::apply`] would one by
@@ -173,12 +172,10 @@ impl Bulk<'_, '_, '_> {
         let revision = previous.map_or(1, |r| r + 1);
         let diff = diff_json(&site.id, change, &diff)?;
         let id = site.id.as_str().to_owned();
-        self.w.log.push((
-            change.log_kind(),
-            id.clone(),
-            revision,
-            site.footprint.lonlat_bounds(),
-        ));
+        let lonlat = site.footprint.lonlat_bounds();
+        self.w
+            .log
+            .push((change.log_kind(), id.clone(), revision, lonlat));
         self.pending_ids.insert(id.clone());
         self.pending.push(Staged {
             id,
@@ -187,6 +184,8 @@ impl Bulk<'_, '_, '_> {
             change,
             feature: site.feature_text(),
             diff,
+            footprint: Geography::of_footprint(&site.footprint),
+            bounds: index_box(lonlat),
         });
         Ok(true)
     }
@@ -198,25 +197,33 @@ impl Bulk<'_, '_, '_> {
         }
         let tx = &mut self.w.tx;
         let sink = tx.copy_in(COPY)?;
-        let mut writer = BinaryCopyInWriter::new(sink, COPY_TYPES);
+        let mut writer = BinaryCopyInWriter::new(sink, &self.stmts.copy_types);
+        let mut updates = false;
         for (n, s) in (0i64..).zip(&self.pending) {
-            let row: [&(dyn ToSql + Sync); 7] = [
+            updates |= s.previous.is_some();
+            let row: [&(dyn ToSql + Sync); 9] = [
                 &n,
                 &s.id,
                 &s.revision,
                 &s.previous,
                 &s.change.as_str(),
-                &s.feature,
-                &s.diff,
+                &JsonbText(&s.feature),
+                &JsonbText(&s.diff),
+                &s.footprint,
+                &s.bounds,
             ];
             writer.write(&row)?;
         }
         writer.finish()?;
         let at = to_pg(self.w.at);
         let s = &self.stmts;
-        tx.execute(&s.close_previous, &[&at])?;
+        if updates {
+            tx.execute(&s.close_previous, &[&at])?;
+        }
         tx.execute(&s.insert_sites, &[&at])?;
-        tx.execute(&s.update_sites, &[&at])?;
+        if updates {
+            tx.execute(&s.update_sites, &[&at])?;
+        }
         tx.execute(&s.insert_revisions, &[&at, &self.by.actor, &self.by.reason])?;
         tx.batch_execute("TRUNCATE site_stage")?;
         self.pending.clear();
@@ -226,15 +233,11 @@ impl Bulk<'_, '_, '_> {
 }
 
 #[cfg(test)]
-#[path = "../../../tests/support/pg_cluster.rs"]
-mod pg_cluster;
-
-#[cfg(test)]
 mod tests {
-    use super::pg_cluster::Cluster;
     use super::*;
     use crate::model::{IdPolicy, SiteId};
     use crate::store::postgres::PgStore;
+    use crate::store::postgres::pg_cluster::Cluster;
     use crate::store::{Abandoned, ChangeLogReads, SiteReads, SiteWrites, SqliteStore};
     use serde_json::{Value, json};
 

@@ -7,6 +7,7 @@
 //! `postgres` crate.
 
 mod backend;
+mod boxes;
 mod bulk;
 mod candidates;
 mod compare;
@@ -18,6 +19,12 @@ mod schema;
 mod sites;
 mod store;
 mod transfer;
+mod wkb;
+
+/// A PostgreSQL cluster of its own for a unit test.
+#[cfg(test)]
+#[path = "../../../tests/support/pg_cluster.rs"]
+mod pg_cluster;
 
 pub use backend::PgBackend;
 pub use compare::{Comparison, TableComparison, compare};

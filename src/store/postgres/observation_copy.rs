@@ -4,6 +4,8 @@
 //! a round trip and a statement (with its generated columns' functions set
 //! up again) per observation.
 
+use super::boxes::index_box;
+use super::wkb::Geography;
 use crate::model::{Observation, SiteId, SiteLink};
 use crate::store::StoreError;
 use chrono::{DateTime, Utc};
@@ -20,9 +22,9 @@ pub(super) const HOLD: usize = 8_192;
 const STAGE: &str = "CREATE TEMP TABLE IF NOT EXISTS observation_stage (
         n bigint NOT NULL, id text NOT NULL, feature_index bigint NOT NULL,
         observed_at timestamptz NOT NULL, sensor text NOT NULL, finding text NOT NULL,
-        confidence text NOT NULL, geometry text NOT NULL, lon float8 NOT NULL, lat float8 NOT NULL,
+        confidence text NOT NULL, geometry geography NOT NULL, lon float8 NOT NULL, lat float8 NOT NULL,
         site_id text, description text, image_ref text, source text, external_id text,
-        matched boolean NOT NULL
+        matched boolean NOT NULL, bounds real[] NOT NULL
     ) ON COMMIT DROP;
     CREATE TEMP TABLE IF NOT EXISTS observation_link_stage (
         n bigint NOT NULL, observation_id text NOT NULL, site_id text NOT NULL, how text NOT NULL,
@@ -31,26 +33,31 @@ const STAGE: &str = "CREATE TEMP TABLE IF NOT EXISTS observation_stage (
 
 const COPY_OBSERVATIONS: &str = "COPY observation_stage (n, id, feature_index, observed_at, sensor,
     finding, confidence, geometry, lon, lat, site_id, description, image_ref, source, external_id,
-    matched) FROM STDIN (FORMAT binary)";
+    matched, bounds) FROM STDIN (FORMAT binary)";
 
-const OBSERVATION_TYPES: &[Type] = &[
-    Type::INT8,
-    Type::TEXT,
-    Type::INT8,
-    Type::TIMESTAMPTZ,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::FLOAT8,
-    Type::FLOAT8,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::BOOL,
-];
+/// The types of `COPY_OBSERVATIONS`' columns, `geography` being the
+/// database's own.
+fn observation_types(geography: Type) -> Vec<Type> {
+    vec![
+        Type::INT8,
+        Type::TEXT,
+        Type::INT8,
+        Type::TIMESTAMPTZ,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT,
+        geography,
+        Type::FLOAT8,
+        Type::FLOAT8,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT,
+        Type::BOOL,
+        Type::FLOAT4_ARRAY,
+    ]
+}
 
 const COPY_LINKS: &str = "COPY observation_link_stage (n, observation_id, site_id, how, distance_m,
     observed_at) FROM STDIN (FORMAT binary)";
@@ -68,11 +75,11 @@ const LINK_TYPES: &[Type] = &[
 /// come out the same; in the order the batch gave them.
 const MOVE_OBSERVATIONS: &str = "INSERT INTO observations (id, batch_id, feature_index,
         observed_at, recorded_at, sensor, finding, confidence, geometry, anchor, site_id,
-        description, image_ref, source, external_id, matched)
+        description, image_ref, source, external_id, matched, bounds)
     SELECT id, $1::text, feature_index, observed_at, $2::timestamptz, sensor, finding, confidence,
-        ST_GeomFromGeoJSON(geometry)::geography,
+        geometry,
         ST_SetSRID(ST_MakePoint(lon, lat), 4326)::geography, site_id, description, image_ref,
-        source, external_id, matched
+        source, external_id, matched, bounds
     FROM observation_stage ORDER BY n";
 
 const MOVE_LINKS: &str = "INSERT INTO observation_sites (observation_id, site_id, how,
@@ -88,7 +95,7 @@ struct Held {
     sensor: String,
     finding: &'static str,
     confidence: &'static str,
-    geometry: String,
+    geometry: Geography,
     lon: f64,
     lat: f64,
     site_id: Option<String>,
@@ -97,6 +104,7 @@ struct Held {
     source: Option<String>,
     external_id: Option<String>,
     matched: bool,
+    bounds: Vec<f32>,
 }
 
 struct HeldLink {
@@ -116,7 +124,8 @@ pub(super) struct Pending {
     /// `(source or "", external id)`: a later feature naming it again is a
     /// duplicate of it whether or not it has reached the server.
     externals: HashMap<(String, String), String>,
-    staged: bool,
+    /// The COPY's column types, once the staging tables exist.
+    staged: Option<Vec<Type>>,
 }
 
 impl Pending {
@@ -148,7 +157,7 @@ impl Pending {
             sensor: obs.sensor.clone(),
             finding: obs.finding.as_str(),
             confidence: obs.confidence.as_str(),
-            geometry: obs.place.to_geojson().to_string(),
+            geometry: Geography::of_place(&obs.place),
             lon: anchor.lon(),
             lat: anchor.lat(),
             site_id: obs.site_id.as_ref().map(SiteId::as_str).map(str::to_owned),
@@ -157,6 +166,7 @@ impl Pending {
             source: obs.source.clone(),
             external_id: obs.external_id.clone(),
             matched: !links.is_empty(),
+            bounds: index_box(obs.place.lonlat_bounds()),
         });
         for l in links {
             self.links.push(HeldLink {
@@ -180,13 +190,19 @@ impl Pending {
         if self.observations.is_empty() {
             return Ok(());
         }
-        if !self.staged {
-            tx.batch_execute(STAGE)?;
-            self.staged = true;
-        }
-        let mut w = BinaryCopyInWriter::new(tx.copy_in(COPY_OBSERVATIONS)?, OBSERVATION_TYPES);
+        let types = match &self.staged {
+            Some(t) => t.clone(),
+            None => {
+                tx.batch_execute(STAGE)?;
+                let geography = tx.prepare("SELECT NULL::geography")?.columns()[0]
+                    .type_()
+                    .clone();
+                self.staged.insert(observation_types(geography)).clone()
+            }
+        };
+        let mut w = BinaryCopyInWriter::new(tx.copy_in(COPY_OBSERVATIONS)?, &types);
         for (n, o) in (0i64..).zip(&self.observations) {
-            let row: [&(dyn ToSql + Sync); 16] = [
+            let row: [&(dyn ToSql + Sync); 17] = [
                 &n,
                 &o.id,
                 &o.feature_index,
@@ -203,6 +219,7 @@ impl Pending {
                 &o.source,
                 &o.external_id,
                 &o.matched,
+                &o.bounds,
             ];
             w.write(&row)?;
         }

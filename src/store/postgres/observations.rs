@@ -563,6 +563,7 @@ impl ObservationWrites for PgStore {
             times: Cell::new(None),
             site_stats: RefCell::default(),
             pending: RefCell::default(),
+            stored_externals: RefCell::default(),
         }))
     }
 
@@ -602,6 +603,9 @@ struct PgBatch<'a> {
     /// passes over them when a read returns them, and duplicates within the
     /// batch are found in `pending`. Writes that refer to them flush first.
     pending: RefCell<Pending>,
+    /// Whether the external ids of the features being stored were stored
+    /// before the batch, and as which observation (`look_up_externals`).
+    stored_externals: RefCell<HashMap<(String, String), Option<String>>>,
 }
 
 impl PgBatch<'_> {
@@ -690,6 +694,28 @@ impl ImportUnit for PgBatch<'_> {
         stored_batch_with_hash(&mut *self.tx.borrow_mut(), hash)
     }
 
+    /// Reads which of `keys` were stored before this batch, in one query;
+    /// the answers replace those of the previous block, so that memory stays
+    /// flat. The batch's own observations are found in `pending` first.
+    fn look_up_externals(&self, keys: &[(Option<&str>, &str)]) -> Result<(), StoreError> {
+        let sources: Vec<&str> = keys.iter().map(|(s, _)| s.unwrap_or("")).collect();
+        let ids: Vec<&str> = keys.iter().map(|(_, e)| *e).collect();
+        let rows = self.query(
+            "SELECT k.s, k.e, o.id FROM unnest($1::text[], $2::text[]) AS k(s, e)
+             JOIN observations o ON coalesce(o.source, '') = k.s AND o.external_id = k.e",
+            &[&sources, &ids],
+        )?;
+        let mut known: HashMap<(String, String), Option<String>> = keys
+            .iter()
+            .map(|(s, e)| ((s.unwrap_or("").to_owned(), (*e).to_owned()), None))
+            .collect();
+        for r in rows {
+            known.insert((r.get(0), r.get(1)), Some(r.get(2)));
+        }
+        *self.stored_externals.borrow_mut() = known;
+        Ok(())
+    }
+
     fn existing_external(
         &self,
         source: Option<&str>,
@@ -697,6 +723,10 @@ impl ImportUnit for PgBatch<'_> {
     ) -> Result<Option<String>, StoreError> {
         if let Some(id) = self.pending.borrow().external(source, external_id) {
             return Ok(Some(id.to_owned()));
+        }
+        let key = (source.unwrap_or("").to_owned(), external_id.to_owned());
+        if let Some(known) = self.stored_externals.borrow().get(&key) {
+            return Ok(known.clone());
         }
         Ok(self
             .query(

@@ -268,6 +268,30 @@ const MIGRATIONS: &[&str] = &[
             RETURN ARRAY[sitewatch_box_low(b[1]), sitewatch_box_low(b[2]),
                          sitewatch_box_high(b[3]), sitewatch_box_high(b[4])];
         END $$;",
+    // 7: the boxes computed by the writer, which has the coordinates in hand
+    // (`boxes.rs`, the same values), instead of by the server from the
+    // feature's JSON, a third of a bulk write's time. A row written without
+    // one, by `migrate`, a candidate's promotion or anyone else, still gets
+    // it from the functions above, and a changed feature or geometry gets it
+    // again.
+    "ALTER TABLE site_revisions ALTER COLUMN bounds DROP EXPRESSION;
+    ALTER TABLE observations ALTER COLUMN bounds DROP EXPRESSION;
+    CREATE FUNCTION sitewatch_fill_revision_box() RETURNS trigger
+        LANGUAGE plpgsql
+        AS $$ BEGIN NEW.bounds := sitewatch_revision_box(NEW.feature); RETURN NEW; END $$;
+    CREATE FUNCTION sitewatch_fill_observation_box() RETURNS trigger
+        LANGUAGE plpgsql
+        AS $$ BEGIN NEW.bounds := sitewatch_observation_box(NEW.geometry); RETURN NEW; END $$;
+    CREATE TRIGGER site_revisions_box_on_insert BEFORE INSERT ON site_revisions
+        FOR EACH ROW WHEN (NEW.bounds IS NULL) EXECUTE FUNCTION sitewatch_fill_revision_box();
+    CREATE TRIGGER site_revisions_box_on_update BEFORE UPDATE OF feature ON site_revisions
+        FOR EACH ROW WHEN (NEW.feature IS DISTINCT FROM OLD.feature)
+        EXECUTE FUNCTION sitewatch_fill_revision_box();
+    CREATE TRIGGER observations_box_on_insert BEFORE INSERT ON observations
+        FOR EACH ROW WHEN (NEW.bounds IS NULL) EXECUTE FUNCTION sitewatch_fill_observation_box();
+    CREATE TRIGGER observations_box_on_update BEFORE UPDATE OF geometry ON observations
+        FOR EACH ROW WHEN (NEW.geometry::bytea IS DISTINCT FROM OLD.geometry::bytea)
+        EXECUTE FUNCTION sitewatch_fill_observation_box();",
 ];
 
 /// The schema version this build writes.

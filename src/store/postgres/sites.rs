@@ -8,6 +8,7 @@
 //! order all hold until it commits, whichever node it runs on.
 
 use super::PgStore;
+use super::boxes::index_box;
 use super::bulk;
 use super::store::{from_pg, to_pg};
 use crate::model::{FieldChange, IdPolicy, Site, SiteId, Timestamp, creation_diff, diff_sites};
@@ -310,17 +311,17 @@ impl Statements {
             )?,
             insert_revision: tx.prepare(
                 "INSERT INTO site_revisions (site_id, revision, recorded_at, actor, reason, change,
-                     feature, diff, footprint)
+                     feature, diff, footprint, bounds)
                  SELECT $1::text, $2::bigint, $3::timestamptz, $4::text, $5::text, $6::text, f,
                         $8::text::jsonb,
-                        ST_GeomFromGeoJSON(f -> 'geometry')::geography
+                        ST_GeomFromGeoJSON(f -> 'geometry')::geography, $9::real[]
                  FROM (SELECT $7::text::jsonb AS f OFFSET 0) x",
             )?,
             insert_retirement: tx.prepare(
                 "INSERT INTO site_revisions (site_id, revision, recorded_at, actor, reason, change,
-                     feature, diff, footprint)
+                     feature, diff, footprint, bounds)
                  SELECT id, $2::bigint, $3::timestamptz, $4::text, $5::text, 'retired', feature,
-                        $6::text::jsonb, footprint
+                        $6::text::jsonb, footprint, $7::real[]
                  FROM sites WHERE id = $1::text",
             )?,
         })
@@ -402,6 +403,7 @@ impl<'a> Write<'a> {
             (_, None) => tx.execute(&s.retire_site, &[&id.as_str(), &revision, &at])?,
         };
         let (actor, reason) = (&by.actor, &by.reason);
+        let index_box = index_box(bounds);
         match feature {
             Some(f) => tx.execute(
                 &s.insert_revision,
@@ -414,11 +416,20 @@ impl<'a> Write<'a> {
                     &change.as_str(),
                     &f,
                     &diff_json,
+                    &index_box,
                 ],
             )?,
             None => tx.execute(
                 &s.insert_retirement,
-                &[&id.as_str(), &revision, &at, actor, reason, &diff_json],
+                &[
+                    &id.as_str(),
+                    &revision,
+                    &at,
+                    actor,
+                    reason,
+                    &diff_json,
+                    &index_box,
+                ],
             )?,
         };
         self.log
