@@ -118,6 +118,22 @@ fn a_catalogue_moved_into_postgis_keeps_its_history_and_answers_proximity_as_sit
             .observation_extent()
             .unwrap();
         assert_eq!(moved, kept);
+
+        // Live sites bring their packed forms, which a node reads at start,
+        // and read as the same sites as SQLite's.
+        use sitewatch::store::SiteReads;
+        let pg_store = sitewatch::store::postgres::PgStore::connect(&pg.url()).unwrap();
+        let unpacked = count(
+            &mut pg.client(),
+            "SELECT count(*) FROM sites WHERE NOT retired AND packed IS NULL",
+        );
+        assert_eq!(unpacked, 0);
+        let lite = sitewatch::store::SqliteStore::open(&db).unwrap();
+        assert_eq!(pg_store.live_sites().unwrap(), lite.live_sites().unwrap());
+        assert_eq!(
+            pg_store.retired_sites().unwrap(),
+            lite.retired_sites().unwrap()
+        );
     }
 
     let mut client = pg.client();

@@ -3,6 +3,7 @@
 //! and the query engine speak only these; [`sqlite`] is the embedded backend,
 //! and a server database implements the same traits.
 
+pub(crate) mod packed;
 pub mod postgres;
 pub mod sqlite;
 

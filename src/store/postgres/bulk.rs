@@ -8,6 +8,7 @@ use super::sites::{Current, Write, diff_json, plan, tally};
 use super::store::to_pg;
 use super::wkb::{Geography, JsonbText};
 use crate::model::Site;
+use crate::store::packed;
 use crate::store::{ApplyReport, Change, Provenance, StoreError};
 use postgres::Statement;
 use postgres::binary_copy::BinaryCopyInWriter;
@@ -23,11 +24,11 @@ pub(super) const WORTH_IT: usize = 1_024;
 const STAGE: &str = "CREATE TEMP TABLE IF NOT EXISTS site_stage (
         n bigint NOT NULL, id text NOT NULL, revision bigint NOT NULL, previous bigint,
         change text NOT NULL, feature jsonb NOT NULL, diff jsonb NOT NULL,
-        footprint geography NOT NULL, bounds real[] NOT NULL
+        footprint geography NOT NULL, bounds real[] NOT NULL, packed bytea NOT NULL
     ) ON COMMIT DROP";
 
 const COPY: &str = "COPY site_stage (n, id, revision, previous, change, feature, diff, footprint,
-    bounds) FROM STDIN (FORMAT binary)";
+    bounds, packed) FROM STDIN (FORMAT binary)";
 
 /// The statements of a flush, and the COPY's column types (`geography`'s
 /// number is the database's own). The rows go in in the order planned.
@@ -56,19 +57,22 @@ impl Statements {
                 Type::JSONB,
                 geography,
                 Type::FLOAT4_ARRAY,
+                Type::BYTEA,
             ],
             close_previous: tx.prepare(
                 "UPDATE site_revisions r SET valid_until = $1::timestamptz
                  FROM site_stage s WHERE r.site_id = s.id AND r.revision = s.previous",
             )?,
             insert_sites: tx.prepare(
-                "INSERT INTO sites (id, revision, retired, feature, footprint, created_at, updated_at)
-                 SELECT id, revision, false, feature, footprint, $1::timestamptz, $1::timestamptz
+                "INSERT INTO sites (id, revision, retired, feature, footprint, created_at, updated_at,
+                     packed)
+                 SELECT id, revision, false, feature, footprint, $1::timestamptz, $1::timestamptz,
+                        packed
                  FROM site_stage WHERE previous IS NULL ORDER BY n",
             )?,
             update_sites: tx.prepare(
                 "UPDATE sites SET revision = s.revision, retired = false, feature = s.feature,
-                        footprint = s.footprint, updated_at = $1::timestamptz
+                        footprint = s.footprint, updated_at = $1::timestamptz, packed = s.packed
                  FROM site_stage s WHERE sites.id = s.id AND s.previous IS NOT NULL",
             )?,
             // After the sites, which a new site's revision refers to.
@@ -93,6 +97,7 @@ struct Staged {
     diff: String,
     footprint: Geography,
     bounds: Vec<f32>,
+    packed: Vec<u8>,
 }
 
 /// Writes every site of `chunks`, in order, as [`Write::apply`] would one by
@@ -186,6 +191,7 @@ impl Bulk<'_, '_, '_> {
             diff,
             footprint: Geography::of_footprint(&site.footprint),
             bounds: index_box(lonlat),
+            packed: packed::encode(site),
         });
         Ok(true)
     }
@@ -201,7 +207,7 @@ impl Bulk<'_, '_, '_> {
         let mut updates = false;
         for (n, s) in (0i64..).zip(&self.pending) {
             updates |= s.previous.is_some();
-            let row: [&(dyn ToSql + Sync); 9] = [
+            let row: [&(dyn ToSql + Sync); 10] = [
                 &n,
                 &s.id,
                 &s.revision,
@@ -211,6 +217,7 @@ impl Bulk<'_, '_, '_> {
                 &JsonbText(&s.diff),
                 &s.footprint,
                 &s.bounds,
+                &s.packed,
             ];
             writer.write(&row)?;
         }
@@ -402,5 +409,52 @@ mod tests {
             .unwrap()
             .get(0);
         assert_eq!(wrong, 0);
+    }
+
+    #[test]
+    fn sites_are_read_from_their_packed_form_unless_another_program_changed_the_feature() {
+        let Some(cluster) = Cluster::start() else {
+            return;
+        };
+        let mut pg = PgStore::connect(&cluster.url()).unwrap();
+        let many = crate::synth::sites(WORTH_IT + 3, 5);
+        pg.apply_sites(&many, &by("import")).unwrap();
+        pg.apply_sites(&[square("one", "active", 1.0)], &by("editor"))
+            .unwrap();
+        let unpacked: i64 = pg
+            .client()
+            .query_one("SELECT count(*) FROM sites WHERE packed IS NULL", &[])
+            .unwrap()
+            .get(0);
+        assert_eq!(unpacked, 0, "every writer leaves a packed form");
+        let mut expected: Vec<Site> = many.clone();
+        expected.push(square("one", "active", 1.0));
+        expected.sort_by(|a, b| a.id.as_str().cmp(b.id.as_str()));
+        let live: Vec<Site> = pg
+            .live_sites()
+            .unwrap()
+            .iter()
+            .map(|s| (**s).clone())
+            .collect();
+        assert_eq!(live, expected);
+
+        // Renamed in SQL, as a GIS user might: the packed form is cleared
+        // and the new name is what a node reads.
+        pg.client()
+            .execute(
+                "UPDATE sites SET feature = jsonb_set(feature, '{properties,name}', '\"Renamed\"')
+                 WHERE id = 'one'",
+                &[],
+            )
+            .unwrap();
+        let live = pg.live_sites().unwrap();
+        let one = live.iter().find(|s| s.id.as_str() == "one").unwrap();
+        assert_eq!(one.name, "Renamed");
+        let cleared: bool = pg
+            .client()
+            .query_one("SELECT packed IS NULL FROM sites WHERE id = 'one'", &[])
+            .unwrap()
+            .get(0);
+        assert!(cleared);
     }
 }

@@ -292,6 +292,19 @@ const MIGRATIONS: &[&str] = &[
     CREATE TRIGGER observations_box_on_update BEFORE UPDATE OF geometry ON observations
         FOR EACH ROW WHEN (NEW.geometry::bytea IS DISTINCT FROM OLD.geometry::bytea)
         EXECUTE FUNCTION sitewatch_fill_observation_box();",
+    // 8: each site's packed form (`store::packed`) beside its feature, which
+    // a node reads at start instead of parsing a million GeoJSON documents.
+    // It describes the feature whenever it is there: a write that changes
+    // the feature without giving a new one (another program's, say) clears
+    // it, and the reader falls back to the feature.
+    "ALTER TABLE sites ADD COLUMN packed bytea;
+    CREATE FUNCTION sitewatch_clear_packed() RETURNS trigger
+        LANGUAGE plpgsql
+        AS $$ BEGIN NEW.packed := NULL; RETURN NEW; END $$;
+    CREATE TRIGGER sites_packed_follows_feature BEFORE UPDATE OF feature ON sites
+        FOR EACH ROW WHEN (NEW.feature IS DISTINCT FROM OLD.feature
+                           AND NEW.packed IS NOT DISTINCT FROM OLD.packed)
+        EXECUTE FUNCTION sitewatch_clear_packed();",
 ];
 
 /// The schema version this build writes.

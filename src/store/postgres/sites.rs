@@ -12,6 +12,7 @@ use super::boxes::index_box;
 use super::bulk;
 use super::store::{from_pg, to_pg};
 use crate::model::{FieldChange, IdPolicy, Site, SiteId, Timestamp, creation_diff, diff_sites};
+use crate::store::packed;
 use crate::store::{
     Abandoned, ApplyReport, CREATION_DIFF, Change, ChangeLogReads, Conditional, LogEntry, LogKind,
     LogMark, Meta, News, Provenance, Revision, SiteReads, SiteWrites, StoreError,
@@ -293,15 +294,17 @@ impl Statements {
             // The feature is parsed once (`OFFSET 0` keeps the planner from
             // folding the subquery, and the cast, into each use).
             insert_site: tx.prepare(
-                "INSERT INTO sites (id, revision, retired, feature, footprint, created_at, updated_at)
+                "INSERT INTO sites (id, revision, retired, feature, footprint, created_at, updated_at,
+                     packed)
                  SELECT $1::text, $2::bigint, false, f,
-                        ST_GeomFromGeoJSON(f -> 'geometry')::geography, $4::timestamptz, $4::timestamptz
+                        ST_GeomFromGeoJSON(f -> 'geometry')::geography, $4::timestamptz, $4::timestamptz,
+                        $5::bytea
                  FROM (SELECT $3::text::jsonb AS f OFFSET 0) x",
             )?,
             update_site: tx.prepare(
                 "UPDATE sites SET revision = $2::bigint, retired = false, feature = f,
                         footprint = ST_GeomFromGeoJSON(f -> 'geometry')::geography,
-                        updated_at = $4::timestamptz
+                        updated_at = $4::timestamptz, packed = $5::bytea
                  FROM (SELECT $3::text::jsonb AS f OFFSET 0) x WHERE id = $1::text",
             )?,
             // A retirement keeps the feature, and so the footprint.
@@ -334,8 +337,8 @@ struct RevisionWrite<'a> {
     /// The site's previous revision number, or `None` for a new site.
     previous: Option<i64>,
     change: Change,
-    /// The feature as text; `None` for a retirement, which keeps the stored one.
-    feature: Option<&'a str>,
+    /// The site written; `None` for a retirement, which keeps the stored one.
+    site: Option<&'a Site>,
     diff: Vec<FieldChange>,
     /// The footprint's lon/lat box, for the change log.
     bounds: [f64; 4],
@@ -384,10 +387,12 @@ impl<'a> Write<'a> {
             id,
             previous,
             change,
-            feature,
+            site,
             diff,
             bounds,
         } = w;
+        let feature = site.map(Site::feature_text);
+        let packed = site.map(packed::encode);
         let revision = previous.map_or(1, |r| r + 1);
         let diff_json = diff_json(id, change, &diff)?;
         let at = to_pg(self.at);
@@ -395,16 +400,18 @@ impl<'a> Write<'a> {
         if let Some(previous) = previous {
             tx.execute(&s.close_previous, &[&id.as_str(), &previous, &at])?;
         }
-        match (previous, feature) {
-            (None, Some(f)) => tx.execute(&s.insert_site, &[&id.as_str(), &revision, &f, &at])?,
+        match (previous, &feature) {
+            (None, Some(f)) => {
+                tx.execute(&s.insert_site, &[&id.as_str(), &revision, f, &at, &packed])?
+            }
             (Some(_), Some(f)) => {
-                tx.execute(&s.update_site, &[&id.as_str(), &revision, &f, &at])?
+                tx.execute(&s.update_site, &[&id.as_str(), &revision, f, &at, &packed])?
             }
             (_, None) => tx.execute(&s.retire_site, &[&id.as_str(), &revision, &at])?,
         };
         let (actor, reason) = (&by.actor, &by.reason);
         let index_box = index_box(bounds);
-        match feature {
+        match &feature {
             Some(f) => tx.execute(
                 &s.insert_revision,
                 &[
@@ -414,7 +421,7 @@ impl<'a> Write<'a> {
                     actor,
                     reason,
                     &change.as_str(),
-                    &f,
+                    f,
                     &diff_json,
                     &index_box,
                 ],
@@ -455,14 +462,13 @@ impl<'a> Write<'a> {
         let Some((change, diff)) = plan(site, current.as_ref())? else {
             return Ok(None);
         };
-        let feature = site.feature_text();
         let bounds = site.footprint.lonlat_bounds();
         let previous = current.map(|c| c.revision);
         let write = RevisionWrite {
             id: &site.id,
             previous,
             change,
-            feature: Some(&feature),
+            site: Some(site),
             diff,
             bounds,
         };
@@ -600,12 +606,38 @@ impl PgStore {
             .transpose()
     }
 
+    /// The sites' packed forms where they have one, their features where
+    /// not (or where one does not decode, which `check` would report).
     fn current_sites(&self, retired: bool) -> Result<Vec<Arc<Site>>, StoreError> {
-        let rows = self.client().query(
-            "SELECT id, feature FROM sites WHERE retired = $1 ORDER BY id COLLATE \"C\"",
+        let mut client = self.client();
+        let rows = client.query(
+            "SELECT id, packed, CASE WHEN packed IS NULL THEN feature END FROM sites
+             WHERE retired = $1 ORDER BY id COLLATE \"C\"",
             &[&retired],
         )?;
-        sites_from_rows(&rows)
+        let mut sites = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let id: &str = r.try_get(0)?;
+            let blob: Option<&[u8]> = r.try_get(1)?;
+            let site = match blob.and_then(|b| packed::decode(id, b)) {
+                Some(site) => site,
+                None => match r.try_get::<_, Option<Value>>(2)? {
+                    Some(feature) => parse_stored(id, &feature)?,
+                    None => {
+                        tracing::warn!(
+                            id,
+                            "a packed site form does not decode; reading its GeoJSON"
+                        );
+                        let feature: Value = client
+                            .query_one("SELECT feature FROM sites WHERE id = $1", &[&id])?
+                            .try_get(0)?;
+                        parse_stored(id, &feature)?
+                    }
+                },
+            };
+            sites.push(Arc::new(site));
+        }
+        Ok(sites)
     }
 }
 
@@ -816,7 +848,7 @@ impl SiteWrites for PgStore {
                 id,
                 previous: Some(current.revision),
                 change: Change::Retired,
-                feature: None,
+                site: None,
                 diff,
                 bounds,
             };

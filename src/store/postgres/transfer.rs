@@ -28,16 +28,19 @@ struct Move {
 const MOVES: &[Move] = &[
     Move {
         table: "sites",
-        // A site's feature is its latest revision's.
+        // A site's feature is its latest revision's; its packed form, where
+        // SQLite keeps one (a live site's), goes along as hex.
         read: concat!(
-            "SELECT s.id, s.revision, s.retired, r.feature, s.created_at, s.updated_at FROM ",
+            "SELECT s.id, s.revision, s.retired, r.feature, s.created_at, s.updated_at,
+                    CASE WHEN s.packed IS NULL THEN NULL ELSE hex(s.packed) END FROM ",
             crate::store::sqlite::current_feature_from!()
         ),
         // The feature is parsed once (`OFFSET 0` keeps the planner from
         // folding the subquery, and the cast, into each use).
-        write: "INSERT INTO sites (id, revision, retired, feature, footprint, created_at, updated_at)
+        write: "INSERT INTO sites (id, revision, retired, feature, footprint, created_at, updated_at,
+                    packed)
                 SELECT c1, c2::bigint, c3 = '1', f, ST_GeomFromGeoJSON(f -> 'geometry')::geography,
-                       c5::timestamptz, c6::timestamptz
+                       c5::timestamptz, c6::timestamptz, decode(c7, 'hex')
                 FROM (SELECT *, c4::jsonb AS f FROM stage OFFSET 0) s",
     },
     Move {

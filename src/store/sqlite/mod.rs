@@ -18,7 +18,7 @@ mod history;
 mod load;
 mod log;
 mod observations;
-mod packed;
+use super::packed;
 mod rtree;
 mod schema;
 mod sites;

@@ -1,4 +1,4 @@
-//! A compact binary form of a site, kept in its row of `sites`, so that opening a
+//! A compact binary form of a site, kept in its row of `sites` by both stores, so that opening a
 //! large catalogue copies bytes instead of parsing text. The GeoJSON stays the
 //! truth: a blob that does not decode is read from the feature instead, and
 //! `sitewatch check` compares the two.
@@ -261,7 +261,7 @@ mod tests {
         all.extend(crate::synth::sites(200, 9));
         all.extend(
             crate::import::parse_sites(
-                include_str!("../../../data/sites.geojson"),
+                include_str!("../../data/sites.geojson"),
                 IdPolicy::Required,
             )
             .unwrap(),
