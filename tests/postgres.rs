@@ -474,3 +474,84 @@ fn gen_loads_a_new_postgres_database_and_refuses_one_that_holds_a_catalogue() {
     assert!(err.contains("already holds a catalogue"), "{err}");
     assert_eq!(count(&mut client, "SELECT count(*) FROM sites"), 300);
 }
+
+/// A certificate authority of the test's own, as PEM, and its issuer.
+fn authority(name: &str) -> rcgen::CertifiedIssuer<'static, rcgen::KeyPair> {
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, name);
+    rcgen::CertifiedIssuer::self_signed(params, rcgen::KeyPair::generate().unwrap()).unwrap()
+}
+
+#[test]
+fn a_server_that_takes_only_tls_is_reached_as_sslmode_says_with_its_certificate_checked() {
+    let ca = authority("sitewatch test authority");
+    let stranger = authority("someone else");
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    let Some(pg) = Cluster::start_tls(&cert.pem(), &key.serialize_pem()) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let ours = dir.path().join("ca.pem");
+    let theirs = dir.path().join("other.pem");
+    std::fs::write(&ours, ca.pem()).unwrap();
+    std::fs::write(&theirs, stranger.pem()).unwrap();
+    let port = pg.tcp_port();
+    let url =
+        |host: &str, query: String| format!("postgresql://postgres@{host}:{port}/postgres?{query}");
+    let root = |f: &Path| format!("sslrootcert={}", f.display());
+    let encrypted = |u: &str| -> Result<bool, String> {
+        let mut c = sitewatch::store::postgres::connect(u).map_err(|e| e.to_string())?;
+        Ok(c.query_one(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .unwrap()
+        .get(0))
+    };
+
+    // Encrypted, the certificate taken as it comes (libpq's require and prefer).
+    assert_eq!(
+        encrypted(&url("localhost", "sslmode=require".into())),
+        Ok(true)
+    );
+    assert_eq!(encrypted(&url("127.0.0.1", String::new())), Ok(true));
+    // The server refuses a connection without TLS.
+    assert!(encrypted(&url("127.0.0.1", "sslmode=disable".into())).is_err());
+    // Checked against our authority, with the name, then the chain only.
+    let full = format!("sslmode=verify-full&{}", root(&ours));
+    assert_eq!(encrypted(&url("localhost", full.clone())), Ok(true));
+    let wrong_name = encrypted(&url("127.0.0.1", full)).unwrap_err();
+    assert!(wrong_name.contains("certificate"), "{wrong_name}");
+    let ca_only = format!("sslmode=verify-ca&{}", root(&ours));
+    assert_eq!(encrypted(&url("127.0.0.1", ca_only)), Ok(true));
+    // Another authority's certificate is not trusted, in any verifying mode.
+    for mode in ["verify-full", "verify-ca", "require"] {
+        let e = encrypted(&url(
+            "localhost",
+            format!("sslmode={mode}&{}", root(&theirs)),
+        ))
+        .unwrap_err();
+        assert!(e.contains("certificate"), "{mode}: {e}");
+    }
+
+    // The real binary, writing a catalogue over a verified connection.
+    let db = url("localhost", format!("sslmode=verify-full&{}", root(&ours)));
+    ok(sitewatch(&[
+        "gen",
+        "--sites",
+        "25",
+        "--out",
+        dir.path().join("gen").to_str().unwrap(),
+        "--db",
+        &db,
+    ]));
+    let mut c = sitewatch::store::postgres::connect(&db).unwrap();
+    assert_eq!(count(&mut c, "SELECT count(*) FROM sites"), 25);
+}

@@ -10,6 +10,8 @@ use std::process::Command;
 pub struct Cluster {
     bin: PathBuf,
     dir: tempfile::TempDir,
+    /// The socket's number, and with TLS the TCP port's on 127.0.0.1.
+    port: u16,
 }
 
 /// Runs a PostgreSQL program: as the `postgres` user when we are root, since
@@ -32,6 +34,50 @@ impl Cluster {
     /// `None`, having said why, where PostgreSQL with PostGIS is not
     /// installed; under CI (where `.ci/run` installs it) that is a failure.
     pub fn start() -> Option<Self> {
+        Self::start_with(5432, "-c listen_addresses=''", |_| {})
+    }
+
+    /// A cluster that also listens on 127.0.0.1, on a free port, to TLS
+    /// connections only (plain TCP is refused by `pg_hba.conf`), with this
+    /// certificate chain and key in PEM.
+    pub fn start_tls(cert_pem: &str, key_pem: &str) -> Option<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        Self::start_with(
+            port,
+            "-c listen_addresses=127.0.0.1 -c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key",
+            |data| {
+                std::fs::write(data.join("server.crt"), cert_pem).unwrap();
+                std::fs::write(data.join("server.key"), key_pem).unwrap();
+                std::fs::write(
+                    data.join("pg_hba.conf"),
+                    "local all all trust\nhostssl all all 127.0.0.1/32 trust\nhostnossl all all 127.0.0.1/32 reject\n",
+                )
+                .unwrap();
+                for f in ["server.crt", "server.key", "pg_hba.conf"] {
+                    let _ = Command::new("chown")
+                        .arg("postgres")
+                        .arg(data.join(f))
+                        .status();
+                }
+                Command::new("chmod")
+                    .arg("600")
+                    .arg(data.join("server.key"))
+                    .status()
+                    .unwrap();
+            },
+        )
+    }
+
+    /// The server's TCP address, for a cluster from [`Cluster::start_tls`].
+    pub fn tcp_port(&self) -> u16 {
+        self.port
+    }
+
+    fn start_with(port: u16, options: &str, prepare: impl FnOnce(&Path)) -> Option<Self> {
         let bin = std::fs::read_dir("/usr/lib/postgresql")
             .ok()
             .and_then(|d| d.filter_map(|e| e.ok()).map(|e| e.path().join("bin")).max())
@@ -73,6 +119,7 @@ impl Cluster {
             "initdb: {}",
             String::from_utf8_lossy(&ok.stderr)
         );
+        prepare(&data);
         let ok = as_pg(&bin.join("pg_ctl"))
             .arg("-D")
             .arg(&data)
@@ -81,7 +128,7 @@ impl Cluster {
             .arg("-w")
             .arg("-o")
             .arg(format!(
-                "-p 5432 -k {} -c listen_addresses='' -c fsync=off",
+                "-p {port} -k {} {options} -c fsync=off",
                 dir.path().display()
             ))
             .arg("start")
@@ -89,10 +136,11 @@ impl Cluster {
             .unwrap();
         assert!(
             ok.status.success(),
-            "pg_ctl: {}",
-            String::from_utf8_lossy(&ok.stderr)
+            "pg_ctl: {} {}",
+            String::from_utf8_lossy(&ok.stderr),
+            std::fs::read_to_string(dir.path().join("log")).unwrap_or_default()
         );
-        Some(Self { bin, dir })
+        Some(Self { bin, dir, port })
     }
 
     /// A connection string for the cluster's `postgres` database.
@@ -116,14 +164,16 @@ impl Cluster {
 
     fn conninfo(&self, dbname: &str) -> String {
         format!(
-            "host={} port=5432 user=postgres dbname={dbname}",
-            self.dir.path().display()
+            "host={} port={} user=postgres dbname={dbname}",
+            self.dir.path().display(),
+            self.port
         )
     }
 
     fn postgres_url_of(&self, dbname: &str) -> String {
         format!(
-            "postgresql://postgres@localhost:5432/{dbname}?host={}",
+            "postgresql://postgres@localhost:{}/{dbname}?host={}",
+            self.port,
             self.dir.path().display()
         )
     }
@@ -201,6 +251,7 @@ impl Cluster {
         Cluster {
             bin: self.bin.clone(),
             dir,
+            port: 5432,
         }
     }
 }

@@ -18,6 +18,7 @@ mod observations;
 mod schema;
 mod sites;
 mod store;
+mod tls;
 mod transfer;
 mod wkb;
 
@@ -33,7 +34,7 @@ pub use schema::CURRENT_VERSION;
 pub use store::PgStore;
 pub use transfer::{Transferred, transfer};
 
-use postgres::{Client, NoTls};
+use postgres::Client;
 
 /// Why working with a PostgreSQL database failed.
 #[derive(Debug, thiserror::Error)]
@@ -83,7 +84,12 @@ fn describe(e: &postgres::Error) -> String {
             Some(detail) => format!("{} ({detail})", db.message()),
             None => db.message().to_owned(),
         },
-        None => e.to_string(),
+        // The cause (a refused certificate, an unreachable host) is in the
+        // error's source.
+        None => match std::error::Error::source(e) {
+            Some(cause) => format!("{e}: {cause}"),
+            None => e.to_string(),
+        },
     }
 }
 
@@ -92,9 +98,10 @@ pub fn is_postgres_url(db: &str) -> bool {
     db.starts_with("postgres://") || db.starts_with("postgresql://")
 }
 
-/// Connects to the database a URL or `key=value` connection string names.
+/// Connects to the database a URL or `key=value` connection string names,
+/// over TLS as its `sslmode` and `sslrootcert` say (see `tls.rs`).
 pub fn connect(url: &str) -> Result<Client, PgError> {
-    Client::connect(url, NoTls).map_err(|e| PgError::Connect(describe(&e)))
+    tls::connect(url)
 }
 
 /// A connection string for logs and messages: the password left out.
