@@ -541,6 +541,10 @@ fn a_server_that_takes_only_tls_is_reached_as_sslmode_says_with_its_certificate_
         assert!(e.contains("certificate"), "{mode}: {e}");
     }
 
+    // On the local socket there is no TLS, whatever sslmode says, as with libpq.
+    let socket = format!("{}&sslmode=verify-full&{}", pg.postgres_url(), root(&ours));
+    assert_eq!(encrypted(&socket), Ok(false));
+
     // The real binary, writing a catalogue over a verified connection.
     let db = url("localhost", format!("sslmode=verify-full&{}", root(&ours)));
     ok(sitewatch(&[

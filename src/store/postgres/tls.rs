@@ -7,7 +7,7 @@
 
 use super::PgError;
 use percent_encoding::percent_decode_str;
-use postgres::config::SslMode;
+use postgres::config::{Host, SslMode};
 use postgres::{Client, Config, NoTls};
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -92,16 +92,17 @@ impl Target {
             match conn.split_once('?') {
                 None => conn.to_owned(),
                 Some((base, query)) => {
-                    let mut kept = Vec::new();
+                    let mut kept: Vec<String> = Vec::new();
                     for pair in query.split('&') {
                         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
                         let v = percent_decode_str(v).decode_utf8_lossy();
                         if !take(k, &v)? {
-                            kept.push(pair);
+                            kept.push(pair.to_owned());
                         }
                     }
+                    let base = host_overridden(base, &mut kept);
                     if kept.is_empty() {
-                        base.to_owned()
+                        base
                     } else {
                         format!("{base}?{}", kept.join("&"))
                     }
@@ -194,6 +195,35 @@ impl Target {
     }
 }
 
+/// A URL's hosts, when its query names `host` too: libpq connects to the
+/// query's (`postgresql://u@localhost:5433/db?host=/run/pg` is the socket in
+/// `/run/pg`), where the `postgres` crate would try both. The URL's port
+/// goes along unless the query names one.
+fn host_overridden(base: &str, query: &mut Vec<String>) -> String {
+    if !query.iter().any(|p| p.starts_with("host=")) {
+        return base.to_owned();
+    }
+    let (scheme, after) = base.split_once("://").unwrap_or(("postgresql", base));
+    let end = after.find('/').unwrap_or(after.len());
+    let (authority, path) = after.split_at(end);
+    let (user, hosts) = match authority.rsplit_once('@') {
+        Some((user, hosts)) => (format!("{user}@"), hosts),
+        None => (String::new(), authority),
+    };
+    let port = hosts
+        .split(',')
+        .next()
+        .and_then(|h| h.rsplit_once(':'))
+        .map(|(_, p)| p)
+        .filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    if let Some(port) = port
+        && !query.iter().any(|p| p.starts_with("port="))
+    {
+        query.push(format!("port={port}"));
+    }
+    format!("{scheme}://{user}{path}")
+}
+
 /// Connects as the string says, TLS included.
 pub(super) fn connect(conn: &str) -> Result<Client, PgError> {
     let target = Target::parse(conn)?;
@@ -201,12 +231,25 @@ pub(super) fn connect(conn: &str) -> Result<Client, PgError> {
         .rest
         .parse()
         .map_err(|e: postgres::Error| bad(e.to_string()))?;
+    // PostgreSQL speaks no TLS on a local socket, and libpq ignores sslmode
+    // there; a socket's path is no name to check a certificate against.
+    let sockets_only = !config.get_hosts().is_empty()
+        && config
+            .get_hosts()
+            .iter()
+            .all(|h| matches!(h, Host::Unix(_)));
     config.ssl_mode(match target.mode {
+        _ if sockets_only => SslMode::Disable,
         Mode::Disable => SslMode::Disable,
         Mode::Prefer => SslMode::Prefer,
         Mode::Require | Mode::VerifyCa | Mode::VerifyFull => SslMode::Require,
     });
-    let client = match target.connector()? {
+    let connector = if sockets_only {
+        None
+    } else {
+        target.connector()?
+    };
+    let client = match connector {
         None => config.connect(NoTls),
         Some(tls) => config.connect(tls),
     };
@@ -335,6 +378,17 @@ mod tests {
         let t = parsed("postgres://db/sites?sslmode=disable");
         assert_eq!(t.rest, "postgres://db/sites");
         assert_eq!(t.mode, Mode::Disable);
+    }
+
+    #[test]
+    fn a_host_in_the_query_replaces_the_urls_as_in_libpq() {
+        let t = parsed("postgresql://postgres@localhost:5433/nodes?host=/tmp/x&sslmode=require");
+        assert_eq!(t.rest, "postgresql://postgres@/nodes?host=/tmp/x&port=5433");
+        let c: Config = t.rest.parse().unwrap();
+        assert_eq!(c.get_hosts(), &[Host::Unix("/tmp/x".into())]);
+        assert_eq!(c.get_ports(), &[5433]);
+        let t = parsed("postgres://db.example:5432/s?host=other&port=6000");
+        assert_eq!(t.rest, "postgres:///s?host=other&port=6000");
     }
 
     #[test]
