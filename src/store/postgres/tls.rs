@@ -170,22 +170,23 @@ impl Target {
         let builder = ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
             .map_err(|e| bad(format!("TLS: {e}")))?;
+        let chain = || -> Result<Arc<WebPkiServerVerifier>, PgError> {
+            let roots = Arc::new(self.root_store()?);
+            WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
+                .build()
+                .map_err(|e| bad(format!("TLS: {e}")))
+        };
         let verifier: Arc<dyn ServerCertVerifier> = match self.mode {
             Mode::Disable => return Ok(None),
-            Mode::Prefer | Mode::Require => Arc::new(Unchecked(provider)),
-            Mode::VerifyCa | Mode::VerifyFull => {
-                let webpki = WebPkiServerVerifier::builder_with_provider(
-                    Arc::new(self.root_store()?),
-                    provider,
-                )
-                .build()
-                .map_err(|e| bad(format!("TLS: {e}")))?;
-                if self.mode == Mode::VerifyFull {
-                    webpki
-                } else {
-                    Arc::new(AnyName(webpki))
-                }
-            }
+            Mode::VerifyFull => chain()?,
+            Mode::VerifyCa => Arc::new(AnyName {
+                chain: Some(chain()?),
+                provider,
+            }),
+            Mode::Prefer | Mode::Require => Arc::new(AnyName {
+                chain: None,
+                provider,
+            }),
         };
         let config = builder
             .dangerous()
@@ -256,61 +257,16 @@ pub(super) fn connect(conn: &str) -> Result<Client, PgError> {
     client.map_err(|e| bad(super::describe(&e)))
 }
 
-/// Accepts any certificate, as libpq's `prefer` and `require` do: the
-/// connection is encrypted, and whoever answers is trusted. The handshake's
-/// signatures are still checked against the certificate presented.
+/// A verifier that does not check the name in the server's certificate:
+/// with no authorities, `prefer` and `require` as libpq has them (the
+/// connection is encrypted and whoever answers is trusted); with them,
+/// `verify-ca` (the chain must lead to one). The handshake's signatures are
+/// checked against the certificate presented either way.
 #[derive(Debug)]
-struct Unchecked(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for Unchecked {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
+struct AnyName {
+    chain: Option<Arc<WebPkiServerVerifier>>,
+    provider: Arc<CryptoProvider>,
 }
-
-/// `verify-ca`: the chain must lead to a trusted authority, and the name in
-/// the certificate may be any.
-#[derive(Debug)]
-struct AnyName(Arc<WebPkiServerVerifier>);
 
 impl ServerCertVerifier for AnyName {
     fn verify_server_cert(
@@ -321,10 +277,10 @@ impl ServerCertVerifier for AnyName {
         ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        match self
-            .0
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
-        {
+        let Some(chain) = &self.chain else {
+            return Ok(ServerCertVerified::assertion());
+        };
+        match chain.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
             // The name is checked only once the chain is good.
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
@@ -339,7 +295,8 @@ impl ServerCertVerifier for AnyName {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
+        let algorithms = &self.provider.signature_verification_algorithms;
+        verify_tls12_signature(message, cert, dss, algorithms)
     }
 
     fn verify_tls13_signature(
@@ -348,11 +305,14 @@ impl ServerCertVerifier for AnyName {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
+        let algorithms = &self.provider.signature_verification_algorithms;
+        verify_tls13_signature(message, cert, dss, algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
